@@ -1,0 +1,38 @@
+//! Test hosts like pods, for tests that run against the real parts.
+//!
+//! A [`Lab`] is a private network (a bridge inside a "hub" network
+//! namespace) plus a real Kubernetes control plane (etcd, kube-apiserver,
+//! kube-controller-manager and a fake kubelet, built from the upstream Go
+//! modules by `testenv/`) running in a namespace of its own. Each [`Host`] is
+//! one more network namespace on that bridge with its own non-loopback
+//! address, where a test runs PostgreSQL on :5432 and an agent on :8008, as a
+//! pod would. The machine's own namespace has no route into the lab: it
+//! reaches the API server only through the control plane's loopback proxy.
+//!
+//! # Sharing
+//! `cargo xtask test` starts one lab for the whole run and exports
+//! [`LAB_ENV`]; every test process attaches to it ([`Lab::shared`]). Without
+//! the variable, the first test in a process starts a private lab that dies
+//! with the process.
+//!
+//! # Cleanup
+//! Everything is stopped by pid: a [`Host`] kills the processes inside its
+//! namespace and deletes it on drop (panics included); the control plane
+//! supervisor stops its components when the process that started the lab is
+//! gone; namespaces left by a killed run carry the dead owner's pid in their
+//! name and are swept by the next lab.
+
+mod controlplane;
+mod error;
+mod host;
+mod lab;
+mod netns;
+mod testenv_bin;
+
+pub use controlplane::{ControlPlane, User};
+pub use error::{Error, Result};
+pub use host::Host;
+pub use host::HostInfo;
+pub use lab::{LAB_ENV, Lab, LabInfo, PodSpec, TestNamespace, wait_until};
+pub use netns::sweep_stale;
+pub use testenv_bin::testenv_binary;

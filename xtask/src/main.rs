@@ -1,0 +1,61 @@
+//! `cargo xtask`: developer automation for patroni-rs.
+//!
+//! - `cargo xtask test`: lints, then every test, against one lab (a real
+//!   control plane and test hosts) started for the run and stopped after it.
+//! - `cargo xtask lab up|exec|down`: a lab to poke at by hand.
+
+mod lab;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Developer automation for patroni-rs.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run `cargo fmt --check`, clippy and every test against a fresh lab.
+    Test(test::TestArgs),
+    /// Start, use and stop a lab by hand.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test(args) => test::run(args),
+        Command::Lab(cmd) => lab::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The command line definition is consistent.
+    #[test]
+    fn cli_definition_is_valid() {
+        super::Cli::command().debug_assert();
+    }
+}

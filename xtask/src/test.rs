@@ -1,0 +1,92 @@
+//! `cargo xtask test`: the whole suite, as CI runs it.
+//!
+//! Order: `cargo fmt --check`, clippy with warnings denied, then one lab for
+//! the run (building `testenv` if its sources changed) and `cargo test
+//! --workspace` with [`LAB_ENV`] pointing every test process at that lab.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use patroni_testlab::{LAB_ENV, Lab};
+
+/// `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Skip `cargo fmt --check` and clippy.
+    #[arg(long)]
+    no_lint: bool,
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    cargo_args: Vec<String>,
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    if !is_root() {
+        bail!("the lab creates network namespaces: run as root");
+    }
+    if !args.no_lint {
+        cargo(&["fmt", "--all", "--", "--check"])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    // Compile before the lab starts, so a slow build does not count against
+    // the lab's lifetime and a compile error fails fast.
+    cargo(&["test", "--workspace", "--no-run"])?;
+
+    let started = std::time::Instant::now();
+    let dir = std::env::temp_dir().join(format!("patroni-test-lab-{}", std::process::id()));
+    let lab = Lab::start(&dir, std::process::id() as i32).context("start the lab")?;
+    eprintln!(
+        "xtask: lab up in {:.1}s: kubernetes {} at {}",
+        started.elapsed().as_secs_f64(),
+        lab.controlplane().version,
+        lab.controlplane().server
+    );
+    let status = Command::new(env!("CARGO"))
+        .args(["test", "--workspace"])
+        .args(&args.cargo_args)
+        .env(LAB_ENV, lab.info_path())
+        .status()
+        .context("run cargo test")?;
+    lab.stop();
+    drop(lab);
+    if status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "xtask: tests failed; control plane logs are in {}",
+            dir.join("controlplane/logs").display()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
