@@ -18,11 +18,11 @@ import (
 
 // pki is the key material of one control plane, all under one directory.
 type pki struct {
-	CAFile, CAKeyFile     string
-	CertFile, KeyFile     string // kube-apiserver serving certificate
-	SAKeyFile, SAPubFile  string // service account token signing key pair
-	caCert                *x509.Certificate
-	caKey                 *ecdsa.PrivateKey
+	CAFile, CAKeyFile    string
+	CertFile, KeyFile    string // kube-apiserver serving certificate
+	SAKeyFile, SAPubFile string // service account token signing key pair
+	caCert               *x509.Certificate
+	caKey                *ecdsa.PrivateKey
 }
 
 // writePKI creates a CA, a serving certificate for the API server valid for
