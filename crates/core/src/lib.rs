@@ -1,9 +1,15 @@
 //! The cluster model and HA decision logic of patroni-rs.
 //!
 //! This crate does no I/O: no tokio, no Kubernetes client, no PostgreSQL
-//! driver. What it decides is a pure function of what it is shown, so every
-//! rule can be tested without a cluster.
+//! driver, no clock. What it decides is a pure function of what it is
+//! shown, so every rule can be tested without a cluster.
 
+mod cluster;
+mod lock;
+mod member;
 mod role;
 
+pub use cluster::{Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, SyncState};
+pub use lock::{LEADER_RECORD_KEYS, LockObserver, LockState, Tick};
+pub use member::{Member, MemberData};
 pub use role::{ParseRoleError, Role};

@@ -1,0 +1,210 @@
+//! The Kubernetes clients of the DCS: where the API server is, who we are,
+//! and the timeouts, derived from the settings as Patroni derives them.
+//!
+//! - In a pod (`KUBERNETES_SERVICE_HOST` and the service account token
+//!   present): the service's address, the token (re-read by kube when
+//!   rotated) and `kubernetes.cacert` or the service account CA.
+//! - Elsewhere: the kubeconfig at `$KUBECONFIG` or `~/.kube/config`, with
+//!   context `kubernetes.context` (Patroni's default is `kind-kind`, not the
+//!   current context).
+//! - `bypass_api_service`: the API server's own addresses from
+//!   `default/endpoints/kubernetes`, verified against the in-cluster name
+//!   `kubernetes.default.svc` instead of the IP; a 403 turns the bypass off.
+//!
+//! Two clients: one for requests, with a read timeout of half the retry
+//! budget (Patroni allows two attempts per `retry_timeout`), and one for
+//! watches, which must sit idle for as long as nothing changes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Endpoints;
+use kube::Api;
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::accounting::{CountingLayer, RequestCounter};
+use crate::{Error, Result};
+
+/// Clients and the identity they were built with.
+#[derive(Clone)]
+pub struct Clients {
+    /// For reads and writes (read timeout applies).
+    pub request: kube::Client,
+    /// For watches (no read timeout).
+    pub watch: kube::Client,
+}
+
+/// Timeouts derived from the loop settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// `retry_timeout`: the budget of one operation, retries included.
+    pub retry: Duration,
+}
+
+// === impl Timeouts ===
+
+impl Timeouts {
+    /// One attempt: half the budget (two attempts fit in it).
+    pub fn request(self) -> Duration {
+        self.retry / 2
+    }
+
+    /// Connecting: half an attempt, at least 1 s.
+    pub fn connect(self) -> Duration {
+        (self.request() / 2).max(Duration::from_secs(1))
+    }
+}
+
+/// Where the client configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSource {
+    /// kubeconfig context used outside a cluster.
+    pub context: String,
+    /// CA bundle overriding the service account's, in a cluster.
+    pub cacert: Option<std::path::PathBuf>,
+    /// Go straight to the API server addresses.
+    pub bypass_api_service: bool,
+    /// Explicit kubeconfig path (else `$KUBECONFIG` / `~/.kube/config`).
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// Builds the request and watch clients, counting every request.
+///
+/// # Errors
+/// [`Error::Client`] when neither in-cluster credentials nor the kubeconfig
+/// context can be used.
+pub async fn connect(
+    source: &ClientSource,
+    timeouts: Timeouts,
+    counter: &RequestCounter,
+) -> Result<Clients> {
+    let mut config = base_config(source).await?;
+    config.default_retry = false;
+    config.connect_timeout = Some(timeouts.connect());
+    config.write_timeout = Some(timeouts.request());
+    if let Ok(ua) =
+        http::HeaderValue::from_str(&format!("patroni-rs/{}", env!("CARGO_PKG_VERSION")))
+    {
+        config.headers.push((http::header::USER_AGENT, ua));
+    }
+    if source.bypass_api_service {
+        let probe = build(config.clone(), Some(timeouts.request()), counter)?;
+        match api_server_addresses(&probe).await {
+            Ok(addrs) if !addrs.is_empty() => {
+                let pick = &addrs[jitter_index(addrs.len())];
+                tracing::info!(server = %pick, "bypassing the kubernetes Service");
+                config.cluster_url = pick
+                    .parse()
+                    .map_err(|e| Error::Client(format!("API server address {pick}: {e}")))?;
+                config.tls_server_name = Some("kubernetes.default.svc".into());
+            }
+            Ok(_) => tracing::warn!(
+                "default/endpoints/kubernetes lists no API server; using the Service"
+            ),
+            Err(e) if e.status() == Some(403) => {
+                tracing::warn!(
+                    "bypass_api_service disabled: no permission to read default/endpoints/kubernetes"
+                )
+            }
+            Err(e) => tracing::warn!("failed to {e:#}; using the Service address"),
+        }
+    }
+    Ok(Clients {
+        request: build(config.clone(), Some(timeouts.request()), counter)?,
+        watch: build(config, None, counter)?,
+    })
+}
+
+async fn base_config(source: &ClientSource) -> Result<kube::Config> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists();
+    if in_cluster && source.kubeconfig.is_none() {
+        match kube::Config::incluster() {
+            Ok(mut c) => {
+                if let Some(ca) = &source.cacert {
+                    let pem = std::fs::read(ca).map_err(|e| {
+                        Error::Client(format!("read kubernetes.cacert {}: {e}", ca.display()))
+                    })?;
+                    c.root_cert = Some(pem_certs(&pem)?);
+                    c.root_cert_file = Some(ca.clone());
+                }
+                return Ok(c);
+            }
+            Err(e) => {
+                tracing::warn!("in-cluster configuration unusable ({e}); trying the kubeconfig")
+            }
+        }
+    }
+    let kc = match &source.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|e| Error::Client(format!("read kubeconfig: {e}")))?;
+    let options = KubeConfigOptions {
+        context: Some(source.context.clone()),
+        ..Default::default()
+    };
+    kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| Error::Client(format!("kubeconfig context {:?}: {e}", source.context)))
+}
+
+fn pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Client(format!("kubernetes.cacert: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Client(
+            "kubernetes.cacert: no certificate in the file".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+fn build(
+    mut config: kube::Config,
+    read_timeout: Option<Duration>,
+    counter: &RequestCounter,
+) -> Result<kube::Client> {
+    config.read_timeout = read_timeout;
+    config.reset_reader_on_write = read_timeout.is_some();
+    let builder = ClientBuilder::try_from(config).map_err(|e| Error::Client(e.to_string()))?;
+    Ok(builder.with_layer(&CountingLayer(counter.clone())).build())
+}
+
+/// `https://IP:PORT` of every API server, from `default/endpoints/kubernetes`
+/// (port named `https`, TCP).
+async fn api_server_addresses(client: &kube::Client) -> Result<Vec<String>> {
+    let api: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep = api.get("kubernetes").await.map_err(|source| Error::Api {
+        what: "get default/endpoints/kubernetes".into(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for subset in ep.subsets.unwrap_or_default() {
+        let Some(port) = subset.ports.iter().flatten().find(|p| {
+            p.name.as_deref() == Some("https") && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+        }) else {
+            continue;
+        };
+        for a in subset.addresses.iter().flatten() {
+            let host = if a.ip.contains(':') {
+                format!("[{}]", a.ip)
+            } else {
+                a.ip.clone()
+            };
+            out.push(format!("https://{host}:{}", port.port));
+        }
+    }
+    Ok(out)
+}
+
+fn jitter_index(n: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(n);
+    (h.finish() as usize) % n.max(1)
+}

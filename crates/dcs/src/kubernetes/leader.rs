@@ -1,0 +1,322 @@
+//! The leader lock: acquire, renew, release, each a compare-and-swap on the
+//! leader object's resourceVersion, with Patroni's handling of 409 (read
+//! the object back: an earlier attempt whose answer was lost may in fact
+//! have succeeded).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::annotations::{self as ann, key};
+use super::retry::Retry;
+use super::writes::{Annotations, Method, Subsets};
+use super::{KindObject, KubernetesDcs};
+use crate::Result;
+
+/// Minimum time left to read the object back after a 409.
+const READ_BACK_MIN: Duration = Duration::from_secs(1);
+/// Minimum time left to retry a renewal after reading back.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+
+fn now_iso() -> String {
+    ann::isoformat(jiff::Timestamp::now())
+}
+
+fn all_present(obj: &KindObject, wanted: &Annotations) -> bool {
+    wanted
+        .iter()
+        .all(|(k, v)| obj.annotations.get(k) == v.as_ref())
+}
+
+// === impl KubernetesDcs: the lock ===
+
+impl KubernetesDcs {
+    /// Tries to take the leader lock. `transitions` counts +1 when the lock
+    /// changes hands (including after a release); re-taking one's own lock
+    /// keeps the count and `acquireTime`.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`](crate::Error::Unreachable) when the API cannot be reached within
+    /// `retry_timeout` (a DCS error); a refused write is `Ok(false)`.
+    pub async fn attempt_to_acquire_leader(&self) -> Result<bool> {
+        let inner = &self.inner;
+        let timing = inner.timing();
+        let now = now_iso();
+        let (record, mut version) = {
+            let track = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                track.observer.record().clone(),
+                track.leader_version.clone(),
+            )
+        };
+        let mut a = Annotations::from([
+            (key::LEADER.to_string(), Some(inner.name.clone())),
+            (key::TTL.to_string(), Some(timing.ttl.as_secs().to_string())),
+            (key::RENEW_TIME.to_string(), Some(now.clone())),
+            (key::ACQUIRE_TIME.to_string(), Some(now.clone())),
+            (key::TRANSITIONS.to_string(), Some("0".to_string())),
+        ]);
+        if !record.is_empty() {
+            let mut transitions = record
+                .get(key::TRANSITIONS)
+                .and_then(|t| ann::parse_int(t))
+                .unwrap_or(0);
+            if record.get(key::LEADER) != Some(&inner.name) {
+                transitions += 1;
+            } else {
+                let acquired = record
+                    .get(key::ACQUIRE_TIME)
+                    .filter(|t| !t.is_empty())
+                    .cloned()
+                    .unwrap_or(now);
+                a.insert(key::ACQUIRE_TIME.to_string(), Some(acquired));
+            }
+            a.insert(key::TRANSITIONS.to_string(), Some(transitions.to_string()));
+        }
+        // A newer cached copy whose lock annotations are unchanged (only optime
+        // or slots moved) is a safe base for the CAS.
+        if let (Some(v), Some(cached)) = (&version, inner.kinds.get(&inner.names.leader()))
+            && &cached.resource_version != v
+            && a.keys().all(|k| cached.annotations.get(k) == record.get(k))
+        {
+            version = Some(cached.resource_version.clone());
+        }
+        let retry = Retry::new(timing.retry_timeout, &inner.k8s.retriable_http_codes);
+        let name = inner.names.leader();
+        let result = inner
+            .patch_or_create(
+                &name,
+                &a,
+                version.as_deref(),
+                Method::Auto,
+                Some(&retry),
+                Subsets::Mine,
+            )
+            .await;
+        let ok = match result {
+            Ok(_) => true,
+            Err(e) if e.is_unreachable() => return Err(e),
+            Err(e) if e.status() == Some(409) && version.is_some() && retry.has(READ_BACK_MIN) => {
+                let read = retry
+                    .run("read the leader object", || inner.kinds_api.get_opt(&name))
+                    .await?;
+                match read.map(KindObject::from) {
+                    Some(obj) => {
+                        inner.kinds.set(obj.clone());
+                        Some(obj.resource_version.as_str()) != version.as_deref()
+                            && all_present(&obj, &a)
+                    }
+                    None => false,
+                }
+            }
+            Err(e) => {
+                if e.status() != Some(409) {
+                    tracing::warn!("failed to {e:#}");
+                }
+                false
+            }
+        };
+        if !ok {
+            tracing::info!("could not take out TTL lock");
+        }
+        Ok(ok)
+    }
+
+    /// Renews the lock held by this member, with the leader's status when
+    /// `last_lsn` is given (`optime`, `slots`, `retain_slots`) and the
+    /// failsafe topology when given. `Ok(false)`: the lock is lost.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`](crate::Error::Unreachable) when the API cannot be reached within
+    /// `retry_timeout`: the caller decides (demote, or failsafe).
+    pub async fn update_leader(
+        &self,
+        last_lsn: Option<u64>,
+        slots: Option<&BTreeMap<String, u64>>,
+        retain_slots: Option<&[String]>,
+        failsafe: Option<&BTreeMap<String, String>>,
+    ) -> Result<bool> {
+        let inner = &self.inner;
+        let name = inner.names.leader();
+        let cached = inner.kinds.get(&name);
+        if let Some(c) = &cached
+            && c.annotations.get(key::LEADER) != Some(&inner.name)
+        {
+            return Ok(false);
+        }
+        let timing = inner.timing();
+        let now = now_iso();
+        let record = inner
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observer
+            .record()
+            .clone();
+        let base = cached
+            .as_ref()
+            .map(|c| &c.annotations)
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&record);
+        let mut a = Annotations::from([
+            (key::LEADER.to_string(), Some(inner.name.clone())),
+            (key::TTL.to_string(), Some(timing.ttl.as_secs().to_string())),
+            (key::RENEW_TIME.to_string(), Some(now.clone())),
+            (
+                key::ACQUIRE_TIME.to_string(),
+                Some(
+                    base.get(key::ACQUIRE_TIME)
+                        .filter(|t| !t.is_empty())
+                        .cloned()
+                        .unwrap_or(now),
+                ),
+            ),
+            (
+                key::TRANSITIONS.to_string(),
+                Some(
+                    base.get(key::TRANSITIONS)
+                        .filter(|t| !t.is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| "0".into()),
+                ),
+            ),
+        ]);
+        if let Some(lsn) = last_lsn.filter(|l| *l > 0) {
+            a.insert(key::OPTIME.to_string(), Some(lsn.to_string()));
+            a.insert(
+                key::SLOTS.to_string(),
+                slots.filter(|s| !s.is_empty()).map(ann::compact_json),
+            );
+            a.insert(
+                key::RETAIN_SLOTS.to_string(),
+                retain_slots
+                    .filter(|s| !s.is_empty())
+                    .map(ann::python_default_json),
+            );
+        }
+        if let Some(f) = failsafe {
+            a.insert(
+                key::FAILSAFE.to_string(),
+                (!f.is_empty()).then(|| ann::compact_json(f)),
+            );
+        }
+        let version = cached.map(|c| c.resource_version);
+        // Since Patroni 4.1.1 a transient 403 must not demote the primary.
+        let retry =
+            Retry::new(timing.retry_timeout, &inner.k8s.retriable_http_codes).with_code(403);
+        match inner
+            .patch_or_create(
+                &name,
+                &a,
+                version.as_deref(),
+                Method::Auto,
+                Some(&retry),
+                Subsets::Mine,
+            )
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_unreachable() => return Err(e),
+            Err(e) if e.status() == Some(409) => tracing::warn!("concurrent update of {name}"),
+            Err(e) => {
+                tracing::error!("failed to {e:#}");
+                return Ok(false);
+            }
+        }
+        if !retry.has(READ_BACK_MIN) {
+            return Ok(false);
+        }
+        let Some(obj) = retry
+            .run("read the leader object", || inner.kinds_api.get_opt(&name))
+            .await?
+            .map(KindObject::from)
+        else {
+            return Ok(false);
+        };
+        inner.kinds.set(obj.clone());
+        if obj.annotations.get(key::LEADER) != Some(&inner.name)
+            || Some(&obj.resource_version) == version.as_ref()
+        {
+            return Ok(false);
+        }
+        if all_present(&obj, &a) {
+            return Ok(true);
+        }
+        if !retry.has(RETRY_MIN) {
+            return Ok(false);
+        }
+        match inner
+            .patch_or_create(
+                &name,
+                &a,
+                Some(&obj.resource_version),
+                Method::Auto,
+                Some(&retry),
+                Subsets::Mine,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_unreachable() => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Releases the lock if this member holds it (voluntary: others may take
+    /// it at once), recording `last_lsn` as `optime`. No retry.
+    pub async fn delete_leader(&self, last_lsn: Option<u64>) -> Result<bool> {
+        let inner = &self.inner;
+        let name = inner.names.leader();
+        let Some(cached) = inner
+            .kinds
+            .get(&name)
+            .filter(|c| c.annotations.get(key::LEADER) == Some(&inner.name))
+        else {
+            return Ok(false);
+        };
+        let mut a = Annotations::from([(key::LEADER.to_string(), None)]);
+        if let Some(lsn) = last_lsn.filter(|l| *l > 0) {
+            a.insert(key::OPTIME.to_string(), Some(lsn.to_string()));
+        }
+        let result = inner
+            .patch_or_create(
+                &name,
+                &a,
+                Some(&cached.resource_version),
+                Method::Patch,
+                None,
+                Subsets::Clear,
+            )
+            .await;
+        inner.reset_cluster();
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                tracing::error!("failed to {e:#}");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Records the leader's WAL position at shutdown: unconditional, no retry.
+    pub async fn write_leader_optime(&self, last_lsn: u64) -> Result<bool> {
+        let inner = &self.inner;
+        let a = Annotations::from([(key::OPTIME.to_string(), Some(last_lsn.to_string()))]);
+        match inner
+            .patch_or_create(
+                &inner.names.leader(),
+                &a,
+                None,
+                Method::Patch,
+                None,
+                Subsets::Keep,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                tracing::warn!("failed to {e:#}");
+                Ok(false)
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The Kubernetes DCS, with Patroni 4's exact state layout.
+//!
+//! State lives in annotations of ConfigMaps (default) or Endpoints named
+//! after the scope, members are the pods matching the label selector, and
+//! the leader lock is a compare-and-swap (resourceVersion) write to the
+//! leader object. Reads come from list+watch caches; the view is built by
+//! the pure [`view::build`]; the lock's expiry is judged on the local
+//! monotonic clock ([`patroni_core::LockObserver`]).
+//!
+//! Module map: `names` (object names, labels, selector), `annotations`
+//! (encodings), `objects` (cached shapes), `view` (cluster view), `labels`
+//! (pod role labels), `cache` (list+watch), `client` (credentials,
+//! timeouts), `retry`, `leader` (acquire, renew, release), `writes` (every
+//! other write).
+
+pub mod annotations;
+mod cache;
+mod client;
+mod labels;
+mod leader;
+pub mod names;
+pub mod objects;
+mod retry;
+pub mod view;
+mod writes;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject};
+use patroni_config::KubernetesConfig;
+use patroni_core::{Cluster, LockObserver, LockState};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use self::cache::Cache;
+pub use self::client::ClientSource;
+pub use self::labels::{LabelPatch, labels_match, target_labels};
+pub use self::names::{Mode, Names};
+pub use self::objects::{KindObject, PodObject};
+use crate::accounting::RequestCounter;
+use crate::{Error, Result};
+
+/// Extra time non-holders wait in `watch`, so their cycles trail the leader's.
+const NON_LEADER_EXTRA_WAIT: Duration = Duration::from_millis(500);
+
+/// What the Kubernetes DCS needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Cluster name.
+    pub scope: String,
+    /// This member's name (= its pod's name).
+    pub name: String,
+    /// The `kubernetes` section.
+    pub kubernetes: KubernetesConfig,
+    /// Lock ttl written into the leader object.
+    pub ttl: Duration,
+    /// Budget of one DCS operation, retries included.
+    pub retry_timeout: Duration,
+    /// kubeconfig to use instead of in-cluster credentials or `$KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Loop timings that dynamic configuration can change at run time.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    ttl: Duration,
+    retry_timeout: Duration,
+}
+
+/// The Kubernetes DCS of one member (or of `patronictl`).
+pub struct KubernetesDcs {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    name: String,
+    k8s: KubernetesConfig,
+    names: Names,
+    timing: Mutex<Timing>,
+    client: kube::Client,
+    kinds_api: Api<DynamicObject>,
+    pods_api: Api<Pod>,
+    kinds: Arc<Cache<KindObject>>,
+    pods: Arc<Cache<PodObject>>,
+    /// Leader record observation; written by `get_cluster`, read by acquire.
+    lock: Mutex<LockTrack>,
+    /// The last view built; written by `get_cluster`, read by writes that
+    /// depend on it (touch_member, initialize, manual_failover).
+    last_cluster: Mutex<Option<Cluster>>,
+    /// Warnings of the last view, to log each problem once.
+    last_warnings: Mutex<Vec<String>>,
+    /// Wakes `watch` (leader or config changes).
+    wake: Arc<Notify>,
+    /// Endpoints mode: the `-config` Service still needs creating.
+    config_service_pending: AtomicBool,
+    counter: RequestCounter,
+    /// Origin of the monotonic ticks fed to the lock observer.
+    origin: tokio::time::Instant,
+}
+
+#[derive(Debug, Default)]
+struct LockTrack {
+    observer: LockObserver,
+    /// resourceVersion of the leader object in the last view.
+    leader_version: Option<String>,
+}
+
+// === impl KubernetesDcs ===
+
+impl KubernetesDcs {
+    /// Connects and starts the pod and state-object caches.
+    ///
+    /// # Errors
+    /// [`Error::Client`] when no client configuration is usable.
+    pub async fn start(settings: Settings) -> Result<Self> {
+        let counter = RequestCounter::default();
+        let k = &settings.kubernetes;
+        let source = ClientSource {
+            context: k.context.clone(),
+            cacert: k.cacert.clone(),
+            bypass_api_service: k.bypass_api_service,
+            kubeconfig: settings.kubeconfig.clone(),
+        };
+        let clients = client::connect(
+            &source,
+            client::Timeouts {
+                retry: settings.retry_timeout,
+            },
+            &counter,
+        )
+        .await?;
+        let mode = if k.use_endpoints {
+            Mode::Endpoints
+        } else {
+            Mode::ConfigMaps
+        };
+        let names = Names::new(mode, &settings.scope, &k.labels, &k.scope_label);
+        let resource = match mode {
+            Mode::Endpoints => ApiResource::erase::<Endpoints>(&()),
+            Mode::ConfigMaps => ApiResource::erase::<ConfigMap>(&()),
+        };
+        let ns = k.namespace.as_str();
+        let inner = Arc::new(Inner {
+            name: settings.name.clone(),
+            k8s: k.clone(),
+            names: names.clone(),
+            timing: Mutex::new(Timing {
+                ttl: settings.ttl,
+                retry_timeout: settings.retry_timeout,
+            }),
+            client: clients.request.clone(),
+            kinds_api: Api::namespaced_with(clients.request.clone(), ns, &resource),
+            pods_api: Api::namespaced(clients.request.clone(), ns),
+            kinds: Cache::new(),
+            pods: Cache::new(),
+            lock: Mutex::new(LockTrack::default()),
+            last_cluster: Mutex::new(None),
+            last_warnings: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            config_service_pending: AtomicBool::new(mode == Mode::Endpoints),
+            counter,
+            origin: tokio::time::Instant::now(),
+        });
+        let kinds_watch: Api<DynamicObject> =
+            Api::namespaced_with(clients.watch.clone(), ns, &resource);
+        let pods_watch: Api<Pod> = Api::namespaced(clients.watch, ns);
+        let wake_rules = WakeRules {
+            leader: names.leader(),
+            config: names.config(),
+            me: settings.name.clone(),
+            wake: inner.wake.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(cache::run(
+                kinds_watch,
+                names.selector.clone(),
+                inner.kinds.clone(),
+                KindObject::from,
+                move |(old, new)| wake_rules.on_change(old, new),
+            )),
+            tokio::spawn(cache::run(
+                pods_watch,
+                names.selector.clone(),
+                inner.pods.clone(),
+                PodObject::from,
+                |_| {},
+            )),
+        ];
+        Ok(KubernetesDcs { inner, tasks })
+    }
+
+    /// Names and labels of this cluster's objects.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    /// Counts of API requests made so far, by verb and resource.
+    pub fn requests(&self) -> &RequestCounter {
+        &self.inner.counter
+    }
+
+    /// Changes the lock ttl and the retry budget (dynamic configuration).
+    pub fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
+        if let Ok(mut t) = self.inner.timing.lock() {
+            *t = Timing { ttl, retry_timeout };
+        }
+    }
+
+    /// Builds the cluster view from the caches, without API calls.
+    ///
+    /// # Errors
+    /// [`Error::NotReady`] when the caches are not ready within `retry_timeout`.
+    pub async fn get_cluster(&self) -> Result<Cluster> {
+        self.inner.get_cluster().await
+    }
+
+    /// Waits up to `timeout` for a change that matters to the HA loop (the
+    /// leader lock changed hands or was renewed by someone else, or the
+    /// configuration changed). Members other than the lock holder wait
+    /// 0.5 s longer, as in Patroni. Returns whether something happened.
+    pub async fn watch(&self, timeout: Duration) -> bool {
+        let holder = self
+            .inner
+            .last_cluster()
+            .and_then(|c| c.leader_name().map(String::from));
+        let timeout = if holder.as_deref() == Some(self.inner.name.as_str()) {
+            timeout
+        } else {
+            timeout + NON_LEADER_EXTRA_WAIT
+        };
+        tokio::time::timeout(timeout, self.inner.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    /// Directly the cached pods (members) and state objects.
+    pub fn cached_objects(&self) -> (BTreeMap<String, KindObject>, BTreeMap<String, PodObject>) {
+        (
+            self.inner.kinds.snapshot().unwrap_or_default(),
+            self.inner.pods.snapshot().unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for KubernetesDcs {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn timing(&self) -> Timing {
+        *self.timing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tick(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn last_cluster(&self) -> Option<Cluster> {
+        self.last_cluster.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn reset_cluster(&self) {
+        if let Ok(mut c) = self.last_cluster.lock() {
+            *c = None;
+        }
+    }
+
+    async fn get_cluster(&self) -> Result<Cluster> {
+        let retry = self.timing().retry_timeout;
+        let deadline = tokio::time::Instant::now() + retry;
+        for cache_ready in [
+            self.pods.wait_ready(retry).await,
+            self.kinds
+                .wait_ready(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await,
+        ] {
+            if !cache_ready {
+                return Err(Error::NotReady(retry));
+            }
+        }
+        let (Some(kinds), Some(pods)) = (self.kinds.snapshot(), self.pods.snapshot()) else {
+            return Err(Error::NotReady(retry));
+        };
+        let leader_obj = kinds.get(&self.names.leader());
+        let lock_state = {
+            let mut track = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            track.leader_version = leader_obj.map(|o| o.resource_version.clone());
+            match leader_obj {
+                Some(o) => track
+                    .observer
+                    .observe(&o.annotations, self.tick(), self.timing().ttl),
+                None => {
+                    track
+                        .observer
+                        .observe(&BTreeMap::new(), self.tick(), self.timing().ttl);
+                    LockState::Free
+                }
+            }
+        };
+        let view = view::build(&self.names, &kinds, &pods, &lock_state);
+        if let Ok(mut last) = self.last_warnings.lock()
+            && *last != view.warnings
+        {
+            for w in view.warnings.iter().filter(|w| !last.contains(w)) {
+                tracing::warn!("unreadable cluster state, ignored: {w}");
+            }
+            *last = view.warnings.clone();
+        }
+        if let Ok(mut c) = self.last_cluster.lock() {
+            *c = Some(view.cluster.clone());
+        }
+        Ok(view.cluster)
+    }
+}
+
+/// Which state-object changes wake the HA loop (Patroni §4.3): the leader
+/// object's `leader` or the config object's `config` changing (config only
+/// when both old and new are present), or any change of the leader object
+/// whose `leader` is not this member (someone else's renewal).
+struct WakeRules {
+    leader: String,
+    config: String,
+    me: String,
+    wake: Arc<Notify>,
+}
+
+impl WakeRules {
+    fn on_change(&self, old: Option<&KindObject>, new: Option<&KindObject>) {
+        let Some(name) = new.or(old).map(|o| o.name.as_str()) else {
+            return;
+        };
+        let value =
+            |o: Option<&KindObject>, key: &str| o.and_then(|o| o.annotations.get(key).cloned());
+        let wake = if name == self.leader {
+            let (before, after) = (value(old, "leader"), value(new, "leader"));
+            before != after || after.as_deref() != Some(self.me.as_str())
+        } else if name == self.config {
+            let (before, after) = (value(old, "config"), value(new, "config"));
+            before.is_some() && after.is_some() && before != after
+        } else {
+            false
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use patroni_config::{EndpointPort, KubernetesConfig};
+use patroni_dcs::{KubernetesDcs, Settings};
+use patroni_testlab::Lab;
+
+/// Installs a test log writer (once per process).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Labels every test cluster's pods and objects carry (besides the scope label).
+pub fn app_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("application".to_string(), "patroni".to_string())])
+}
+
+/// The `kubernetes` section of a test member, Patroni's defaults otherwise.
+pub fn kubernetes_config(namespace: &str, use_endpoints: bool) -> KubernetesConfig {
+    KubernetesConfig {
+        namespace: namespace.to_string(),
+        labels: app_labels(),
+        scope_label: "cluster-name".into(),
+        role_label: "role".into(),
+        leader_label_value: "primary".into(),
+        follower_label_value: "replica".into(),
+        standby_leader_label_value: "primary".into(),
+        tmp_role_label: None,
+        bootstrap_labels: BTreeMap::new(),
+        use_endpoints,
+        pod_ip: None,
+        ports: vec![EndpointPort {
+            name: Some("postgresql".into()),
+            port: 5432,
+            protocol: None,
+        }],
+        bypass_api_service: false,
+        cacert: None,
+        retriable_http_codes: Vec::new(),
+        context: "testenv".into(),
+    }
+}
+
+/// Starts a DCS for member `name` of `scope` against the lab's API server.
+pub async fn dcs(
+    lab: &Lab,
+    scope: &str,
+    name: &str,
+    k8s: KubernetesConfig,
+    ttl: Duration,
+) -> KubernetesDcs {
+    KubernetesDcs::start(Settings {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        kubernetes: k8s,
+        ttl,
+        retry_timeout: Duration::from_secs(4),
+        kubeconfig: Some(lab.controlplane().kubeconfig.clone()),
+    })
+    .await
+    .expect("start the DCS")
+}
+
+/// Pod labels for a member of `scope`.
+pub fn member_labels(scope: &str) -> BTreeMap<String, String> {
+    let mut l = app_labels();
+    l.insert("cluster-name".into(), scope.into());
+    l
+}

@@ -1,0 +1,155 @@
+//! `patroni`: the HA agent's command line.
+//!
+//! For now it loads and validates the configuration exactly as Patroni 4.x reads it and stops
+//! there: the HA agent itself lands with a later issue. It never pretends to run.
+//!
+//! Exit codes: 0 valid (`--validate-config`), 1 invalid (`--validate-config`, as Patroni), 64
+//! unusable configuration when starting, 69 valid configuration but no agent yet, 2 bad usage.
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::Parser;
+use patroni::{exit, process_env, report};
+use patroni_config::{
+    Config, DcsConfig, Environment, LoadError, Loaded, OsFilesystem, SystemCheckOptions,
+    TcpPortProbe, check_system, load,
+};
+
+const PROGRAM: &str = "patroni";
+
+/// Command-line arguments, matching Patroni's.
+#[derive(Debug, Parser)]
+#[command(
+    name = PROGRAM,
+    version,
+    about = "Patroni-compatible PostgreSQL high-availability agent (patroni-rs)",
+    after_help = "Without CONFIGFILE, the configuration comes from the PATRONI_CONFIGURATION variable, \
+                  or else from PATRONI_* environment variables."
+)]
+struct Cli {
+    /// Patroni configuration file, or a directory of *.yml/*.yaml files merged in name order.
+    configfile: Option<PathBuf>,
+    /// Validate the configuration (including ports, data directory and binaries) and exit.
+    #[arg(long)]
+    validate_config: bool,
+    /// Ignore `listen` ports already in use. Only with --validate-config.
+    #[arg(short = 'i', long, requires = "validate_config")]
+    ignore_listen_port: bool,
+    /// Print the local configuration (with environment overrides) as YAML. Only with
+    /// --validate-config.
+    #[arg(short = 'p', long = "print", requires = "validate_config")]
+    print: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = process_env::snapshot();
+    let code = if cli.validate_config {
+        validate(&cli, &env)
+    } else {
+        start(&cli, &env)
+    };
+    ExitCode::from(code)
+}
+
+/// `patroni --validate-config [FILE]`.
+fn validate(cli: &Cli, env: &Environment) -> u8 {
+    let Some(loaded) = load_or_report(cli, env) else {
+        return exit::INVALID;
+    };
+    if let Some(message) = unsupported_dcs(&loaded.config) {
+        eprintln!("{PROGRAM}: {message}");
+        return exit::INVALID;
+    }
+    let options = SystemCheckOptions {
+        ignore_listen_port: cli.ignore_listen_port,
+    };
+    let problems = check_system(&loaded.config, &OsFilesystem, &TcpPortProbe, env, options);
+    if !problems.is_empty() {
+        let _ = report::write_problems(&mut std::io::stderr().lock(), PROGRAM, &problems);
+        return exit::INVALID;
+    }
+    if cli.print
+        && let Err(e) = print_yaml(&loaded)
+    {
+        eprintln!("{PROGRAM}: failed to {e:#}");
+        return exit::INVALID;
+    }
+    exit::OK
+}
+
+/// `patroni [FILE]`: load and validate, then refuse to go further until the agent exists.
+fn start(cli: &Cli, env: &Environment) -> u8 {
+    let Some(loaded) = load_or_report(cli, env) else {
+        return exit::USAGE;
+    };
+    if let Some(message) = unsupported_dcs(&loaded.config) {
+        eprintln!("{PROGRAM}: {message}");
+        return exit::USAGE;
+    }
+    let config = &loaded.config;
+    eprintln!(
+        "{PROGRAM}: the configuration of member {:?} in cluster {:?} is valid, but the HA agent is not \
+         implemented yet; not starting",
+        config.name, config.scope
+    );
+    exit::UNAVAILABLE
+}
+
+/// Loads the configuration, printing warnings, and every problem when it fails.
+fn load_or_report(cli: &Cli, env: &Environment) -> Option<Loaded> {
+    let stderr = &mut std::io::stderr().lock();
+    match load(cli.configfile.as_deref(), env) {
+        Ok(loaded) => {
+            let _ = report::write_warnings(stderr, PROGRAM, &loaded.warnings);
+            Some(loaded)
+        }
+        Err(LoadError::Invalid(invalid)) => {
+            let _ = report::write_warnings(stderr, PROGRAM, &invalid.warnings);
+            let _ = report::write_problems(stderr, PROGRAM, &invalid.errors);
+            None
+        }
+        Err(LoadError::Source(e)) => {
+            let _ = writeln!(stderr, "{PROGRAM}: failed to {:#}", anyhow::Error::from(e));
+            None
+        }
+    }
+}
+
+/// The refusal message for a DCS other than Kubernetes.
+fn unsupported_dcs(config: &Config) -> Option<String> {
+    match &config.dcs {
+        DcsConfig::Kubernetes(_) => None,
+        DcsConfig::Unsupported { kind, .. } => Some(format!(
+            "the \"{kind}\" DCS is not supported yet; patroni-rs supports kubernetes"
+        )),
+    }
+}
+
+fn print_yaml(loaded: &Loaded) -> anyhow::Result<()> {
+    let yaml = serde_yaml_ng::to_string(&loaded.raw).context("render the configuration as YAML")?;
+    std::io::stdout()
+        .write_all(yaml.as_bytes())
+        .context("write the configuration to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The clap definition is consistent.
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    /// -i and -p only make sense with --validate-config.
+    #[test]
+    fn validation_flags_require_validate_config() {
+        assert!(Cli::try_parse_from(["patroni", "-i", "x.yml"]).is_err());
+        assert!(Cli::try_parse_from(["patroni", "--validate-config", "-i", "-p", "x.yml"]).is_ok());
+    }
+}
