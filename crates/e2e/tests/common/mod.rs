@@ -75,3 +75,79 @@ pub fn member_labels(scope: &str) -> BTreeMap<String, String> {
     l.insert("cluster-name".into(), scope.into());
     l
 }
+
+/// The Python virtualenv holding Patroni (created by `.ci/run`).
+pub fn venv() -> std::path::PathBuf {
+    let cache = std::env::var_os("PATRONI_RS_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/patroni-rs")
+        });
+    let venv = cache.join("venv");
+    assert!(
+        venv.join("bin/patronictl").exists(),
+        "Patroni's Python package is missing: python3 -m venv {0} && {0}/bin/pip install -r crates/e2e/py/requirements.txt",
+        venv.display()
+    );
+    venv
+}
+
+/// Runs a command and returns its stdout, failing the test with its stderr.
+pub fn run_ok(what: &str, cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `patroni_peer.py SUBCOMMAND --kubeconfig … --namespace NS --scope SCOPE [--use-endpoints]`.
+pub fn peer(
+    lab: &Lab,
+    sub: &str,
+    namespace: &str,
+    scope: &str,
+    use_endpoints: bool,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(venv().join("bin/python"));
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/py/patroni_peer.py"))
+        .arg(sub)
+        .arg("--kubeconfig")
+        .arg(&lab.controlplane().kubeconfig)
+        .args([
+            "--context",
+            "testenv",
+            "--namespace",
+            namespace,
+            "--scope",
+            scope,
+        ]);
+    if use_endpoints {
+        cmd.arg("--use-endpoints");
+    }
+    cmd
+}
+
+/// Python `patronictl -c CFG ARGS…` for `scope` in `namespace`.
+pub fn patronictl(
+    lab: &Lab,
+    dir: &std::path::Path,
+    namespace: &str,
+    scope: &str,
+    use_endpoints: bool,
+) -> std::process::Command {
+    let cfg = dir.join(format!("patronictl-{scope}.yml"));
+    let text = format!(
+        "scope: {scope}\nkubernetes:\n  namespace: {namespace}\n  labels:\n    application: patroni\n  scope_label: cluster-name\n  use_endpoints: {use_endpoints}\n  context: testenv\n"
+    );
+    std::fs::write(&cfg, text).expect("write patronictl config");
+    let mut cmd = std::process::Command::new(venv().join("bin/patronictl"));
+    cmd.env("KUBECONFIG", &lab.controlplane().kubeconfig)
+        .arg("-c")
+        .arg(cfg);
+    cmd
+}
