@@ -316,3 +316,116 @@ async fn lock_race_renew_release_expiry_in_configmaps_mode() {
 async fn lock_race_renew_release_expiry_in_endpoints_mode() {
     lock_race(true).await;
 }
+
+async fn wakes(use_endpoints: bool) {
+    init_tracing();
+    let lab = Lab::shared();
+    let ns = lab
+        .namespace(if use_endpoints {
+            "t30-wake-ep"
+        } else {
+            "t30-wake-cm"
+        })
+        .await
+        .expect("namespace");
+    let scope = "wake";
+    let mut hosts = Vec::new();
+    for i in 0..2 {
+        let host = lab.host(&format!("w{i}")).expect("host");
+        lab.pod(
+            &ns.client,
+            &ns.name,
+            &host,
+            PodSpec {
+                name: format!("m{i}"),
+                labels: member_labels(scope),
+                service_account: None,
+            },
+        )
+        .await
+        .expect("pod");
+        hosts.push(host);
+    }
+    let m0 = dcs(
+        lab,
+        scope,
+        "m0",
+        kubernetes_config(&ns.name, use_endpoints),
+        Duration::from_secs(30),
+    )
+    .await;
+    let m1 = dcs(
+        lab,
+        scope,
+        "m1",
+        kubernetes_config(&ns.name, use_endpoints),
+        Duration::from_secs(30),
+    )
+    .await;
+    m0.get_cluster().await.expect("view");
+    m1.get_cluster().await.expect("view");
+    assert!(
+        m0.set_config_value(r#"{"ttl":30}"#, None)
+            .await
+            .expect("config")
+    );
+    // Let the config creation's own event pass before watching.
+    while m1.watch(Duration::from_millis(300)).await {}
+    let long = Duration::from_secs(30);
+    {
+        tracing::info!("--- the lock changing hands wakes the other member at once");
+        let start = tokio::time::Instant::now();
+        let (woke, acquired) = tokio::join!(m1.watch(long), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            m0.attempt_to_acquire_leader().await
+        });
+        assert!(acquired.expect("acquire"));
+        assert!(
+            woke && start.elapsed() < Duration::from_secs(5),
+            "woke={woke} after {:?}",
+            start.elapsed()
+        );
+    }
+    {
+        tracing::info!("--- someone else's renewal wakes a member; one's own renewal does not");
+        m0.get_cluster().await.expect("view");
+        m1.get_cluster().await.expect("view");
+        while m0.watch(Duration::from_millis(300)).await {}
+        while m1.watch(Duration::from_millis(300)).await {}
+        let (own, other, renewed) =
+            tokio::join!(m0.watch(Duration::from_secs(2)), m1.watch(long), async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                m0.update_leader(Some(5), None, None, None).await
+            });
+        assert!(renewed.expect("renew"));
+        assert!(other, "the replica wakes on the leader's renewal");
+        assert!(!own, "the holder is not woken by its own renewal");
+    }
+    {
+        tracing::info!("--- a configuration change wakes members");
+        while m1.watch(Duration::from_millis(300)).await {}
+        let start = tokio::time::Instant::now();
+        let (woke, set) = tokio::join!(m1.watch(long), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            m0.set_config_value(r#"{"ttl":40}"#, None).await
+        });
+        assert!(set.expect("config"));
+        assert!(
+            woke && start.elapsed() < Duration::from_secs(5),
+            "woke={woke} after {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+/// ConfigMaps mode: watch events wake the HA loop on leader and config changes.
+#[tokio::test]
+async fn leader_and_config_changes_wake_members_in_configmaps_mode() {
+    wakes(false).await;
+}
+
+/// Endpoints mode: the same.
+#[tokio::test]
+async fn leader_and_config_changes_wake_members_in_endpoints_mode() {
+    wakes(true).await;
+}

@@ -129,6 +129,25 @@ impl ControlPlane {
         netns::alive(self.supervisor_pid)
     }
 
+    /// Writes a kubeconfig like the admin one (same server, CA and context
+    /// `testenv`) but authenticating with `token`, for a process that must
+    /// act as a restricted identity.
+    pub fn write_kubeconfig(&self, token: &str, path: &Path) -> Result<()> {
+        let mut kc = Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|e| Error::ControlPlane(format!("read kubeconfig: {e}")))?;
+        for auth in &mut kc.auth_infos {
+            if let Some(info) = auth.auth_info.as_mut() {
+                info.token = Some(token.to_string().into());
+            }
+        }
+        // JSON is YAML: every kubeconfig reader accepts it.
+        let data = serde_json::to_vec_pretty(&kc).map_err(|source| Error::Parse {
+            path: path.into(),
+            source,
+        })?;
+        std::fs::write(path, data).map_err(Error::io("write", path))
+    }
+
     /// A client with the admin identity, from the machine's own namespace.
     pub async fn admin_client(&self) -> Result<kube::Client> {
         self.client_with_token(&self.admin_token).await

@@ -2,7 +2,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Api;
+use kube::api::PostParams;
 
 use patroni_config::{EndpointPort, KubernetesConfig};
 use patroni_dcs::{KubernetesDcs, Settings};
@@ -49,7 +55,76 @@ pub fn kubernetes_config(namespace: &str, use_endpoints: bool) -> KubernetesConf
     }
 }
 
-/// Starts a DCS for member `name` of `scope` against the lab's API server.
+/// The least-privilege Role of a mode, exactly as shipped in `deploy/rbac/`.
+pub fn shipped_role(use_endpoints: bool) -> Role {
+    let file = if use_endpoints {
+        "endpoints-mode.yaml"
+    } else {
+        "configmaps-mode.yaml"
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/rbac")
+        .join(file);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// A kubeconfig for an identity that holds only the shipped Role of the
+/// mode in `namespace`: the DCS under test gets no more rights than a
+/// deployment would.
+pub async fn restricted_kubeconfig(lab: &Lab, namespace: &str, use_endpoints: bool) -> PathBuf {
+    let cp = lab.controlplane();
+    // testenv-user-00 is the members' identity in every test namespace.
+    let user = &cp.users[0];
+    let admin = cp.admin_client().await.expect("admin client");
+    let pp = PostParams::default();
+    let role = shipped_role(use_endpoints);
+    let role_name = role
+        .metadata
+        .name
+        .clone()
+        .expect("the shipped Role has a name");
+    match Api::<Role>::namespaced(admin.clone(), namespace)
+        .create(&pp, &role)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create role: {e}"),
+    }
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "patroni-members"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user.name}],
+    }))
+    .expect("binding");
+    match Api::<RoleBinding>::namespaced(admin, namespace)
+        .create(&pp, &binding)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create role binding: {e}"),
+    }
+    let path = lab.info().dir.join(format!("{namespace}.kubeconfig"));
+    cp.write_kubeconfig(&user.token, &path)
+        .expect("write kubeconfig");
+    // The authorizer's cache takes a moment to see a new binding.
+    let client = cp.client_with_token(&user.token).await.expect("client");
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    patroni_testlab::wait_until(
+        Duration::from_secs(10),
+        "the binding takes effect".into(),
+        || async { pods.list(&Default::default()).await.ok().map(|_| ()) },
+    )
+    .await
+    .expect("restricted identity can list pods");
+    path
+}
+
+/// Starts a DCS for member `name` of `scope` against the lab's API server,
+/// as an identity holding only the shipped Role of the mode.
 pub async fn dcs(
     lab: &Lab,
     scope: &str,
@@ -57,13 +132,14 @@ pub async fn dcs(
     k8s: KubernetesConfig,
     ttl: Duration,
 ) -> KubernetesDcs {
+    let kubeconfig = restricted_kubeconfig(lab, &k8s.namespace, k8s.use_endpoints).await;
     KubernetesDcs::start(Settings {
         scope: scope.to_string(),
         name: name.to_string(),
         kubernetes: k8s,
         ttl,
         retry_timeout: Duration::from_secs(4),
-        kubeconfig: Some(lab.controlplane().kubeconfig.clone()),
+        kubeconfig: Some(kubeconfig),
     })
     .await
     .expect("start the DCS")
