@@ -108,6 +108,24 @@ async fn patronictl_reads_our_cluster(use_endpoints: bool) {
                 .expect("renew")
         );
     }
+    if use_endpoints {
+        tracing::info!("--- the headless config Service guards the config Endpoints");
+        let svcs: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(ns.client.clone(), &ns.name);
+        let svc = svcs
+            .get(&format!("{scope}-config"))
+            .await
+            .expect("config service");
+        assert_eq!(svc.spec.and_then(|s| s.cluster_ip).as_deref(), Some("None"));
+        assert_eq!(
+            svc.metadata
+                .labels
+                .unwrap_or_default()
+                .get("cluster-name")
+                .map(String::as_str),
+            Some(scope)
+        );
+    }
     {
         tracing::info!("--- every member publishes its status");
         for (i, node) in nodes.iter().enumerate() {

@@ -103,7 +103,7 @@ async fn custom_role_labels_and_tmp_role_label_are_applied() {
     cfg.leader_label_value = "master".into();
     cfg.follower_label_value = "secondary".into();
     cfg.tmp_role_label = Some("tmp_role".into());
-    let _nodes = touch_all(
+    let nodes = touch_all(
         lab,
         scope,
         &cfg,
@@ -144,6 +144,33 @@ async fn custom_role_labels_and_tmp_role_label_are_applied() {
             .expect("status JSON")
     };
     assert_eq!(status, data("replica", "running"));
+    {
+        tracing::info!("--- publishing the same data again sends nothing");
+        let api: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+        let before = api.get("m1").await.expect("pod").metadata.resource_version;
+        let patches = |n: &KubernetesDcs| {
+            n.requests()
+                .snapshot()
+                .get(&("patch".to_string(), "pods".to_string()))
+                .copied()
+        };
+        let sent = patches(&nodes[1]);
+        assert!(
+            nodes[1]
+                .touch_member(&data("replica", "running"))
+                .await
+                .expect("touch")
+        );
+        assert_eq!(
+            patches(&nodes[1]),
+            sent,
+            "no PATCH for unchanged data and labels"
+        );
+        assert_eq!(
+            api.get("m1").await.expect("pod").metadata.resource_version,
+            before
+        );
+    }
 }
 
 /// Addresses the Service `svc` routes to, once they settle on `want`.

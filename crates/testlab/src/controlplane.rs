@@ -129,11 +129,17 @@ impl ControlPlane {
         netns::alive(self.supervisor_pid)
     }
 
-    /// Writes a kubeconfig like the admin one (same server, CA and context
-    /// `testenv`) but authenticating with `token`, for a process that must
-    /// act as a restricted identity.
-    pub fn write_kubeconfig(&self, token: &str, path: &Path) -> Result<()> {
-        let mut kc = Kubeconfig::read_from(&self.kubeconfig)
+    /// Writes a kubeconfig like the admin one (CA, context `testenv`) but
+    /// authenticating with `token`, for a process that must act as a
+    /// restricted identity. `inside_lab` picks the server address that
+    /// works from a host's namespace instead of the machine's.
+    pub fn write_kubeconfig(&self, token: &str, path: &Path, inside_lab: bool) -> Result<()> {
+        let base = if inside_lab {
+            &self.lab_kubeconfig
+        } else {
+            &self.kubeconfig
+        };
+        let mut kc = Kubeconfig::read_from(base)
             .map_err(|e| Error::ControlPlane(format!("read kubeconfig: {e}")))?;
         for auth in &mut kc.auth_infos {
             if let Some(info) = auth.auth_info.as_mut() {

@@ -32,6 +32,11 @@ pub struct Clients {
     pub request: kube::Client,
     /// For watches (no read timeout).
     pub watch: kube::Client,
+    /// The API server URL in use.
+    pub server: String,
+    /// Whether requests go straight to an API server (`bypass_api_service`
+    /// in effect) rather than through the configured address.
+    pub bypassing: bool,
 }
 
 /// Timeouts derived from the loop settings.
@@ -87,6 +92,7 @@ pub async fn connect(
     {
         config.headers.push((http::header::USER_AGENT, ua));
     }
+    let mut bypassing = false;
     if source.bypass_api_service {
         let probe = build(config.clone(), Some(timeouts.request()), counter)?;
         match api_server_addresses(&probe).await {
@@ -97,6 +103,7 @@ pub async fn connect(
                     .parse()
                     .map_err(|e| Error::Client(format!("API server address {pick}: {e}")))?;
                 config.tls_server_name = Some("kubernetes.default.svc".into());
+                bypassing = true;
             }
             Ok(_) => tracing::warn!(
                 "default/endpoints/kubernetes lists no API server; using the Service"
@@ -109,9 +116,12 @@ pub async fn connect(
             Err(e) => tracing::warn!("failed to {e:#}; using the Service address"),
         }
     }
+    let server = config.cluster_url.to_string();
     Ok(Clients {
         request: build(config.clone(), Some(timeouts.request()), counter)?,
         watch: build(config, None, counter)?,
+        server,
+        bypassing,
     })
 }
 

@@ -101,6 +101,8 @@ struct Inner {
     /// Endpoints mode: the `-config` Service still needs creating.
     config_service_pending: AtomicBool,
     counter: RequestCounter,
+    /// API server URL in use, and whether the bypass is in effect.
+    server: (String, bool),
     /// Origin of the monotonic ticks fed to the lock observer.
     origin: tokio::time::Instant,
 }
@@ -166,6 +168,7 @@ impl KubernetesDcs {
             wake: Arc::new(Notify::new()),
             config_service_pending: AtomicBool::new(mode == Mode::Endpoints),
             counter,
+            server: (clients.server.clone(), clients.bypassing),
             origin: tokio::time::Instant::now(),
         });
         let kinds_watch: Api<DynamicObject> =
@@ -204,6 +207,12 @@ impl KubernetesDcs {
     /// Counts of API requests made so far, by verb and resource.
     pub fn requests(&self) -> &RequestCounter {
         &self.inner.counter
+    }
+
+    /// The API server URL in use, and whether `bypass_api_service` is in
+    /// effect (false when it was turned off, e.g. by a 403).
+    pub fn api_server(&self) -> (&str, bool) {
+        (&self.inner.server.0, self.inner.server.1)
     }
 
     /// Changes the lock ttl and the retry budget (dynamic configuration).

@@ -73,10 +73,17 @@ pub fn shipped_role(use_endpoints: bool) -> Role {
 /// A kubeconfig for an identity that holds only the shipped Role of the
 /// mode in `namespace`: the DCS under test gets no more rights than a
 /// deployment would.
-pub async fn restricted_kubeconfig(lab: &Lab, namespace: &str, use_endpoints: bool) -> PathBuf {
+pub async fn restricted_kubeconfig(
+    lab: &Lab,
+    namespace: &str,
+    use_endpoints: bool,
+    inside_lab: bool,
+    user: usize,
+) -> PathBuf {
     let cp = lab.controlplane();
-    // testenv-user-00 is the members' identity in every test namespace.
-    let user = &cp.users[0];
+    // testenv-user-00 is the members' identity in every test namespace;
+    // other indexes are for tests that need a second identity.
+    let user = &cp.users[user];
     let admin = cp.admin_client().await.expect("admin client");
     let pp = PostParams::default();
     let role = shipped_role(use_endpoints);
@@ -94,7 +101,7 @@ pub async fn restricted_kubeconfig(lab: &Lab, namespace: &str, use_endpoints: bo
         Err(e) => panic!("create role: {e}"),
     }
     let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "patroni-members"},
+        "metadata": {"name": format!("patroni-{}", user.name)},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user.name}],
     }))
@@ -107,8 +114,12 @@ pub async fn restricted_kubeconfig(lab: &Lab, namespace: &str, use_endpoints: bo
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => panic!("create role binding: {e}"),
     }
-    let path = lab.info().dir.join(format!("{namespace}.kubeconfig"));
-    cp.write_kubeconfig(&user.token, &path)
+    let suffix = if inside_lab { "-lab" } else { "" };
+    let path = lab
+        .info()
+        .dir
+        .join(format!("{namespace}-{}{suffix}.kubeconfig", user.name));
+    cp.write_kubeconfig(&user.token, &path, inside_lab)
         .expect("write kubeconfig");
     // The authorizer's cache takes a moment to see a new binding.
     let client = cp.client_with_token(&user.token).await.expect("client");
@@ -132,7 +143,7 @@ pub async fn dcs(
     k8s: KubernetesConfig,
     ttl: Duration,
 ) -> KubernetesDcs {
-    let kubeconfig = restricted_kubeconfig(lab, &k8s.namespace, k8s.use_endpoints).await;
+    let kubeconfig = restricted_kubeconfig(lab, &k8s.namespace, k8s.use_endpoints, false, 0).await;
     KubernetesDcs::start(Settings {
         scope: scope.to_string(),
         name: name.to_string(),
