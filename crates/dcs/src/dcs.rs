@@ -1,0 +1,128 @@
+//! The DCS as the HA loop sees it: one narrow trait, implemented by the
+//! Kubernetes DCS and by an in-memory fake for tests of the agent.
+//!
+//! Results follow Patroni's conventions: `Ok(false)` is a refused operation
+//! (someone else holds the lock, a compare-and-swap lost), an
+//! [`Error`](crate::Error) that [`is_unreachable`](crate::Error::is_unreachable)
+//! means the DCS could not be reached within `retry_timeout`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use patroni_core::{Cluster, MemberData};
+
+use crate::Result;
+
+/// What a lock holder publishes with a renewal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaderStatusUpdate {
+    /// Current WAL position; `None` renews the lock only.
+    pub last_lsn: Option<u64>,
+    /// Replication slots `{name: lsn}`.
+    pub slots: Option<BTreeMap<String, u64>>,
+    /// Member slots to retain.
+    pub retain_slots: Option<Vec<String>>,
+    /// Failsafe topology `{member: api_url}` (only with failsafe mode).
+    pub failsafe: Option<BTreeMap<String, String>>,
+}
+
+/// The operations of a DCS the HA loop uses.
+pub trait Dcs: Send + Sync {
+    /// The current cluster view.
+    fn get_cluster(&self) -> impl Future<Output = Result<Cluster>> + Send;
+    /// Tries to take the free leader lock.
+    fn attempt_to_acquire_leader(&self) -> impl Future<Output = Result<bool>> + Send;
+    /// Renews the lock this member holds.
+    fn update_leader(
+        &self,
+        status: &LeaderStatusUpdate,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Releases the lock this member holds.
+    fn delete_leader(&self, last_lsn: Option<u64>) -> impl Future<Output = Result<bool>> + Send;
+    /// Publishes this member's data.
+    fn touch_member(&self, data: &MemberData) -> impl Future<Output = Result<bool>> + Send;
+    /// Bootstrap race (empty `sysid`) or records the system id.
+    fn initialize(&self, sysid: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Cancels a failed bootstrap.
+    fn cancel_initialization(&self) -> impl Future<Output = Result<bool>> + Send;
+    /// Writes the dynamic configuration, conditionally on `version`.
+    fn set_config_value(
+        &self,
+        value: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Writes the timeline history.
+    fn set_history_value(&self, value: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Requests (or, all `None`, clears) a switchover/failover.
+    fn manual_failover(
+        &self,
+        leader: Option<&str>,
+        candidate: Option<&str>,
+        scheduled_at: Option<&str>,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Waits up to `timeout` for a change that matters; true if one came.
+    fn watch(&self, timeout: Duration) -> impl Future<Output = bool> + Send;
+}
+
+// === impl Dcs for KubernetesDcs ===
+
+impl Dcs for crate::KubernetesDcs {
+    async fn get_cluster(&self) -> Result<Cluster> {
+        crate::KubernetesDcs::get_cluster(self).await
+    }
+
+    async fn attempt_to_acquire_leader(&self) -> Result<bool> {
+        crate::KubernetesDcs::attempt_to_acquire_leader(self).await
+    }
+
+    async fn update_leader(&self, s: &LeaderStatusUpdate) -> Result<bool> {
+        crate::KubernetesDcs::update_leader(
+            self,
+            s.last_lsn,
+            s.slots.as_ref(),
+            s.retain_slots.as_deref(),
+            s.failsafe.as_ref(),
+        )
+        .await
+    }
+
+    async fn delete_leader(&self, last_lsn: Option<u64>) -> Result<bool> {
+        crate::KubernetesDcs::delete_leader(self, last_lsn).await
+    }
+
+    async fn touch_member(&self, data: &MemberData) -> Result<bool> {
+        crate::KubernetesDcs::touch_member(self, data).await
+    }
+
+    async fn initialize(&self, sysid: &str) -> Result<bool> {
+        crate::KubernetesDcs::initialize(self, sysid).await
+    }
+
+    async fn cancel_initialization(&self) -> Result<bool> {
+        crate::KubernetesDcs::cancel_initialization(self).await
+    }
+
+    async fn set_config_value(&self, value: &str, version: Option<&str>) -> Result<bool> {
+        crate::KubernetesDcs::set_config_value(self, value, version).await
+    }
+
+    async fn set_history_value(&self, value: &str) -> Result<bool> {
+        crate::KubernetesDcs::set_history_value(self, value).await
+    }
+
+    async fn manual_failover(
+        &self,
+        leader: Option<&str>,
+        candidate: Option<&str>,
+        scheduled_at: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<bool> {
+        crate::KubernetesDcs::manual_failover(self, leader, candidate, scheduled_at, version).await
+    }
+
+    async fn watch(&self, timeout: Duration) -> bool {
+        crate::KubernetesDcs::watch(self, timeout).await
+    }
+}

@@ -1,0 +1,378 @@
+//! An in-memory DCS for tests of the agent: several members share one
+//! [`MemoryStore`], each through its own [`MemoryDcs`] handle.
+//!
+//! It keeps Patroni's semantics where the HA loop can tell: the lock
+//! expires `ttl` after its last write (on tokio's clock, so tests can pause
+//! and advance time), compare-and-swap on versions, `transitions` counting,
+//! and a watch woken by lock and config changes. Faults are injected with
+//! [`MemoryStore::set_reachable`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use patroni_core::{
+    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, Member, MemberData,
+};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::dcs::{Dcs, LeaderStatusUpdate};
+use crate::{Error, Result};
+
+/// The shared state of one in-memory cluster.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<StoreInner>,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    version: u64,
+    reachable_denied: bool,
+    leader: Option<LockState>,
+    leader_version: u64,
+    transitions: u64,
+    status: LeaderStatus,
+    initialize: Option<String>,
+    config: Option<(u64, String)>,
+    history: Option<String>,
+    failover: Option<Failover>,
+    members: BTreeMap<String, (u64, MemberData)>,
+}
+
+#[derive(Debug, Clone)]
+struct LockState {
+    holder: String,
+    expires: Instant,
+}
+
+/// One member's handle on a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryDcs {
+    store: MemoryStore,
+    name: String,
+    ttl: Duration,
+}
+
+// === impl MemoryStore ===
+
+impl MemoryStore {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A handle for member `name`, whose lock writes last `ttl`.
+    pub fn member(&self, name: &str, ttl: Duration) -> MemoryDcs {
+        MemoryDcs {
+            store: self.clone(),
+            name: name.to_string(),
+            ttl,
+        }
+    }
+
+    /// Makes every operation fail as unreachable (`false`) or work again.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.lock().reachable_denied = !reachable;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.inner.changed.notify_waiters();
+    }
+}
+
+// === impl State ===
+
+impl State {
+    fn bump(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    fn holder(&self, now: Instant) -> Option<&str> {
+        self.leader
+            .as_ref()
+            .filter(|l| l.expires >= now)
+            .map(|l| l.holder.as_str())
+    }
+
+    fn view(&self, now: Instant) -> Cluster {
+        let members: Vec<Member> = self
+            .members
+            .iter()
+            .map(|(n, (v, d))| Member {
+                name: n.clone(),
+                version: v.to_string(),
+                data: d.clone(),
+            })
+            .collect();
+        let name = self.holder(now).unwrap_or("").to_string();
+        let leader = (self.leader_version > 0).then(|| Leader {
+            version: self.leader_version.to_string(),
+            member: members
+                .iter()
+                .find(|m| !name.is_empty() && m.name == name)
+                .cloned(),
+            name,
+        });
+        let config = self.config.as_ref().map(|(v, text)| {
+            let data = match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => Default::default(),
+            };
+            ClusterConfig {
+                version: v.to_string(),
+                modify_version: Some(v.to_string()),
+                data,
+            }
+        });
+        let history = self.history.as_ref().map(|h| History {
+            version: self.version.to_string(),
+            lines: serde_json::from_str(h).unwrap_or_default(),
+        });
+        Cluster {
+            initialize: self.initialize.clone(),
+            config,
+            leader,
+            status: self.status.clone(),
+            members,
+            failover: self.failover.clone(),
+            history,
+            ..Default::default()
+        }
+    }
+}
+
+// === impl MemoryDcs ===
+
+impl MemoryDcs {
+    fn guard(&self) -> Result<MutexGuard<'_, State>> {
+        let s = self.store.lock();
+        if s.reachable_denied {
+            return Err(Error::NotReady(Duration::ZERO));
+        }
+        Ok(s)
+    }
+}
+
+impl Dcs for MemoryDcs {
+    async fn get_cluster(&self) -> Result<Cluster> {
+        Ok(self.guard()?.view(Instant::now()))
+    }
+
+    async fn attempt_to_acquire_leader(&self) -> Result<bool> {
+        let now = Instant::now();
+        let mut s = self.guard()?;
+        if s.holder(now).is_some() {
+            return Ok(false);
+        }
+        let previous = s.leader.as_ref().map(|l| l.holder.clone());
+        if s.leader_version > 0 && previous.as_deref() != Some(self.name.as_str()) {
+            s.transitions += 1;
+        }
+        s.leader = Some(LockState {
+            holder: self.name.clone(),
+            expires: now + self.ttl,
+        });
+        s.leader_version = s.bump();
+        drop(s);
+        self.store.changed();
+        Ok(true)
+    }
+
+    async fn update_leader(&self, status: &LeaderStatusUpdate) -> Result<bool> {
+        let now = Instant::now();
+        let mut s = self.guard()?;
+        if s.holder(now) != Some(self.name.as_str()) {
+            return Ok(false);
+        }
+        s.leader = Some(LockState {
+            holder: self.name.clone(),
+            expires: now + self.ttl,
+        });
+        if let Some(lsn) = status.last_lsn.filter(|l| *l > 0) {
+            s.status.last_lsn = lsn;
+            s.status.slots = status.slots.clone().filter(|x| !x.is_empty());
+            s.status.retain_slots = status.retain_slots.clone().unwrap_or_default();
+        }
+        s.leader_version = s.bump();
+        drop(s);
+        self.store.changed();
+        Ok(true)
+    }
+
+    async fn delete_leader(&self, last_lsn: Option<u64>) -> Result<bool> {
+        let now = Instant::now();
+        let mut s = self.guard()?;
+        if s.holder(now) != Some(self.name.as_str()) {
+            return Ok(false);
+        }
+        s.leader = None;
+        if let Some(lsn) = last_lsn.filter(|l| *l > 0) {
+            s.status.last_lsn = lsn;
+        }
+        s.leader_version = s.bump();
+        drop(s);
+        self.store.changed();
+        Ok(true)
+    }
+
+    async fn touch_member(&self, data: &MemberData) -> Result<bool> {
+        let mut s = self.guard()?;
+        let v = s.bump();
+        s.members.insert(self.name.clone(), (v, data.clone()));
+        Ok(true)
+    }
+
+    async fn initialize(&self, sysid: &str) -> Result<bool> {
+        let mut s = self.guard()?;
+        // The race: only the first empty claim wins; the winner then records the sysid.
+        if sysid.is_empty() && s.initialize.is_some() {
+            return Ok(false);
+        }
+        s.initialize = Some(sysid.to_string());
+        s.bump();
+        Ok(true)
+    }
+
+    async fn cancel_initialization(&self) -> Result<bool> {
+        let mut s = self.guard()?;
+        s.initialize = None;
+        s.bump();
+        Ok(true)
+    }
+
+    async fn set_config_value(&self, value: &str, version: Option<&str>) -> Result<bool> {
+        let mut s = self.guard()?;
+        if let (Some(want), Some((have, _))) = (version, &s.config)
+            && want != have.to_string()
+        {
+            return Ok(false);
+        }
+        let v = s.bump();
+        s.config = Some((v, value.to_string()));
+        drop(s);
+        self.store.changed();
+        Ok(true)
+    }
+
+    async fn set_history_value(&self, value: &str) -> Result<bool> {
+        let mut s = self.guard()?;
+        s.history = Some(value.to_string());
+        s.bump();
+        Ok(true)
+    }
+
+    async fn manual_failover(
+        &self,
+        leader: Option<&str>,
+        candidate: Option<&str>,
+        scheduled_at: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<bool> {
+        let mut s = self.guard()?;
+        if let (Some(want), Some(have)) = (version, &s.failover)
+            && want != have.version
+        {
+            return Ok(false);
+        }
+        let v = s.bump();
+        s.failover = Some(Failover {
+            version: v.to_string(),
+            leader: leader.map(String::from),
+            candidate: candidate.map(String::from),
+            scheduled_at: scheduled_at.map(String::from),
+        });
+        Ok(true)
+    }
+
+    async fn watch(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.store.inner.changed.notified())
+            .await
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    /// Exactly one of several members takes a free lock; it expires ttl
+    /// after the last renewal and then counts a transition.
+    #[tokio::test(start_paused = true)]
+    async fn one_winner_then_expiry_after_ttl() {
+        let store = MemoryStore::new();
+        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
+        assert!(a.attempt_to_acquire_leader().await.expect("reachable"));
+        assert!(!b.attempt_to_acquire_leader().await.expect("reachable"));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(
+            a.update_leader(&LeaderStatusUpdate {
+                last_lsn: Some(7),
+                ..Default::default()
+            })
+            .await
+            .expect("ok")
+        );
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(b.get_cluster().await.expect("ok").leader_name(), Some("a"));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!b.get_cluster().await.expect("ok").is_locked());
+        assert!(
+            !a.update_leader(&LeaderStatusUpdate::default())
+                .await
+                .expect("ok"),
+            "expired lock cannot be renewed"
+        );
+        assert!(b.attempt_to_acquire_leader().await.expect("ok"));
+        let s = store.lock();
+        assert_eq!((s.transitions, s.status.last_lsn), (1, 7));
+    }
+
+    /// Release frees the lock at once; an unreachable store fails as a DCS error.
+    #[tokio::test(start_paused = true)]
+    async fn release_and_unreachable() {
+        let store = MemoryStore::new();
+        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
+        assert!(a.attempt_to_acquire_leader().await.expect("ok"));
+        assert!(
+            !b.delete_leader(None).await.expect("ok"),
+            "only the holder releases"
+        );
+        assert!(a.delete_leader(Some(9)).await.expect("ok"));
+        assert!(b.attempt_to_acquire_leader().await.expect("ok"));
+        store.set_reachable(false);
+        assert!(
+            b.get_cluster()
+                .await
+                .expect_err("unreachable")
+                .is_unreachable()
+        );
+    }
+
+    /// Lock changes wake watchers.
+    #[tokio::test(start_paused = true)]
+    async fn lock_changes_wake_watchers() {
+        let store = MemoryStore::new();
+        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
+        let (woke, _) = tokio::join!(b.watch(Duration::from_secs(10)), async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            a.attempt_to_acquire_leader().await
+        });
+        assert!(woke);
+        assert!(!b.watch(Duration::from_secs(10)).await, "nothing changed");
+    }
+}
