@@ -12,7 +12,7 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod};
 use kube::Api;
 use patroni_dcs::KubernetesDcs;
-use patroni_testlab::{Host, Lab, PodSpec, wait_until};
+use patroni_testlab::{Host, Lab, wait_until};
 
 /// Lock ttl for the test: short, so expiry rounds stay quick.
 const TTL: Duration = Duration::from_secs(3);
@@ -71,21 +71,12 @@ async fn lock_race(use_endpoints: bool) {
     let mut contenders = Vec::new();
     {
         tracing::info!("--- three members, each a pod on its own host");
-        for i in 0..3 {
-            let name = format!("m{i}");
-            let host = lab.host(&name).expect("host");
-            lab.pod(
-                &ns.client,
-                &ns.name,
-                &host,
-                PodSpec {
-                    name: name.clone(),
-                    labels: member_labels(scope),
-                    service_account: None,
-                },
-            )
+        for (i, host) in member_pods(lab, &ns, scope, 3)
             .await
-            .expect("pod");
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("m{i}");
             let dcs = dcs(
                 lab,
                 scope,
@@ -329,23 +320,7 @@ async fn wakes(use_endpoints: bool) {
         .await
         .expect("namespace");
     let scope = "wake";
-    let mut hosts = Vec::new();
-    for i in 0..2 {
-        let host = lab.host(&format!("w{i}")).expect("host");
-        lab.pod(
-            &ns.client,
-            &ns.name,
-            &host,
-            PodSpec {
-                name: format!("m{i}"),
-                labels: member_labels(scope),
-                service_account: None,
-            },
-        )
-        .await
-        .expect("pod");
-        hosts.push(host);
-    }
+    let _hosts = member_pods(lab, &ns, scope, 2).await;
     let m0 = dcs(
         lab,
         scope,

@@ -10,33 +10,10 @@ use std::time::Duration;
 
 use common::*;
 use patroni_core::{MemberData, Role};
-use patroni_dcs::KubernetesDcs;
-use patroni_testlab::{Host, Lab, PodSpec, TestNamespace};
+use patroni_testlab::{Host, Lab};
 use serde_json::{Value, json};
 
 const TTL: Duration = Duration::from_secs(30);
-
-/// Hosts with pods `m0..mN` carrying the cluster's labels.
-async fn members(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -> Vec<Host> {
-    let mut hosts = Vec::new();
-    for i in 0..n {
-        let host = lab.host(&format!("m{i}")).expect("host");
-        lab.pod(
-            &ns.client,
-            &ns.name,
-            &host,
-            PodSpec {
-                name: format!("m{i}"),
-                labels: member_labels(scope),
-                service_account: None,
-            },
-        )
-        .await
-        .expect("pod");
-        hosts.push(host);
-    }
-    hosts
-}
 
 fn member_data(host: &Host, role: &str, lsn: u64) -> MemberData {
     let mut d = MemberData {
@@ -69,7 +46,7 @@ async fn patronictl_reads_our_cluster(use_endpoints: bool) {
         .await
         .expect("namespace");
     let scope = "ours";
-    let hosts = members(lab, &ns, scope, 3).await;
+    let hosts = member_pods(lab, &ns, scope, 3).await;
     let mut nodes = Vec::new();
     for i in 0..3 {
         nodes.push(
@@ -180,19 +157,6 @@ async fn patronictl_reads_our_cluster(use_endpoints: bool) {
     }
 }
 
-async fn wait_for_leader(node: &KubernetesDcs, name: &str) {
-    patroni_testlab::wait_until(
-        Duration::from_secs(10),
-        format!("{name} is leader in the view"),
-        || async {
-            let v = node.get_cluster().await.ok()?;
-            (v.leader_name() == Some(name)).then_some(())
-        },
-    )
-    .await
-    .expect("view shows the leader");
-}
-
 /// ConfigMaps mode: `patronictl list` shows our leader, replicas, states and system id.
 #[tokio::test]
 async fn patronictl_lists_what_our_dcs_wrote_in_configmaps_mode() {
@@ -215,7 +179,7 @@ async fn we_read_patroni_state(use_endpoints: bool, legacy_master: bool) {
     };
     let ns = lab.namespace(prefix).await.expect("namespace");
     let scope = "theirs";
-    let hosts = members(lab, &ns, scope, 3).await;
+    let hosts = member_pods(lab, &ns, scope, 3).await;
     {
         tracing::info!("--- Patroni's own DCS class writes a whole cluster");
         let mut cmd = peer(lab, "write-scenario", &ns.name, scope, use_endpoints);
@@ -322,7 +286,7 @@ async fn lock_passes_between_python_and_rust_members() {
     let lab = Lab::shared();
     let ns = lab.namespace("t31-mixed").await.expect("namespace");
     let scope = "mixed";
-    let hosts = members(lab, &ns, scope, 2).await;
+    let hosts = member_pods(lab, &ns, scope, 2).await;
     let annotations = || async {
         let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
             kube::Api::namespaced(ns.client.clone(), &ns.name);

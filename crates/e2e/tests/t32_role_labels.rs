@@ -16,7 +16,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use patroni_config::KubernetesConfig;
 use patroni_core::MemberData;
 use patroni_dcs::KubernetesDcs;
-use patroni_testlab::{Host, Lab, PodSpec, TestNamespace, wait_until};
+use patroni_testlab::{Lab, TestNamespace, wait_until};
 use serde_json::json;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -38,27 +38,6 @@ async fn pod_labels(ns: &TestNamespace, name: &str) -> BTreeMap<String, String> 
         .metadata
         .labels
         .unwrap_or_default()
-}
-
-async fn start_members(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -> Vec<Host> {
-    let mut hosts = Vec::new();
-    for i in 0..n {
-        let host = lab.host(&format!("m{i}")).expect("host");
-        lab.pod(
-            &ns.client,
-            &ns.name,
-            &host,
-            PodSpec {
-                name: format!("m{i}"),
-                labels: member_labels(scope),
-                service_account: None,
-            },
-        )
-        .await
-        .expect("pod");
-        hosts.push(host);
-    }
-    hosts
 }
 
 /// (Re)starts the agents' DCS with `cfg`, m0 holding the lock, and has each
@@ -97,7 +76,7 @@ async fn custom_role_labels_and_tmp_role_label_are_applied() {
     let lab = Lab::shared();
     let ns = lab.namespace("t32-custom").await.expect("namespace");
     let scope = "custom";
-    let _hosts = start_members(lab, &ns, scope, 3).await;
+    let _hosts = member_pods(lab, &ns, scope, 3).await;
     let mut cfg = kubernetes_config(&ns.name, false);
     cfg.role_label = "spilo-role".into();
     cfg.leader_label_value = "master".into();
@@ -215,7 +194,7 @@ async fn role_label_migration_keeps_the_service_on_the_primary() {
     let lab = Lab::shared();
     let ns = lab.namespace("t32-migrate").await.expect("namespace");
     let scope = "foo";
-    let hosts = start_members(lab, &ns, scope, 2).await;
+    let hosts = member_pods(lab, &ns, scope, 2).await;
     let primary = hosts[0].ip().to_string();
     let roles = [("primary", "running"), ("replica", "running")];
     let mut cfg = kubernetes_config(&ns.name, false);
@@ -302,7 +281,7 @@ async fn corrupt_state_gives_a_view(use_endpoints: bool) {
         .await
         .expect("namespace");
     let scope = "bad";
-    start_members(lab, &ns, scope, 3).await;
+    member_pods(lab, &ns, scope, 3).await;
     {
         tracing::info!("--- foreign writers leave garbage in every annotation we read");
         let labels = member_labels(scope);

@@ -8,42 +8,17 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::Api;
-use kube::api::PostParams;
+use k8s_openapi::api::rbac::v1::Role;
 use patroni_dcs::{KubernetesDcs, Settings};
 use patroni_testlab::{Lab, PodSpec};
 
 /// Grants `user` the shipped bypass Role in namespace `default`.
 async fn allow_bypass(lab: &Lab, user: &str) {
-    let admin = lab.controlplane().admin_client().await.expect("admin");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/rbac/bypass-api-service.yaml");
     let role: Role =
         serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("parse");
-    let pp = PostParams::default();
-    match Api::<Role>::namespaced(admin.clone(), "default")
-        .create(&pp, &role)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create role: {e}"),
-    }
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": format!("bypass-{user}")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patroni-bypass-api-service"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }))
-    .expect("binding");
-    match Api::<RoleBinding>::namespaced(admin, "default")
-        .create(&pp, &binding)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create binding: {e}"),
-    }
+    bind_role(lab, "default", role, user).await;
 }
 
 /// Inside the pod: start the DCS with the bypass on, take the lock, and

@@ -101,6 +101,34 @@ pub struct EndpointPort {
 
 // === impl KubernetesConfig ===
 
+/// Patroni's defaults for an empty `kubernetes:` section (labels empty).
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            labels: BTreeMap::new(),
+            scope_label: DEFAULT_SCOPE_LABEL.to_owned(),
+            role_label: DEFAULT_ROLE_LABEL.to_owned(),
+            leader_label_value: DEFAULT_LEADER_LABEL_VALUE.to_owned(),
+            follower_label_value: DEFAULT_FOLLOWER_LABEL_VALUE.to_owned(),
+            standby_leader_label_value: DEFAULT_STANDBY_LEADER_LABEL_VALUE.to_owned(),
+            tmp_role_label: None,
+            bootstrap_labels: BTreeMap::new(),
+            use_endpoints: false,
+            pod_ip: None,
+            ports: vec![EndpointPort {
+                name: None,
+                port: DEFAULT_PORT,
+                protocol: None,
+            }],
+            bypass_api_service: false,
+            cacert: None,
+            retriable_http_codes: Vec::new(),
+            context: DEFAULT_CONTEXT.to_owned(),
+        }
+    }
+}
+
 impl KubernetesConfig {
     /// Reads the section at `node`; `top_namespace` is the top-level `namespace`, if set.
     pub(crate) fn read(c: &mut Checker, node: &Node<'_>, top_namespace: Option<&str>) -> Self {

@@ -71,31 +71,8 @@ pub fn labels_match(current: &BTreeMap<String, String>, target: &LabelPatch) -> 
 mod tests {
     use super::*;
 
-    use patroni_config::EndpointPort;
-
     fn cfg() -> KubernetesConfig {
-        KubernetesConfig {
-            namespace: "default".into(),
-            labels: BTreeMap::new(),
-            scope_label: "cluster-name".into(),
-            role_label: "role".into(),
-            leader_label_value: "primary".into(),
-            follower_label_value: "replica".into(),
-            standby_leader_label_value: "primary".into(),
-            tmp_role_label: None,
-            bootstrap_labels: BTreeMap::new(),
-            use_endpoints: false,
-            pod_ip: None,
-            ports: vec![EndpointPort {
-                name: None,
-                port: 5432,
-                protocol: None,
-            }],
-            bypass_api_service: false,
-            cacert: None,
-            retriable_http_codes: Vec::new(),
-            context: "kind-kind".into(),
-        }
+        KubernetesConfig::default()
     }
 
     fn l(pairs: &[(&str, Option<&str>)]) -> LabelPatch {

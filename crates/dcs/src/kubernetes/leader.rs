@@ -96,12 +96,8 @@ impl KubernetesDcs {
             Ok(_) => true,
             Err(e) if e.is_unreachable() => return Err(e),
             Err(e) if e.status() == Some(409) && version.is_some() && retry.has(READ_BACK_MIN) => {
-                let read = retry
-                    .run("read the leader object", || inner.kinds_api.get_opt(&name))
-                    .await?;
-                match read.map(KindObject::from) {
+                match self.read_back(&retry).await? {
                     Some(obj) => {
-                        inner.kinds.set(obj.clone());
                         Some(obj.resource_version.as_str()) != version.as_deref()
                             && all_present(&obj, &a)
                     }
@@ -225,14 +221,9 @@ impl KubernetesDcs {
         if !retry.has(READ_BACK_MIN) {
             return Ok(false);
         }
-        let Some(obj) = retry
-            .run("read the leader object", || inner.kinds_api.get_opt(&name))
-            .await?
-            .map(KindObject::from)
-        else {
+        let Some(obj) = self.read_back(&retry).await? else {
             return Ok(false);
         };
-        inner.kinds.set(obj.clone());
         if obj.annotations.get(key::LEADER) != Some(&inner.name)
             || Some(&obj.resource_version) == version.as_ref()
         {
@@ -259,6 +250,21 @@ impl KubernetesDcs {
             Err(e) if e.is_unreachable() => Err(e),
             Err(_) => Ok(false),
         }
+    }
+
+    /// After a 409: reads the leader object straight from the API server
+    /// (the cache may be behind) and stores it in the cache.
+    async fn read_back(&self, retry: &Retry) -> Result<Option<KindObject>> {
+        let inner = &self.inner;
+        let name = inner.names.leader();
+        let obj = retry
+            .run("read the leader object", || inner.kinds_api.get_opt(&name))
+            .await?
+            .map(KindObject::from);
+        if let Some(o) = &obj {
+            inner.kinds.set(o.clone());
+        }
+        Ok(obj)
     }
 
     /// Releases the lock if this member holds it (voluntary: others may take

@@ -12,7 +12,7 @@ use kube::api::PostParams;
 
 use patroni_config::{EndpointPort, KubernetesConfig};
 use patroni_dcs::{KubernetesDcs, Settings};
-use patroni_testlab::Lab;
+use patroni_testlab::{Host, Lab, PodSpec, TestNamespace};
 
 /// Installs a test log writer (once per process).
 pub fn init_tracing() {
@@ -34,24 +34,14 @@ pub fn kubernetes_config(namespace: &str, use_endpoints: bool) -> KubernetesConf
     KubernetesConfig {
         namespace: namespace.to_string(),
         labels: app_labels(),
-        scope_label: "cluster-name".into(),
-        role_label: "role".into(),
-        leader_label_value: "primary".into(),
-        follower_label_value: "replica".into(),
-        standby_leader_label_value: "primary".into(),
-        tmp_role_label: None,
-        bootstrap_labels: BTreeMap::new(),
         use_endpoints,
-        pod_ip: None,
         ports: vec![EndpointPort {
             name: Some("postgresql".into()),
             port: 5432,
             protocol: None,
         }],
-        bypass_api_service: false,
-        cacert: None,
-        retriable_http_codes: Vec::new(),
         context: "testenv".into(),
+        ..KubernetesConfig::default()
     }
 }
 
@@ -70,6 +60,76 @@ pub fn shipped_role(use_endpoints: bool) -> Role {
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
+/// Creates `role` in `namespace` (if absent) and binds it to `user`.
+pub async fn bind_role(lab: &Lab, namespace: &str, role: Role, user: &str) {
+    let admin = lab
+        .controlplane()
+        .admin_client()
+        .await
+        .expect("admin client");
+    let pp = PostParams::default();
+    let role_name = role.metadata.name.clone().expect("the Role has a name");
+    ignore_exists(
+        Api::<Role>::namespaced(admin.clone(), namespace)
+            .create(&pp, &role)
+            .await,
+        "create role",
+    );
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{role_name}-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("binding");
+    ignore_exists(
+        Api::<RoleBinding>::namespaced(admin, namespace)
+            .create(&pp, &binding)
+            .await,
+        "create role binding",
+    );
+}
+
+fn ignore_exists<T>(result: Result<T, kube::Error>, what: &str) {
+    match result {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// Hosts with pods `m0..mN`, Running/Ready at the hosts' addresses and
+/// carrying the labels of `scope`'s members.
+pub async fn member_pods(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -> Vec<Host> {
+    let mut hosts = Vec::new();
+    for i in 0..n {
+        let host = lab.host(&format!("m{i}")).expect("host");
+        let spec = PodSpec {
+            name: format!("m{i}"),
+            labels: member_labels(scope),
+            service_account: None,
+        };
+        lab.pod(&ns.client, &ns.name, &host, spec)
+            .await
+            .expect("pod");
+        hosts.push(host);
+    }
+    hosts
+}
+
+/// Waits until `node`'s view shows `name` holding the lock.
+pub async fn wait_for_leader(node: &KubernetesDcs, name: &str) {
+    patroni_testlab::wait_until(
+        Duration::from_secs(10),
+        format!("{name} is leader in the view"),
+        || async {
+            let v = node.get_cluster().await.ok()?;
+            (v.leader_name() == Some(name)).then_some(())
+        },
+    )
+    .await
+    .expect("view shows the leader");
+}
+
 /// A kubeconfig for an identity that holds only the shipped Role of the
 /// mode in `namespace`: the DCS under test gets no more rights than a
 /// deployment would.
@@ -84,36 +144,8 @@ pub async fn restricted_kubeconfig(
     // testenv-user-00 is the members' identity in every test namespace;
     // other indexes are for tests that need a second identity.
     let user = &cp.users[user];
-    let admin = cp.admin_client().await.expect("admin client");
-    let pp = PostParams::default();
     let role = shipped_role(use_endpoints);
-    let role_name = role
-        .metadata
-        .name
-        .clone()
-        .expect("the shipped Role has a name");
-    match Api::<Role>::namespaced(admin.clone(), namespace)
-        .create(&pp, &role)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create role: {e}"),
-    }
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": format!("patroni-{}", user.name)},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user.name}],
-    }))
-    .expect("binding");
-    match Api::<RoleBinding>::namespaced(admin, namespace)
-        .create(&pp, &binding)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create role binding: {e}"),
-    }
+    bind_role(lab, namespace, role, &user.name).await;
     let suffix = if inside_lab { "-lab" } else { "" };
     let path = lab
         .info()
