@@ -88,6 +88,7 @@ async fn bypass_api_service_from_inside_a_pod() {
             name: "m0".into(),
             kubernetes: k8s,
             ttl: Duration::from_secs(30),
+            loop_wait: Duration::from_secs(10),
             retry_timeout: Duration::from_secs(4),
             kubeconfig: Some(kubeconfig),
         };

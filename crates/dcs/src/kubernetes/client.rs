@@ -11,6 +11,7 @@
 //!   `default/endpoints/kubernetes`, verified against the in-cluster name
 //!   `kubernetes.default.svc` instead of the IP; a 403 turns the bypass off.
 //!
+//! Connections use TCP keepalive tuned like Patroni's ([`Keepalive`]).
 //! Two clients: one for requests, with a read timeout of half the retry
 //! budget (Patroni allows two attempts per `retry_timeout`), and one for
 //! watches, which must sit idle for as long as nothing changes.
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::Api;
-use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::accounting::{CountingLayer, RequestCounter};
@@ -81,6 +81,7 @@ pub struct ClientSource {
 pub async fn connect(
     source: &ClientSource,
     timeouts: Timeouts,
+    keepalive: Keepalive,
     counter: &RequestCounter,
 ) -> Result<Clients> {
     let mut config = base_config(source).await?;
@@ -94,7 +95,7 @@ pub async fn connect(
     }
     let mut bypassing = false;
     if source.bypass_api_service {
-        let probe = build(config.clone(), Some(timeouts.request()), counter)?;
+        let probe = build(config.clone(), Some(timeouts.request()), keepalive, counter)?;
         match api_server_addresses(&probe).await {
             Ok(addrs) if !addrs.is_empty() => {
                 let pick = &addrs[jitter_index(addrs.len())];
@@ -118,8 +119,8 @@ pub async fn connect(
     }
     let server = config.cluster_url.to_string();
     Ok(Clients {
-        request: build(config.clone(), Some(timeouts.request()), counter)?,
-        watch: build(config, None, counter)?,
+        request: build(config.clone(), Some(timeouts.request()), keepalive, counter)?,
+        watch: build(config, None, keepalive, counter)?,
         server,
         bypassing,
     })
@@ -175,14 +176,65 @@ fn pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
 }
 
 fn build(
-    mut config: kube::Config,
+    config: kube::Config,
     read_timeout: Option<Duration>,
+    keepalive: Keepalive,
     counter: &RequestCounter,
 ) -> Result<kube::Client> {
-    config.read_timeout = read_timeout;
-    config.reset_reader_on_write = read_timeout.is_some();
-    let builder = ClientBuilder::try_from(config).map_err(|e| Error::Client(e.to_string()))?;
-    Ok(builder.with_layer(&CountingLayer(counter.clone())).build())
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+
+    let client_err = |e: kube::Error| Error::Client(e.to_string());
+    // kube's default stack, with TCP keepalive on the connector so a dead
+    // connection (a watch in particular) is noticed, as Patroni tunes it.
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_keepalive(Some(keepalive.idle));
+    http.set_keepalive_interval(Some(keepalive.interval));
+    http.set_keepalive_retries(Some(KEEPALIVE_PROBES));
+    let https = config
+        .rustls_https_connector_with_connector(http)
+        .map_err(client_err)?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(read_timeout.is_some());
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().map_err(client_err)?)
+        .layer(config.extra_headers_layer().map_err(client_err)?)
+        .layer(CountingLayer(counter.clone()))
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// Probes before a silent connection counts as dead (Patroni: 3).
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// TCP keepalive of API connections, from the loop timings (Patroni:
+/// idle = loop_wait + retry_timeout, interval = max(1 s, (ttl - idle) / 3)).
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+}
+
+// === impl Keepalive ===
+
+impl Keepalive {
+    /// Patroni's values for these timings.
+    pub fn new(ttl: Duration, loop_wait: Duration, retry_timeout: Duration) -> Self {
+        let idle = loop_wait + retry_timeout;
+        let interval = (ttl.saturating_sub(idle) / 3).max(Duration::from_secs(1));
+        Keepalive { idle, interval }
+    }
 }
 
 /// `https://IP:PORT` of every API server, from `default/endpoints/kubernetes`
@@ -217,4 +269,42 @@ fn jitter_index(n: usize) -> usize {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_usize(n);
     (h.finish() as usize) % n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10) give
+    /// 20 s idle and 3.33 s between probes; short ttls floor at 1 s.
+    #[test]
+    fn keepalive_follows_patroni() {
+        let s = Duration::from_secs;
+        let k = Keepalive::new(s(30), s(10), s(10));
+        assert_eq!(
+            (k.idle, k.interval),
+            (
+                s(20),
+                Duration::from_millis(3333) + Duration::from_nanos(333_333)
+            )
+        );
+        let k = Keepalive::new(s(3), s(1), s(4));
+        assert_eq!((k.idle, k.interval), (s(5), s(1)));
+    }
+
+    /// One attempt gets half the retry budget; connecting half of that, at least 1 s.
+    #[test]
+    fn timeouts_split_the_retry_budget() {
+        let t = Timeouts {
+            retry: Duration::from_secs(10),
+        };
+        assert_eq!(
+            (t.request(), t.connect()),
+            (Duration::from_secs(5), Duration::from_millis(2500))
+        );
+        let t = Timeouts {
+            retry: Duration::from_secs(2),
+        };
+        assert_eq!(t.connect(), Duration::from_secs(1));
+    }
 }

@@ -60,6 +60,8 @@ pub struct Settings {
     pub kubernetes: KubernetesConfig,
     /// Lock ttl written into the leader object.
     pub ttl: Duration,
+    /// HA loop interval (tunes TCP keepalive of API connections).
+    pub loop_wait: Duration,
     /// Budget of one DCS operation, retries included.
     pub retry_timeout: Duration,
     /// kubeconfig to use instead of in-cluster credentials or `$KUBECONFIG`.
@@ -130,14 +132,12 @@ impl KubernetesDcs {
             bypass_api_service: k.bypass_api_service,
             kubeconfig: settings.kubeconfig.clone(),
         };
-        let clients = client::connect(
-            &source,
-            client::Timeouts {
-                retry: settings.retry_timeout,
-            },
-            &counter,
-        )
-        .await?;
+        let keepalive =
+            client::Keepalive::new(settings.ttl, settings.loop_wait, settings.retry_timeout);
+        let timeouts = client::Timeouts {
+            retry: settings.retry_timeout,
+        };
+        let clients = client::connect(&source, timeouts, keepalive, &counter).await?;
         let mode = if k.use_endpoints {
             Mode::Endpoints
         } else {

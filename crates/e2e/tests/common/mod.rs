@@ -181,6 +181,7 @@ pub async fn dcs(
         name: name.to_string(),
         kubernetes: k8s,
         ttl,
+        loop_wait: Duration::from_secs(10),
         retry_timeout: Duration::from_secs(4),
         kubeconfig: Some(kubeconfig),
     })
