@@ -1,0 +1,196 @@
+//! The few settings of the dynamic (DCS) configuration the API decides with, read as
+//! Patroni's `global_config` reads them.
+//!
+//! Patroni answers from the configuration of the cluster view it is looking at when that view
+//! has a valid `/config`, and from the agent's last good configuration otherwise. The agent
+//! passes the latter in [`HaSnapshot::global`](crate::HaSnapshot::global); [`GlobalFlags::resolve`]
+//! picks between them.
+
+use patroni_core::{Cluster, SyncState};
+use serde_json::{Map, Value};
+
+use crate::units::{parse_bool, parse_int};
+
+/// Patroni's default `maximum_lag_on_failover` (1 MiB).
+pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: i64 = 1_048_576;
+
+/// Patroni's default `loop_wait`, in seconds.
+pub const DEFAULT_LOOP_WAIT: u64 = 10;
+
+/// `synchronous_mode` as Patroni interprets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Asynchronous replication (default).
+    #[default]
+    Off,
+    /// `synchronous_mode: on`: named synchronous standbys.
+    On,
+    /// `synchronous_mode: quorum`: quorum commit.
+    Quorum,
+}
+
+/// Settings of the dynamic configuration that change API answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalFlags {
+    /// `pause`: maintenance mode.
+    pub paused: bool,
+    /// `synchronous_mode`, as written (see [`GlobalFlags::is_synchronous_mode`]).
+    pub synchronous_mode: SyncMode,
+    /// `standby_cluster` has a `host`, `port` or `restore_command`.
+    pub standby_cluster: bool,
+    /// `maximum_lag_on_failover` in bytes (default 1 MiB); the default readiness lag limit.
+    pub maximum_lag_on_failover: i64,
+    /// `loop_wait` in seconds (default 10); sets how long a switchover is waited for.
+    pub loop_wait: u64,
+}
+
+// === impl GlobalFlags ===
+
+impl Default for GlobalFlags {
+    fn default() -> Self {
+        Self {
+            paused: false,
+            synchronous_mode: SyncMode::Off,
+            standby_cluster: false,
+            maximum_lag_on_failover: DEFAULT_MAXIMUM_LAG_ON_FAILOVER,
+            loop_wait: DEFAULT_LOOP_WAIT,
+        }
+    }
+}
+
+impl GlobalFlags {
+    /// Reads the flags from a `/config` document; missing or unparsable values take Patroni's
+    /// defaults.
+    pub fn from_data(data: &Map<String, Value>) -> Self {
+        let flag = |key: &str| data.get(key).and_then(parse_bool).unwrap_or(false);
+        let synchronous_mode = match data.get("synchronous_mode") {
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => SyncMode::Quorum,
+            Some(v) if parse_bool(v) == Some(true) => SyncMode::On,
+            _ => SyncMode::Off,
+        };
+        let standby_cluster = data
+            .get("standby_cluster")
+            .and_then(Value::as_object)
+            .is_some_and(|sc| {
+                ["host", "port", "restore_command"]
+                    .iter()
+                    .any(|k| sc.get(*k).is_some_and(python_truthy))
+            });
+        let int = |key: &str| data.get(key).and_then(parse_int);
+        Self {
+            paused: flag("pause"),
+            synchronous_mode,
+            standby_cluster,
+            maximum_lag_on_failover: int("maximum_lag_on_failover")
+                .unwrap_or(DEFAULT_MAXIMUM_LAG_ON_FAILOVER),
+            loop_wait: int("loop_wait")
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(DEFAULT_LOOP_WAIT),
+        }
+    }
+
+    /// The flags of `cluster`'s `/config`, if it holds a valid one (`modify_version` set).
+    pub fn from_cluster(cluster: &Cluster) -> Option<Self> {
+        let config = cluster.config.as_ref()?;
+        config.modify_version.as_ref()?;
+        Some(Self::from_data(&config.data))
+    }
+
+    /// Patroni's `global_config.from_cluster(cluster)`: the view's configuration when valid,
+    /// else `fallback` (the agent's last good configuration).
+    pub fn resolve(cluster: Option<&Cluster>, fallback: &GlobalFlags) -> Self {
+        cluster
+            .and_then(Self::from_cluster)
+            .unwrap_or_else(|| fallback.clone())
+    }
+
+    /// Synchronous replication (on or quorum) is in effect; never in a standby cluster.
+    pub fn is_synchronous_mode(&self) -> bool {
+        self.synchronous_mode != SyncMode::Off && !self.standby_cluster
+    }
+
+    /// Quorum commit is requested.
+    pub fn is_quorum_commit_mode(&self) -> bool {
+        self.synchronous_mode == SyncMode::Quorum
+    }
+}
+
+/// Whether `name` is listed in the `/sync` state (case-insensitively, as PostgreSQL compares
+/// `synchronous_standby_names`). An empty state (no leader) matches nobody.
+pub(crate) fn sync_matches(sync: &SyncState, name: &str) -> bool {
+    sync.leader.as_deref().is_some_and(|l| !l.is_empty())
+        && sync
+            .sync_standby
+            .iter()
+            .any(|s| s.to_lowercase() == name.to_lowercase())
+}
+
+/// Python truthiness of a JSON value.
+fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    /// Patroni's spellings of each setting are understood.
+    #[test]
+    fn reads_patroni_spellings() {
+        let f = GlobalFlags::from_data(&data(json!({
+            "pause": "on", "synchronous_mode": "Quorum", "maximum_lag_on_failover": "100",
+            "loop_wait": 5
+        })));
+        assert!(f.paused);
+        assert!(f.is_synchronous_mode() && f.is_quorum_commit_mode());
+        assert_eq!(f.maximum_lag_on_failover, 100);
+        assert_eq!(f.loop_wait, 5);
+        let f = GlobalFlags::from_data(&data(json!({"synchronous_mode": true})));
+        assert_eq!(f.synchronous_mode, SyncMode::On);
+        assert_eq!(
+            f,
+            GlobalFlags {
+                synchronous_mode: SyncMode::On,
+                ..Default::default()
+            }
+        );
+    }
+
+    /// A standby cluster never runs synchronous replication.
+    #[test]
+    fn standby_cluster_disables_synchronous_mode() {
+        let f = GlobalFlags::from_data(&data(json!({
+            "synchronous_mode": "on", "standby_cluster": {"host": "10.0.0.1", "port": 5432}
+        })));
+        assert!(f.standby_cluster);
+        assert!(!f.is_synchronous_mode());
+        let f = GlobalFlags::from_data(&data(json!({"standby_cluster": {"host": ""}})));
+        assert!(!f.standby_cluster);
+    }
+
+    /// The sync state matches its standbys case-insensitively, and nobody when it has no leader.
+    #[test]
+    fn sync_state_matches_case_insensitively() {
+        let mut sync = SyncState {
+            leader: Some("a".into()),
+            sync_standby: vec!["Pg-1".into()],
+            ..Default::default()
+        };
+        assert!(sync_matches(&sync, "pg-1"));
+        assert!(!sync_matches(&sync, "a"));
+        sync.leader = None;
+        assert!(!sync_matches(&sync, "pg-1"));
+    }
+}

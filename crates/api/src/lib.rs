@@ -1,0 +1,45 @@
+//! The member REST API of patroni-rs: Patroni 4.x's health checks, status document, cluster
+//! information and switchover endpoints, with Patroni's paths, status codes, JSON and
+//! messages, served with axum.
+//!
+//! The agent implements [`Backend`] (status snapshot, cached and fresh cluster views, candidate
+//! probe, `/failover` writes) and serves [`router`] on `restapi.listen` with [`bind`] and
+//! [`serve`]. Which endpoints exist and what each answers is listed in the `server` module
+//! doc; [`FakeBackend`] is the in-memory backend for tests.
+//!
+//! ```no_run
+//! # async fn example(status: patroni_api::NodeStatus) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use patroni_api::{ApiSettings, FakeBackend, HaSnapshot, bind, router, serve};
+//!
+//! let backend = Arc::new(FakeBackend::new(status, HaSnapshot::new(Duration::from_secs(30))));
+//! let app = router(backend, ApiSettings::new("demo", "pg-0"));
+//! let listen = patroni_config::Address { host: "127.0.0.1".into(), port: 8008 };
+//! serve(bind(&listen, 5).await?, app, std::future::pending()).await
+//! # }
+//! ```
+
+mod auth;
+mod backend;
+mod dynamic;
+mod failover;
+mod model;
+mod node;
+mod reply;
+mod routes;
+mod schedule;
+mod server;
+mod units;
+mod url;
+
+pub use auth::{AccessPolicy, Denied, IpNet, ParseIpNetError};
+pub use backend::{
+    Backend, BackendError, FailoverKey, FakeBackend, FakeReaction, FakeState, HaSnapshot,
+};
+pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags, SyncMode};
+pub use model::{
+    ClusterDocument, ClusterView, MemberDocument, Reported, ScheduledSwitchover, StatusDocument,
+};
+pub use node::{NodeStatus, ParamChange, PatroniInfo, ReplicationRow, Xlog};
+pub use server::{ApiSettings, InvalidHeader, bind, router, serve};

@@ -1,0 +1,312 @@
+//! The REST API server: the router, the per-request middleware, binding and serving.
+//!
+//! # Routing
+//! As Patroni: the method and the *first path segment* pick a dedicated handler
+//! (`GET /patroni/anything` is `GET /patroni`). Every other `GET`, `HEAD` or `OPTIONS` is a
+//! health check of the whole path; any other method without a handler is 501.
+//! `HEAD` and `OPTIONS` always run the health check, even on paths with a `GET` handler
+//! (`HEAD /patroni` is the health check of `/patroni`, so 503), and answer with the status only.
+//!
+//! # Endpoints
+//! | request | handler | answer |
+//! |---|---|---|
+//! | `GET /`, `/primary`, `/master`, `/read-write` | `routes::health` | 200 if this member is the primary holding the lock, else 503; body: status document |
+//! | `GET /leader` | `routes::health` | 200 if this member holds the lock (primary or standby leader) |
+//! | `GET /standby-leader`, `/standby_leader` | `routes::health` | 200 if this member holds the lock in a standby cluster |
+//! | `GET /replica?lag=&replication_state=&tag_k=v` | `routes::health` | 200 if a running replica, not `noloadbalance`, within `lag`, matching the filters |
+//! | `GET /read-only` | `routes::health` | 200 if leader (primary or standby leader), else as `/replica` |
+//! | `GET /synchronous`, `/sync` | `routes::health` | 200 if a synchronous standby, as `/replica` |
+//! | `GET /read-only-sync`, `/read-only-synchronous` | `routes::health` | 200 if leader, else as `/sync` |
+//! | `GET /quorum`, `/read-only-quorum` | `routes::health` | as `/sync`, `/read-only-sync`, for quorum standbys |
+//! | `GET /asynchronous`, `/async` | `routes::health` | 200 if neither sync nor quorum standby, as `/replica` |
+//! | `GET /health` | `routes::health` | 200 if PostgreSQL is running |
+//! | `GET` any other path | `routes::health` | 503 with the status document |
+//! | `HEAD`, `OPTIONS` any path | `routes::health` | the health check's status, no body |
+//! | `GET /liveness` | `routes::health` | status only: 200 while the HA loop is on time (`ttl` on a running primary, `2*ttl` otherwise) or paused |
+//! | `GET /readiness?lag=&mode=apply\|write` | `routes::health` | status only: 200 if leader, or a streaming replica within `lag` (default `maximum_lag_on_failover`) |
+//! | `GET /patroni` | `routes::status` | 200 + status document |
+//! | `GET /cluster` | `routes::cluster` | 200 + members, roles, lags (fresh DCS read; 503 if it fails) |
+//! | `GET /history` | `routes::cluster` | 200 + timeline history (`[]` if none) |
+//! | `GET /config` | `routes::cluster` | 200 + dynamic configuration; 502 if there is no valid one |
+//! | `POST /switchover` | `routes::switchover` | switchover now (200 after the leader changed) or scheduled (202); 400/412/422/503 with Patroni's messages |
+//! | `POST /failover` | `routes::switchover` | failover to a candidate, as `/switchover` |
+//! | `DELETE /switchover` | `routes::switchover` | cancels a scheduled switchover: 200, 404 if none, 409 on conflict |
+//! | any other method and path | `routes::health` | 501 `Unsupported method` |
+//!
+//! Unsafe endpoints (`POST`, `DELETE`) pass [`AccessPolicy`] first: 403 / 401.
+//! Not served yet (501 here, unlike Patroni): `PATCH`/`PUT /config`, `POST /restart`,
+//! `DELETE /restart`, `POST /reload`, `POST /reinitialize`, `GET /metrics`, `GET`/`POST
+//! /failsafe`, `POST /mpp`, `POST /sigterm`; and TLS.
+//!
+//! # Guarantees
+//! Every request runs in its own `api` span carrying `scope`, `member`, `method`, `path` and,
+//! once known, `status`. Nothing reachable from a request panics; a stalled backend call
+//! stalls only its request.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get, post};
+use patroni_config::model::restapi::ServerTokens;
+use patroni_config::{Address, RestApiConfig};
+use tokio::net::{TcpListener, TcpSocket};
+use tracing::Instrument as _;
+
+use crate::auth::AccessPolicy;
+use crate::backend::Backend;
+use crate::reply::ReplyKind;
+use crate::routes::{cluster, health, status, switchover};
+
+/// How the server presents itself and whom it lets in.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Cluster name (span field, `/cluster` `scope`).
+    pub scope: String,
+    /// This member's name (span field).
+    pub member: String,
+    /// `Server` header value; `None` sends none (`server_tokens: original`).
+    pub server_header: Option<HeaderValue>,
+    /// `restapi.http_extra_headers`, added to every written answer.
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Who may call the unsafe endpoints.
+    pub access: AccessPolicy,
+}
+
+/// An invalid `http_extra_headers` entry.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid http_extra_headers entry {name:?}")]
+pub struct InvalidHeader {
+    /// The header's configured name.
+    pub name: String,
+}
+
+/// What every handler gets: the backend and the settings.
+pub(crate) struct AppState<B> {
+    /// The agent.
+    pub backend: Arc<B>,
+    /// The server settings.
+    pub settings: Arc<ApiSettings>,
+}
+
+impl<B> Clone for AppState<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+// === impl ApiSettings ===
+
+impl ApiSettings {
+    /// Settings with no `Server` header, no extra headers and open access.
+    pub fn new(scope: impl Into<String>, member: impl Into<String>) -> Self {
+        Self {
+            scope: scope.into(),
+            member: member.into(),
+            server_header: None,
+            extra_headers: Vec::new(),
+            access: AccessPolicy::open(),
+        }
+    }
+
+    /// The settings of a `restapi` section; `version` is the Patroni version reported (for
+    /// `server_tokens: minimal`). Resolves allowlist host names.
+    ///
+    /// # Errors
+    /// [`InvalidHeader`] when an `http_extra_headers` name or value is not valid HTTP.
+    pub async fn try_from_config(
+        cfg: &RestApiConfig,
+        version: &str,
+        scope: impl Into<String>,
+        member: impl Into<String>,
+    ) -> Result<Self, InvalidHeader> {
+        let extra_headers = cfg
+            .http_extra_headers
+            .iter()
+            .map(|(name, value)| {
+                let invalid = || InvalidHeader { name: name.clone() };
+                Ok((
+                    HeaderName::try_from(name.as_str()).map_err(|_| invalid())?,
+                    HeaderValue::try_from(value.as_str()).map_err(|_| invalid())?,
+                ))
+            })
+            .collect::<Result<_, InvalidHeader>>()?;
+        Ok(Self::new(scope, member)
+            .with_server_tokens(cfg.server_tokens, version)
+            .with_extra_headers(extra_headers)
+            .with_access(AccessPolicy::from_config(cfg).await))
+    }
+
+    /// Sets the `Server` header as `restapi.server_tokens` says: `original` sends none,
+    /// `productonly` sends `Patroni`, `minimal` sends `Patroni/<version>`.
+    pub fn with_server_tokens(mut self, tokens: ServerTokens, version: &str) -> Self {
+        self.server_header = match tokens {
+            ServerTokens::Original => None,
+            ServerTokens::ProductOnly => Some(HeaderValue::from_static("Patroni")),
+            ServerTokens::Minimal => HeaderValue::try_from(format!("Patroni/{version}")).ok(),
+        };
+        self
+    }
+
+    /// Sets the headers added to every written answer.
+    pub fn with_extra_headers(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        self.extra_headers = headers;
+        self
+    }
+
+    /// Sets the access policy of the unsafe endpoints.
+    pub fn with_access(mut self, access: AccessPolicy) -> Self {
+        self.access = access;
+        self
+    }
+}
+
+/// The API as an axum router, every endpoint of the module doc, with the per-request span and
+/// response headers.
+pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
+    let settings = Arc::new(settings);
+    let state = AppState {
+        backend,
+        settings: Arc::clone(&settings),
+    };
+    let routes = Router::new();
+    let routes = group(routes, "patroni", get(status::get_patroni::<B>));
+    let routes = group(routes, "cluster", get(cluster::get_cluster::<B>));
+    let routes = group(routes, "history", get(cluster::get_history::<B>));
+    let routes = group(routes, "config", get(cluster::get_config::<B>));
+    let routes = group(routes, "liveness", get(health::liveness::<B>));
+    let routes = group(routes, "readiness", get(health::readiness::<B>));
+    let routes = group(
+        routes,
+        "switchover",
+        post(switchover::post_switchover::<B>).delete(switchover::delete_switchover::<B>),
+    );
+    let routes = group(routes, "failover", post(switchover::post_failover::<B>));
+    routes
+        .fallback(health::fallback::<B>)
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(settings, observe))
+}
+
+/// Routes `/{segment}` and everything below it to `methods`; `HEAD`, `OPTIONS` and methods
+/// without a handler go to the health-check fallback, as in Patroni.
+fn group<B: Backend>(
+    routes: Router<AppState<B>>,
+    segment: &str,
+    methods: MethodRouter<AppState<B>>,
+) -> Router<AppState<B>> {
+    // `get` also answers HEAD unless HEAD has its own handler, set after it.
+    let methods = methods
+        .head(health::fallback::<B>)
+        .fallback(health::fallback::<B>);
+    routes
+        .route(&format!("/{segment}"), methods.clone())
+        .route(&format!("/{segment}/"), methods.clone())
+        .route(&format!("/{segment}/{{*rest}}"), methods)
+}
+
+/// Runs each request in its own span and adds the configured headers to its response.
+async fn observe(
+    State(settings): State<Arc<ApiSettings>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let span = tracing::info_span!(
+        "api",
+        scope = %settings.scope,
+        member = %settings.member,
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+    );
+    async move {
+        let mut response = next.run(request).await;
+        let kind = response.extensions().get::<ReplyKind>().copied();
+        let headers = response.headers_mut();
+        if kind == Some(ReplyKind::Written) {
+            for (name, value) in &settings.extra_headers {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if kind != Some(ReplyKind::StatusOnly)
+            && let Some(server) = &settings.server_header
+        {
+            headers.insert(header::SERVER, server.clone());
+        }
+        let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
+        tracing::debug!(status, "handled request");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Binds `restapi.listen` with `backlog` (`request_queue_size`). An empty host or `*` means
+/// every interface, dual-stack when the system allows, else IPv4.
+///
+/// # Errors
+/// The I/O error of the last address tried, or `AddrNotAvailable` if the host resolves to
+/// nothing.
+pub async fn bind(listen: &Address, backlog: u32) -> io::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = if listen.host.is_empty() || listen.host == "*" {
+        vec![
+            SocketAddr::from(([0u16; 8], listen.port)),
+            SocketAddr::from(([0u8; 4], listen.port)),
+        ]
+    } else {
+        tokio::net::lookup_host((listen.host.as_str(), listen.port))
+            .await?
+            .collect()
+    };
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to bind");
+    for addr in addrs {
+        match bind_one(addr, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Binds one address (reusing it, close-on-exec as Rust sockets always are).
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight. Handlers see the client address (for the allowlist).
+///
+/// TLS will come as a second entry point that wraps accepted connections; the router does
+/// not change.
+///
+/// # Errors
+/// An I/O error of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
