@@ -1,15 +1,20 @@
 //! Where the PostgreSQL programs are (`postgresql.bin_dir`), and which
 //! major version they are.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Debian's location of PostgreSQL 15, the version the project targets first.
 pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
-/// A directory holding `postgres`, `initdb`, `pg_ctl`, `pg_basebackup`, ….
+/// A directory holding `postgres`, `initdb`, `pg_ctl`, `pg_basebackup`, …, and the name each
+/// program has there (`postgresql.bin_name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BinDir(PathBuf);
+pub struct BinDir {
+    dir: PathBuf,
+    names: BTreeMap<String, String>,
+}
 
 /// The PostgreSQL programs could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +44,30 @@ impl BinDir {
     /// The given directory; `None` means `$PATH` lookup, as Patroni does
     /// with an empty `bin_dir`.
     pub fn new(dir: Option<&Path>) -> Self {
-        BinDir(dir.map(Path::to_path_buf).unwrap_or_default())
+        BinDir {
+            dir: dir.map(Path::to_path_buf).unwrap_or_default(),
+            names: BTreeMap::new(),
+        }
+    }
+
+    /// Uses `names` (`postgresql.bin_name`: program → file name) instead of the programs'
+    /// own names.
+    pub fn with_names(mut self, names: BTreeMap<String, String>) -> Self {
+        self.names = names;
+        self
     }
 
     /// Path of program `name` (bare name when searching `$PATH`).
     pub fn program(&self, name: &str) -> PathBuf {
-        if self.0.as_os_str().is_empty() {
-            PathBuf::from(name)
+        let file = self
+            .names
+            .get(name)
+            .filter(|n| !n.is_empty())
+            .map_or(name, String::as_str);
+        if self.dir.as_os_str().is_empty() {
+            PathBuf::from(file)
         } else {
-            self.0.join(name)
+            self.dir.join(file)
         }
     }
 
@@ -105,6 +125,17 @@ mod tests {
             BinDir::new(Some(Path::new("/x"))).program("initdb"),
             PathBuf::from("/x/initdb")
         );
+    }
+
+    /// `bin_name` renames a program; others keep their own name.
+    #[test]
+    fn bin_names_rename_programs() {
+        let bin = BinDir::new(Some(Path::new("/x"))).with_names(BTreeMap::from([(
+            "pg_ctl".to_owned(),
+            "pg_ctl15".to_owned(),
+        )]));
+        assert_eq!(bin.program("pg_ctl"), PathBuf::from("/x/pg_ctl15"));
+        assert_eq!(bin.program("initdb"), PathBuf::from("/x/initdb"));
     }
 
     /// The machine's PostgreSQL 15 reports its version (real binary).

@@ -4,8 +4,9 @@
 //! start time, port, socket directory, first listen address, shared memory
 //! key, and a status word (`starting`, `stopping`, `ready`, `standby`) that
 //! the postmaster rewrites in place. "Ready" for the agent means the status
-//! says `ready` (or `standby` for a hot standby that accepts reads) *and*
-//! the pid is the child it started.
+//! says `ready` (a primary, or a hot standby accepting reads) or `standby` (a
+//! standby with `hot_standby = off`, up but refusing connections), as `pg_ctl
+//! -w` decides, *and* the pid is the child it started.
 
 use std::path::{Path, PathBuf};
 
@@ -16,9 +17,10 @@ pub enum PostmasterStatus {
     Starting,
     /// Shutting down.
     Stopping,
-    /// Accepting connections.
+    /// Accepting connections: a primary, or a hot standby (read-only).
     Ready,
-    /// A hot standby accepting read-only connections.
+    /// A standby with `hot_standby = off`: start-up finished, but it refuses
+    /// connections.
     Standby,
 }
 
@@ -130,8 +132,8 @@ impl PostmasterPid {
         })
     }
 
-    /// Whether the postmaster accepts connections (`ready`, or `standby` for
-    /// a hot standby).
+    /// Whether start-up finished (`ready`, or `standby` for a standby with
+    /// `hot_standby = off`, which refuses connections): `pg_ctl -w`'s criterion.
     pub fn accepts_connections(&self) -> bool {
         matches!(
             self.status,
