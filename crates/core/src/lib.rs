@@ -5,6 +5,7 @@
 //! shown, so every rule can be tested without a cluster.
 
 mod cluster;
+pub mod ha;
 mod lock;
 mod member;
 mod role;

@@ -1,0 +1,13 @@
+//! Unit tests of the HA decision, one file per area of `ha-loop.md`. Each
+//! test drives [`decide`](fn@super::decide) through one cycle with a scripted
+//! runtime ([`fixtures::run`]), checks the invariants after every step, and
+//! asserts the exact queries, actions and message.
+
+mod fixtures;
+mod t10_bootstrap;
+mod t20_leader;
+mod t30_race;
+mod t40_failover;
+mod t50_follower;
+mod t60_outage_pause_shutdown;
+mod t70_invariants;
