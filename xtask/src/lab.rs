@@ -16,6 +16,9 @@ pub enum LabCommand {
     Up(UpArgs),
     /// Run a command on a host: `cargo xtask lab exec member-0 -- ip addr`.
     Exec(ExecArgs),
+    /// Send a signal to every process on a host (default SIGKILL): the way
+    /// to crash a member's agent and PostgreSQL at once.
+    Kill(KillArgs),
     /// Stop everything the lab started (by pid) and remove its namespaces.
     Down(DirArg),
 }
@@ -50,11 +53,24 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
+/// `lab kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Host name (`member-0`, …).
+    host: String,
+    /// Signal name (KILL, TERM, INT, STOP, CONT).
+    #[arg(long, default_value = "KILL")]
+    signal: String,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
 pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LabCommand::Up(args) => up(args),
         LabCommand::Exec(args) => exec(args),
-        LabCommand::Down(args) => down(args),
+        LabCommand::Kill(args) => kill(args),
+        LabCommand::Down(args) => down(&args.dir),
     }
 }
 
@@ -144,16 +160,38 @@ fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
-fn down(args: DirArg) -> anyhow::Result<ExitCode> {
-    let path = args.dir.join("lab.json");
+/// Stops the lab whose state is in `dir`.
+pub fn down(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let path = dir.join("lab.json");
     if !path.exists() {
-        println!("no lab at {}", args.dir.display());
+        println!("no lab at {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     let lab = Lab::open(&path)?;
     lab.stop();
     lab.detach();
     std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
-    println!("lab at {} is down", args.dir.display());
+    println!("lab at {} is down", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::attach(&args.dir.dir.join("lab.json"))?;
+    let Some(info) = lab.info().hosts.iter().find(|h| h.name == args.host) else {
+        bail!("no host {:?} in the lab", args.host);
+    };
+    let signal: nix::sys::signal::Signal = format!("SIG{}", args.signal.trim_start_matches("SIG"))
+        .parse()
+        .with_context(|| format!("unknown signal {:?}", args.signal))?;
+    let host = Host::attach(info.clone());
+    let pids = host.pids();
+    for pid in &pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
+    }
+    println!(
+        "sent {signal} to {} process(es) on {}: {pids:?}",
+        pids.len(),
+        args.host
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,9 @@
 //! - `cargo xtask test`: lints, then every test, against one lab (a real
 //!   control plane and test hosts) started for the run and stopped after it.
 //! - `cargo xtask lab up|exec|down`: a lab to poke at by hand.
+//! - `cargo xtask demo [down]`: a local HA cluster on the lab.
 
+mod demo;
 mod lab;
 mod test;
 
@@ -26,6 +28,8 @@ enum Command {
     /// Start, use and stop a lab by hand.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Start a local 3-member HA cluster (`demo down` stops it).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(args) => test::run(args),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

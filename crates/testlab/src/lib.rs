@@ -22,6 +22,7 @@
 //! gone; namespaces left by a killed run carry the dead owner's pid in their
 //! name and are swept by the next lab.
 
+mod agent;
 mod controlplane;
 mod error;
 mod host;
@@ -29,6 +30,7 @@ mod lab;
 mod netns;
 mod testenv_bin;
 
+pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
 pub use controlplane::{ControlPlane, User};
 pub use error::{Error, Result};
 pub use host::Host;

@@ -1,0 +1,226 @@
+//! Running the `patroni` agent on a lab host, as a pod would: a Patroni
+//! configuration for the member, its data directory owned by the
+//! unprivileged `postgres` user, and the process started inside the host's
+//! network namespace as that user.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use crate::{Error, Host, Result};
+
+/// OS user that runs PostgreSQL and the agent on a host.
+pub const PG_USER: &str = "postgres";
+
+/// What makes one member's configuration.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// Cluster name.
+    pub scope: String,
+    /// Member name (= its pod's name).
+    pub name: String,
+    /// Kubernetes namespace of the cluster's objects and pods.
+    pub namespace: String,
+    /// Endpoints (true) or ConfigMaps mode.
+    pub use_endpoints: bool,
+    /// Selector labels (`kubernetes.labels`).
+    pub labels: BTreeMap<String, String>,
+    /// Lock ttl, loop interval and retry budget (seconds) for `bootstrap.dcs`.
+    pub ttl: u32,
+    /// See `ttl`.
+    pub loop_wait: u32,
+    /// See `ttl`.
+    pub retry_timeout: u32,
+    /// Password of the `postgres` superuser.
+    pub superuser_password: String,
+    /// Password of the `standby` replication user.
+    pub replication_password: String,
+    /// PostgreSQL binaries.
+    pub bin_dir: PathBuf,
+}
+
+// === impl AgentSpec ===
+
+impl AgentSpec {
+    /// A member of `scope` with Patroni's default timings and the lab's
+    /// conventions (labels `application: patroni`, PostgreSQL 15).
+    pub fn new(scope: &str, name: &str, namespace: &str, use_endpoints: bool) -> Self {
+        AgentSpec {
+            scope: scope.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            use_endpoints,
+            labels: BTreeMap::from([("application".to_string(), "patroni".to_string())]),
+            ttl: 30,
+            loop_wait: 10,
+            retry_timeout: 10,
+            superuser_password: "lab-superuser-secret".into(),
+            replication_password: "lab-replication-secret".into(),
+            bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+        }
+    }
+
+    /// The labels the member's pod must carry to be selected.
+    pub fn pod_labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.labels.clone();
+        l.insert("cluster-name".into(), self.scope.clone());
+        l
+    }
+
+    /// The member's Patroni configuration (YAML) for a host at `ip` with
+    /// its files under `dir` (data directory `dir/data`).
+    pub fn render(&self, ip: &str, dir: &Path) -> String {
+        let labels: String = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("\n    {k}: {v}"))
+            .collect();
+        let d = dir.display();
+        format!(
+            r#"scope: {scope}
+name: {name}
+restapi:
+  listen: {ip}:8008
+  connect_address: {ip}:8008
+kubernetes:
+  namespace: {namespace}
+  labels:{labels}
+  use_endpoints: {use_endpoints}
+  pod_ip: {ip}
+  ports:
+    - name: postgresql
+      port: 5432
+  context: testenv
+bootstrap:
+  dcs:
+    ttl: {ttl}
+    loop_wait: {loop_wait}
+    retry_timeout: {retry_timeout}
+    maximum_lag_on_failover: 1048576
+    postgresql:
+      use_pg_rewind: true
+  initdb:
+    - encoding: UTF8
+    - data-checksums
+postgresql:
+  listen: {ip}:5432
+  connect_address: {ip}:5432
+  data_dir: {d}/data
+  bin_dir: {bin_dir}
+  pgpass: {d}/pgpass
+  authentication:
+    superuser:
+      username: postgres
+      password: {su}
+    replication:
+      username: standby
+      password: {repl}
+  pg_hba:
+    - local all all trust
+    - host replication standby 10.213.0.0/16 scram-sha-256
+    - host all all 10.213.0.0/16 scram-sha-256
+  parameters:
+    unix_socket_directories: {d}
+"#,
+            scope = self.scope,
+            name = self.name,
+            namespace = self.namespace,
+            use_endpoints = self.use_endpoints,
+            ttl = self.ttl,
+            loop_wait = self.loop_wait,
+            retry_timeout = self.retry_timeout,
+            bin_dir = self.bin_dir.display(),
+            su = self.superuser_password,
+            repl = self.replication_password,
+        )
+    }
+
+    /// Writes the configuration to `dir/patroni.yml` and prepares `dir`
+    /// (owned by the postgres user, so the agent can create its data
+    /// directory there). Returns the configuration's path.
+    pub fn write(&self, ip: &str, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+        let path = dir.join("patroni.yml");
+        std::fs::write(&path, self.render(ip, dir)).map_err(Error::io("write", &path))?;
+        chown_to_pg_user(dir)?;
+        chown_to_pg_user(&path)?;
+        Ok(path)
+    }
+}
+
+/// Hands `path` to the postgres OS user.
+pub fn chown_to_pg_user(path: &Path) -> Result<()> {
+    let user = nix::unistd::User::from_name(PG_USER)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::Command {
+            what: format!("look up OS user {PG_USER}"),
+            detail: "no such user".into(),
+        })?;
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(|e| Error::Command {
+        what: format!("chown {}", path.display()),
+        detail: e.to_string(),
+    })
+}
+
+// === impl Host: agents ===
+
+impl Host {
+    /// Starts `binary CONFIG` on this host as the postgres user with
+    /// `KUBECONFIG`, output appended to `log`. The returned child's pid is
+    /// the agent's own; dropping the host kills it with everything else.
+    pub fn spawn_agent(
+        &self,
+        binary: &Path,
+        config: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Child> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(Error::io("open", log))?;
+        let err = out.try_clone().map_err(Error::io("clone", log))?;
+        self.command_as(PG_USER, binary)
+            .arg(config)
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", config.parent().unwrap_or(Path::new("/tmp")))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::Command {
+                what: format!("start the agent on {}", self.name()),
+                detail: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered member configuration is a valid Patroni configuration
+    /// with the Kubernetes DCS, as our own loader reads it.
+    #[test]
+    fn rendered_configuration_is_valid_patroni_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = AgentSpec::new("demo", "member-0", "default", true);
+        let path = dir.path().join("patroni.yml");
+        std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
+        let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
+            .expect("valid configuration");
+        let patroni_config::DcsConfig::Kubernetes(k) = &loaded.config.dcs else {
+            panic!("kubernetes DCS")
+        };
+        assert!(k.use_endpoints);
+        assert_eq!(k.context, "testenv");
+        assert_eq!(loaded.config.name, "member-0");
+        assert_eq!(loaded.config.bootstrap.dcs.ttl, 30);
+    }
+}

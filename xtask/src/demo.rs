@@ -1,0 +1,186 @@
+//! `cargo xtask demo`: a 3-member patroni-rs cluster on the local lab (the
+//! embedded default control plane), left running to play with.
+//!
+//! Each member is a lab host with a pod at its address and the `patroni`
+//! agent running inside it as the postgres user. `cargo xtask demo down`
+//! (= `lab down`) stops everything by pid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use patroni_testlab::{AgentSpec, Host, Lab, PodSpec, chown_to_pg_user};
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(subcommand)]
+    command: Option<DemoCommand>,
+    /// Members to start.
+    #[arg(long, default_value_t = 3)]
+    members: u32,
+    /// Keep the cluster state in Endpoints instead of ConfigMaps.
+    #[arg(long)]
+    use_endpoints: bool,
+    /// State directory.
+    #[arg(long, default_value = ".lab")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Stop the demo cluster and its lab.
+    Down,
+}
+
+const SCOPE: &str = "demo";
+const NAMESPACE: &str = "default";
+/// How long the first leader may take to appear.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(DemoCommand::Down) = args.command {
+        return crate::lab::down(&args.dir);
+    }
+    let binary = build_agent()?;
+    let info_path = args.dir.join("lab.json");
+    if info_path.exists() && Lab::attach(&info_path).is_ok() {
+        bail!(
+            "a lab is already running at {}; `cargo xtask demo down` first",
+            args.dir.display()
+        );
+    }
+    let mut lab = Lab::start(&args.dir, 0).context("start the lab")?;
+    let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
+    let members_dir = lab.info().dir.join("members");
+    std::fs::create_dir_all(&members_dir)?;
+    // The agents run as postgres: give them their own copy of the in-lab kubeconfig.
+    let lab_kubeconfig = members_dir.join("kubeconfig");
+    let cp = lab.controlplane();
+    cp.write_kubeconfig(&cp.admin_token, &lab_kubeconfig, true)?;
+    chown_to_pg_user(&lab_kubeconfig)?;
+    let hosts: Vec<Host> = runtime.block_on(async {
+        let client = lab.controlplane().admin_client().await?;
+        let mut hosts = Vec::new();
+        for i in 0..args.members {
+            let name = format!("member-{i}");
+            let spec = AgentSpec::new(SCOPE, &name, NAMESPACE, args.use_endpoints);
+            let host = lab.host(&name)?;
+            lab.pod(
+                &client,
+                NAMESPACE,
+                &host,
+                PodSpec {
+                    name: name.clone(),
+                    labels: spec.pod_labels(),
+                    service_account: None,
+                },
+            )
+            .await?;
+            let dir = members_dir.join(&name);
+            let config = spec.write(host.ip(), &dir)?;
+            let child =
+                host.spawn_agent(&binary, &config, &lab_kubeconfig, &dir.join("patroni.log"))?;
+            println!(
+                "started {name} (pid {}) at {}; log {}",
+                child.id(),
+                host.ip(),
+                dir.join("patroni.log").display()
+            );
+            hosts.push(host);
+        }
+        anyhow::Ok(hosts)
+    })?;
+    chown_to_pg_user(&members_dir)?;
+    let infos: Vec<_> = hosts.into_iter().map(Host::keep).collect();
+    lab.remember_hosts(infos, NAMESPACE)?;
+    let info = lab.detach();
+    let ctl = write_patronictl_config(&info.dir, args.use_endpoints)?;
+    println!("waiting for a leader …");
+    let deadline = std::time::Instant::now() + LEADER_TIMEOUT;
+    loop {
+        match patronictl(&ctl, &info.controlplane.kubeconfig, &["list"]) {
+            Some(table) if table.contains("Leader") && table.contains("running") => {
+                println!("{table}");
+                break;
+            }
+            _ if std::time::Instant::now() > deadline => {
+                eprintln!(
+                    "no leader after {LEADER_TIMEOUT:?}; see the logs under {}",
+                    members_dir.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+    let venv = venv();
+    let k = info.controlplane.kubeconfig.display();
+    println!("The cluster is running. Try:");
+    println!(
+        "  watch it:      KUBECONFIG={k} {}/bin/patronictl -c {} list",
+        venv.display(),
+        ctl.display()
+    );
+    println!(
+        "  switchover:    cargo xtask lab exec member-0 -- curl -s -XPOST http://<primary-ip>:8008/switchover -d '{{\"leader\":\"<primary>\",\"candidate\":\"member-1\"}}'"
+    );
+    println!(
+        "  kill primary:  cargo xtask lab kill <primary>   (SIGKILL to its agent and postmaster), then watch the failover"
+    );
+    println!("  stop:          cargo xtask demo down");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the `patroni` binary and returns its path.
+fn build_agent() -> anyhow::Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "patroni", "--bin", "patroni"])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build -p patroni failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target
+        .join("debug/patroni")
+        .canonicalize()
+        .context("locate the patroni binary")?;
+    Ok(bin)
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("PATRONI_RS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/patroni-rs")
+        })
+        .join("venv")
+}
+
+fn write_patronictl_config(dir: &Path, use_endpoints: bool) -> anyhow::Result<PathBuf> {
+    let path = dir.join("patronictl.yml");
+    let text = format!(
+        "scope: {SCOPE}\nkubernetes:\n  namespace: {NAMESPACE}\n  labels:\n    application: patroni\n  use_endpoints: {use_endpoints}\n  context: testenv\n"
+    );
+    std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Python `patronictl` (the compatibility peer) output, if it is installed and succeeds.
+fn patronictl(config: &Path, kubeconfig: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(venv().join("bin/patronictl"))
+        .env("KUBECONFIG", kubeconfig)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
