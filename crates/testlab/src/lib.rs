@@ -28,6 +28,7 @@ mod error;
 mod host;
 mod lab;
 mod netns;
+mod rbac;
 mod testenv_bin;
 
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
@@ -37,4 +38,5 @@ pub use host::Host;
 pub use host::HostInfo;
 pub use lab::{LAB_ENV, Lab, LabInfo, PodSpec, TestNamespace, wait_until};
 pub use netns::sweep_stale;
+pub use rbac::{member_role, shipped_role};
 pub use testenv_bin::testenv_binary;

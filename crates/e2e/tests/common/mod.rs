@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::Api;
-use kube::api::PostParams;
+use k8s_openapi::api::rbac::v1::Role;
 
 use patroni_config::{EndpointPort, KubernetesConfig};
 use patroni_dcs::{KubernetesDcs, Settings};
@@ -47,54 +44,14 @@ pub fn kubernetes_config(namespace: &str, use_endpoints: bool) -> KubernetesConf
 
 /// The least-privilege Role of a mode, exactly as shipped in `deploy/rbac/`.
 pub fn shipped_role(use_endpoints: bool) -> Role {
-    let file = if use_endpoints {
-        "endpoints-mode.yaml"
-    } else {
-        "configmaps-mode.yaml"
-    };
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy/rbac")
-        .join(file);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+    patroni_testlab::member_role(use_endpoints).expect("the shipped Role parses")
 }
 
 /// Creates `role` in `namespace` (if absent) and binds it to `user`.
 pub async fn bind_role(lab: &Lab, namespace: &str, role: Role, user: &str) {
-    let admin = lab
-        .controlplane()
-        .admin_client()
+    lab.bind_role(namespace, role, user)
         .await
-        .expect("admin client");
-    let pp = PostParams::default();
-    let role_name = role.metadata.name.clone().expect("the Role has a name");
-    ignore_exists(
-        Api::<Role>::namespaced(admin.clone(), namespace)
-            .create(&pp, &role)
-            .await,
-        "create role",
-    );
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": format!("{role_name}-{user}")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }))
-    .expect("binding");
-    ignore_exists(
-        Api::<RoleBinding>::namespaced(admin, namespace)
-            .create(&pp, &binding)
-            .await,
-        "create role binding",
-    );
-}
-
-fn ignore_exists<T>(result: Result<T, kube::Error>, what: &str) {
-    match result {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("{what}: {e}"),
-    }
+        .expect("bind role");
 }
 
 /// Hosts with pods `m0..mN`, Running/Ready at the hosts' addresses and
@@ -132,7 +89,8 @@ pub async fn wait_for_leader(node: &KubernetesDcs, name: &str) {
 
 /// A kubeconfig for an identity that holds only the shipped Role of the
 /// mode in `namespace`: the DCS under test gets no more rights than a
-/// deployment would.
+/// deployment would. User 0 is the members' identity in every test
+/// namespace; other indexes are for tests that need a second identity.
 pub async fn restricted_kubeconfig(
     lab: &Lab,
     namespace: &str,
@@ -140,30 +98,9 @@ pub async fn restricted_kubeconfig(
     inside_lab: bool,
     user: usize,
 ) -> PathBuf {
-    let cp = lab.controlplane();
-    // testenv-user-00 is the members' identity in every test namespace;
-    // other indexes are for tests that need a second identity.
-    let user = &cp.users[user];
-    let role = shipped_role(use_endpoints);
-    bind_role(lab, namespace, role, &user.name).await;
-    let suffix = if inside_lab { "-lab" } else { "" };
-    let path = lab
-        .info()
-        .dir
-        .join(format!("{namespace}-{}{suffix}.kubeconfig", user.name));
-    cp.write_kubeconfig(&user.token, &path, inside_lab)
-        .expect("write kubeconfig");
-    // The authorizer's cache takes a moment to see a new binding.
-    let client = cp.client_with_token(&user.token).await.expect("client");
-    let pods: Api<Pod> = Api::namespaced(client, namespace);
-    patroni_testlab::wait_until(
-        Duration::from_secs(10),
-        "the binding takes effect".into(),
-        || async { pods.list(&Default::default()).await.ok().map(|_| ()) },
-    )
-    .await
-    .expect("restricted identity can list pods");
-    path
+    lab.member_kubeconfig(namespace, use_endpoints, inside_lab, user)
+        .await
+        .expect("restricted identity")
 }
 
 /// Starts a DCS for member `name` of `scope` against the lab's API server,
