@@ -181,17 +181,24 @@ fn validate_config_checks_listen_ports() {
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
 }
 
-/// Starting with a valid Kubernetes configuration says plainly that the agent does not exist yet.
+/// Starting with a valid configuration but no Kubernetes credentials fails to set up the DCS,
+/// says so on one line, and exits 69 (EX_UNAVAILABLE) before starting anything.
 #[test]
-fn start_with_valid_config_refuses_honestly() {
+fn start_without_kubernetes_credentials_exits_69() {
     let sandbox = Sandbox::new();
     let file = sandbox.write("patroni.yml", &valid_config(Path::new("/data"), 8008, 5432));
-    let out = sandbox.patroni(&[file.to_str().expect("utf-8")]);
-    assert_eq!(code(&out), Some(69));
-    assert_eq!(
-        stderr(&out),
-        "patroni: the configuration of member \"demo-0\" in cluster \"demo\" is valid, but the HA agent is not \
-         implemented yet; not starting\n"
+    let kubeconfig = sandbox.dir.path().join("no-such-kubeconfig");
+    let out = sandbox.patroni_with_env(
+        &[file.to_str().expect("utf-8")],
+        &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))],
+    );
+    assert_eq!(code(&out), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ERROR"), "{err}");
+    assert!(err.contains("failed to start the Kubernetes DCS"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colours when stderr is not a terminal: {err}"
     );
 }
 
@@ -254,6 +261,7 @@ fn environment_only_configuration_is_used() {
         ("PATRONI_REPLICATION_USERNAME", "standby"),
     ];
     let out = sandbox.patroni_with_env(&[], &env);
+    // Valid: it gets as far as the DCS, which has no credentials in the sandbox.
     assert_eq!(code(&out), Some(69), "{}", stderr(&out));
     let out = sandbox.patroni_with_env(&[], &[("PATRONI_KUBERNETES_USE_ENDPOINTS", "maybe")]);
     assert_eq!(code(&out), Some(64));

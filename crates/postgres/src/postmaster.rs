@@ -467,6 +467,23 @@ mod tests {
     use super::*;
     use crate::{BinDir, Launcher};
 
+    /// `Postmaster::spawn`, retried while the freshly written script is
+    /// "text file busy": another test thread may have forked while the
+    /// script's write descriptor was open (rust-lang/rust#114554).
+    fn spawn(programs: &Programs, spec: &StartSpec<'_>) -> Result<Postmaster, PostmasterError> {
+        for _ in 0..100 {
+            match Postmaster::spawn(programs, spec) {
+                Err(PostmasterError::Spawn { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::ExecutableFileBusy =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+        Postmaster::spawn(programs, spec)
+    }
+
     /// A fake "postgres" (a shell script) that writes a ready postmaster.pid naming itself.
     fn fake_server(dir: &Path, body: &str) -> Programs {
         let script = dir.join("postgres");
@@ -487,7 +504,7 @@ mod tests {
             dir.path(),
             &format!("{WRITE_READY}\ntrap 'exit 0' INT\nwhile :; do sleep 0.05; done"),
         );
-        let mut pm = Postmaster::spawn(
+        let mut pm = spawn(
             &programs,
             &StartSpec {
                 data_dir: dir.path(),
@@ -513,7 +530,7 @@ mod tests {
     async fn exit_during_startup_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let programs = fake_server(dir.path(), "exit 7");
-        let mut pm = Postmaster::spawn(
+        let mut pm = spawn(
             &programs,
             &StartSpec {
                 data_dir: dir.path(),
@@ -538,7 +555,7 @@ mod tests {
             dir.path(),
             &format!("{WRITE_READY}\ntrap '' INT\nwhile :; do sleep 0.05; done"),
         );
-        let mut pm = Postmaster::spawn(
+        let mut pm = spawn(
             &programs,
             &StartSpec {
                 data_dir: dir.path(),
@@ -561,7 +578,7 @@ mod tests {
     async fn start_timeout_leaves_server_running() {
         let dir = tempfile::tempdir().expect("tempdir");
         let programs = fake_server(dir.path(), "while :; do sleep 0.05; done");
-        let mut pm = Postmaster::spawn(
+        let mut pm = spawn(
             &programs,
             &StartSpec {
                 data_dir: dir.path(),

@@ -208,3 +208,26 @@ pub fn patronictl(
         .arg(cfg);
     cmd
 }
+
+/// The `patroni` agent binary, built once per test process.
+pub fn agent_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "patroni", "--bin", "patroni"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p patroni failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+            });
+        target
+            .join("debug/patroni")
+            .canonicalize()
+            .expect("the patroni binary exists")
+    })
+    .clone()
+}

@@ -1,18 +1,20 @@
 //! `patroni`: the HA agent's command line.
 //!
-//! For now it loads and validates the configuration exactly as Patroni 4.x reads it and stops
-//! there: the HA agent itself lands with a later issue. It never pretends to run.
+//! It loads and validates the configuration exactly as Patroni 4.x reads it, then runs the HA
+//! agent ([`patroni::agent`]) with Kubernetes as the DCS.
 //!
-//! Exit codes: 0 valid (`--validate-config`), 1 invalid (`--validate-config`, as Patroni), 64
-//! unusable configuration when starting, 69 valid configuration but no agent yet, 2 bad usage.
+//! Exit codes: 0 valid (`--validate-config`) or shut down on SIGTERM/SIGINT, 1 invalid
+//! (`--validate-config`, as Patroni) or the agent stopped on a fatal error, 64 unusable
+//! configuration when starting, 69 the agent could not be set up (DCS, binaries, API port),
+//! 2 bad usage.
 
 use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
-use patroni::{exit, process_env, report};
+use patroni::{agent, exit, process_env, report};
 use patroni_config::{
-    Config, DcsConfig, Environment, LoadError, Loaded, OsFilesystem, SystemCheckOptions,
+    Config, DcsConfig, Environment, LoadError, Loaded, LogLevel, OsFilesystem, SystemCheckOptions,
     TcpPortProbe, check_system, load,
 };
 
@@ -79,7 +81,7 @@ fn validate(cli: &Cli, env: &Environment) -> u8 {
     exit::OK
 }
 
-/// `patroni [FILE]`: load and validate, then refuse to go further until the agent exists.
+/// `patroni [FILE]`: load and validate, then run the agent until it is told to stop.
 fn start(cli: &Cli, env: &Environment) -> u8 {
     let Some(loaded) = load_or_report(cli, env) else {
         return exit::USAGE;
@@ -88,13 +90,53 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
         eprintln!("{PROGRAM}: {message}");
         return exit::USAGE;
     }
-    let config = &loaded.config;
-    eprintln!(
-        "{PROGRAM}: the configuration of member {:?} in cluster {:?} is valid, but the HA agent is not \
-         implemented yet; not starting",
-        config.name, config.scope
-    );
-    exit::UNAVAILABLE
+    let config = loaded.config;
+    init_tracing(&config, env);
+    let home = env
+        .get("HOME")
+        .map(PathBuf::from)
+        .or_else(|| config.postgresql.data_dir.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{PROGRAM}: failed to start the async runtime: {e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    match runtime.block_on(agent::run(config, home)) {
+        Ok(agent::Outcome::Stopped) => exit::OK,
+        Ok(agent::Outcome::Fatal(reason)) => {
+            tracing::error!("the agent stopped: {reason}");
+            exit::INVALID
+        }
+        Err(e) => {
+            tracing::error!("failed to {e:#}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides `log.level`.
+fn init_tracing(config: &Config, env: &Environment) {
+    let level = match config.log.level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error | LogLevel::Critical => "error",
+    };
+    let filter = env
+        .get("RUST_LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Loads the configuration, printing warnings, and every problem when it fails.

@@ -1,0 +1,445 @@
+//! Carrying out the core's final actions, in order, stopping at the first failure.
+//!
+//! Each action re-checks what it needs (the `Postgres` methods refuse to start twice or to
+//! initdb over data), so a cycle cut short is simply decided again. Long actions run inline
+//! and are reported to the next cycle through `AgentMemory::finished`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use patroni_core::ha::{
+    Action, CloneSource, ControlState, DemoteMode, Finished, Observation, PgRole, ReleaseLsn,
+    StartRole, StopMode, TimelineCheck, TimelineVerdict, Upstream,
+};
+use patroni_dcs::Dcs;
+use patroni_postgres::{
+    FollowSpec, RecoveryConf, ServerParameters, ServerParametersInput, StopMode as PgStopMode,
+    UpstreamAddress,
+};
+
+use super::api_backend::LoopStatus;
+use super::member_data::PgState;
+use super::pgctl::PostgresCtl;
+use super::runtime::{Fatal, Runtime};
+
+// === impl Runtime (execute) ===
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// Carries out `actions` in order; returns whether all succeeded.
+    ///
+    /// # Errors
+    /// [`Fatal`] for [`Action::Fatal`].
+    pub(super) async fn execute_all(
+        &mut self,
+        actions: &[Action],
+        obs: &Observation,
+    ) -> Result<bool, Fatal> {
+        for action in actions {
+            if let Action::Fatal { reason } = action {
+                tracing::error!("stopping the agent: {reason}");
+                return Err(Fatal(reason.clone()));
+            }
+            let name = action.task_name();
+            self.shared
+                .update(|s| s.loop_status = LoopStatus::Acting(name.clone()));
+            let result = self.execute(action, obs).await;
+            self.state_override = None;
+            if is_long(action) {
+                self.memory.finished = Some(Finished {
+                    action: action.clone(),
+                    succeeded: result.is_ok(),
+                });
+            }
+            if let Err(e) = result {
+                tracing::error!(action = %name, "failed to {e:#}");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Carries out one effect.
+    async fn execute(&mut self, action: &Action, obs: &Observation) -> anyhow::Result<()> {
+        let dcs = std::sync::Arc::clone(&self.dcs);
+        match action {
+            Action::WriteInitializeKey { sysid } => {
+                refused(dcs.initialize(sysid).await, "write the initialize key")
+            }
+            Action::DeleteInitializeKey => refused(
+                dcs.cancel_initialization().await,
+                "delete the initialize key",
+            ),
+            Action::WriteConfig => {
+                let value = serde_json::to_string(&self.config.bootstrap.dcs_raw)
+                    .context("render bootstrap.dcs")?;
+                refused(
+                    dcs.set_config_value(&value, None).await,
+                    "write the dynamic configuration",
+                )
+            }
+            Action::ReleaseLeader { last_lsn } => {
+                let lsn = match last_lsn {
+                    ReleaseLsn::Unchanged => None,
+                    ReleaseLsn::ShutdownCheckpoint => self
+                        .pg
+                        .controldata()
+                        .await
+                        .ok()
+                        .and_then(|cd| cd.checkpoint_lsn().ok())
+                        .map(|l| l.0),
+                };
+                refused(dcs.delete_leader(lsn).await, "release the leader lock")?;
+                tracing::info!("released the leader lock");
+                Ok(())
+            }
+            Action::ClearFailover { version } => refused(
+                dcs.manual_failover(None, None, None, version.as_deref())
+                    .await,
+                "clear the failover key",
+            ),
+            Action::RetargetFailover {
+                candidate,
+                scheduled_at,
+                version,
+            } => refused(
+                dcs.manual_failover(
+                    None,
+                    Some(candidate),
+                    scheduled_at.as_deref(),
+                    Some(version),
+                )
+                .await,
+                "rewrite the failover key",
+            ),
+            Action::Bootstrap => self.bootstrap().await,
+            Action::CloneReplica { source } => self.clone_replica(source, obs).await,
+            Action::StartPostgres { role, timeout } => self.start(role, *timeout).await,
+            Action::StopPostgres { mode } => {
+                let mode = match mode {
+                    StopMode::Fast => PgStopMode::Fast,
+                    StopMode::Immediate => PgStopMode::Immediate,
+                };
+                self.stop(mode).await
+            }
+            Action::Promote => {
+                tracing::info!("promoting");
+                let wait = self.start_timeout(None);
+                self.pg.promote(wait).await?;
+                self.last_role = Some(PgRole::Primary);
+                self.upstream = None;
+                self.memory.timeline_check = None;
+                if let Some(cluster) = obs.cluster() {
+                    // Slots before the replicas reconnect, not a cycle later.
+                    self.maintain_slots(cluster).await;
+                }
+                Ok(())
+            }
+            Action::Demote { mode, .. } => self.demote(*mode).await,
+            Action::FollowLeader { upstream } => self.follow(upstream.as_ref()).await,
+            Action::Rewind { from } => self.rewind(from).await,
+            Action::RemoveDataDirectory { reason } => {
+                tracing::info!(?reason, "removing the data directory");
+                self.pg.remove_data().await?;
+                self.memory.timeline_check = None;
+                self.crashed_as = None;
+                Ok(())
+            }
+            Action::MoveDataDirectoryAside => self.pg.move_aside().await,
+            Action::CancelAsync => Ok(()),
+            Action::Fatal { reason } => Err(anyhow::anyhow!("{reason}")),
+            query => Err(anyhow::anyhow!("{query:?} is a query, not an effect")),
+        }
+    }
+
+    /// `initdb`, `pg_hba`, start as primary, roles, `post_bootstrap`.
+    async fn bootstrap(&mut self) -> anyhow::Result<()> {
+        self.state_override = Some(PgState::InitializingNewCluster);
+        tracing::info!("bootstrapping a new cluster");
+        self.last_role = Some(PgRole::Primary);
+        let params = self.server_parameters();
+        let timeout = self.start_timeout(None);
+        self.pg.bootstrap(&params, timeout).await?;
+        tracing::info!("bootstrap done");
+        Ok(())
+    }
+
+    /// A base backup from `source` into the empty data directory.
+    async fn clone_replica(
+        &mut self,
+        source: &CloneSource,
+        obs: &Observation,
+    ) -> anyhow::Result<()> {
+        self.state_override = Some(PgState::CreatingReplica);
+        if obs.cluster().is_some() {
+            // Tell the others what we are doing while the (long) clone runs.
+            let data = super::member_data::member_data(
+                &self.id,
+                &obs.postgres,
+                PgState::CreatingReplica,
+                None,
+            );
+            let _ = self.dcs.touch_member(&data).await;
+        }
+        let upstream = match source {
+            CloneSource::Leader(u) | CloneSource::Replica(u) => Some(u),
+            CloneSource::WithoutLeader => None,
+        };
+        let address = match upstream {
+            Some(u) => Some(
+                parse_conn_url(&u.conn_url)
+                    .with_context(|| format!("parse conn_url {:?}", u.conn_url))?,
+            ),
+            None => None,
+        };
+        tracing::info!(source = ?upstream.map(|u| &u.member), "cloning a replica");
+        let method = self.pg.clone_from(address.as_ref()).await?;
+        tracing::info!(%method, "replica created");
+        self.memory.timeline_check = None;
+        self.crashed_as = None;
+        self.last_role = Some(PgRole::Replica);
+        Ok(())
+    }
+
+    /// Starts Postgres in `role`.
+    async fn start(&mut self, role: &StartRole, timeout: Option<Duration>) -> anyhow::Result<()> {
+        self.state_override = Some(PgState::Starting);
+        let params = self.server_parameters();
+        let timeout = self.start_timeout(timeout);
+        self.crashed_as = None;
+        match role {
+            StartRole::Primary => {
+                tracing::info!("starting postgres as primary");
+                self.last_role = Some(PgRole::Primary);
+                self.pg.start(&params, None, timeout).await?;
+            }
+            StartRole::Replica { upstream } => {
+                tracing::info!(upstream = ?upstream.as_ref().map(|u| &u.member), "starting postgres as replica");
+                self.last_role = Some(PgRole::Replica);
+                let recovery = self.recovery(upstream.as_ref())?;
+                self.upstream = upstream.clone();
+                self.pg.start(&params, Some(&recovery), timeout).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self, mode: PgStopMode) -> anyhow::Result<()> {
+        tracing::info!(?mode, "stopping postgres");
+        self.pg.stop(mode).await?;
+        self.crashed_as = None;
+        Ok(())
+    }
+
+    async fn demote(&mut self, mode: DemoteMode) -> anyhow::Result<()> {
+        tracing::info!(?mode, "demoting");
+        match mode {
+            DemoteMode::Graceful => {
+                if let Err(e) = self.pg.checkpoint().await {
+                    tracing::warn!("failed to checkpoint before the stop: {e:#}");
+                }
+                self.stop(PgStopMode::Fast).await
+            }
+            DemoteMode::Offline => self.stop(PgStopMode::Fast).await,
+            DemoteMode::Immediate | DemoteMode::ImmediateNoLock => {
+                self.stop(PgStopMode::Immediate).await
+            }
+        }
+    }
+
+    /// Points the running replica at `upstream` and reloads.
+    async fn follow(&mut self, upstream: Option<&Upstream>) -> anyhow::Result<()> {
+        tracing::info!(upstream = ?upstream.map(|u| &u.member), "following a new upstream");
+        let params = self.server_parameters();
+        let recovery = self.recovery(upstream)?;
+        self.pg.follow(&params, &recovery).await?;
+        self.upstream = upstream.cloned();
+        Ok(())
+    }
+
+    /// `pg_rewind` from the leader. `pg_rewind` needs a cleanly shut down target: a running
+    /// server is stopped fast; one that crashed is first recovered by starting it as a standby
+    /// that follows nobody (read-only, so never a second primary) and stopping it fast, which
+    /// stands in for Patroni's single-user crash recovery.
+    async fn rewind(&mut self, from: &Upstream) -> anyhow::Result<()> {
+        self.state_override = Some(PgState::Rewinding);
+        let running = self.pg.is_running();
+        if !running && !self.shut_down_cleanly().await {
+            tracing::info!("recovering from a crash before pg_rewind, as a standby of nobody");
+            let params = self.server_parameters();
+            let recovery = self.recovery(None)?;
+            let timeout = self.start_timeout(None);
+            self.last_role = Some(PgRole::Replica);
+            self.pg
+                .start(&params, Some(&recovery), timeout)
+                .await
+                .context("crash recovery before pg_rewind")?;
+        }
+        self.stop(PgStopMode::Fast).await?;
+        let address = parse_conn_url(&from.conn_url)
+            .with_context(|| format!("parse conn_url {:?}", from.conn_url))?;
+        tracing::info!(leader = %from.member, "running pg_rewind");
+        let result = self.pg.rewind_from(&address).await;
+        let verdict = if result.is_ok() {
+            TimelineVerdict::InSync
+        } else {
+            TimelineVerdict::RewindFailed
+        };
+        self.memory.timeline_check = Some(TimelineCheck {
+            leader: from.member.clone(),
+            verdict,
+            checked_at: self.tick(),
+        });
+        result
+    }
+
+    /// Whether `pg_controldata` says the data directory was shut down cleanly.
+    async fn shut_down_cleanly(&self) -> bool {
+        self.pg.controldata().await.is_ok_and(|cd| {
+            matches!(
+                ControlState::from_controldata(
+                    cd.get("Database cluster state").unwrap_or_default()
+                ),
+                ControlState::ShutDown | ControlState::ShutDownInRecovery
+            )
+        })
+    }
+
+    /// Server parameters from the local and dynamic configuration.
+    pub(super) fn server_parameters(&self) -> ServerParameters {
+        let (params, warnings) = ServerParameters::build(&ServerParametersInput {
+            scope: &self.config.scope,
+            listen: &self.config.postgresql.listen,
+            major_version: self.major_version,
+            config_dir: self.pg.config_dir(),
+            local: &self.config.postgresql.parameters,
+            dynamic: &self.dynamic.postgresql.parameters,
+        });
+        for w in warnings {
+            tracing::warn!(parameter = %w.name, rejected = %w.rejected, used = %w.used, "invalid parameter value");
+        }
+        params
+    }
+
+    /// Recovery settings following `upstream`.
+    fn recovery(&self, upstream: Option<&Upstream>) -> anyhow::Result<RecoveryConf> {
+        let address = match upstream {
+            Some(u) => Some(
+                parse_conn_url(&u.conn_url)
+                    .with_context(|| format!("parse conn_url {:?}", u.conn_url))?,
+            ),
+            None => None,
+        };
+        let pg = &self.config.postgresql;
+        Ok(RecoveryConf::build(&FollowSpec {
+            member_name: &self.id.name,
+            upstream: address.as_ref(),
+            replication: &pg.authentication.replication,
+            passfile: self.pg.pgpass(),
+            use_slots: self.dynamic.postgresql.use_slots,
+            slot_name: None,
+            extra: &pg.recovery_conf,
+            major_version: self.major_version,
+            krbsrvname: pg.krbsrvname.as_deref(),
+        }))
+    }
+
+    /// The start timeout: the decision's, else `pg_ctl_timeout`.
+    fn start_timeout(&self, timeout: Option<Duration>) -> Duration {
+        timeout.unwrap_or(Duration::from_secs(
+            self.config.postgresql.pg_ctl_timeout.max(1),
+        ))
+    }
+}
+
+/// Whether the core expects to hear about `action` in `AgentMemory::finished`.
+fn is_long(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Bootstrap
+            | Action::CloneReplica { .. }
+            | Action::StartPostgres { .. }
+            | Action::Promote
+            | Action::Demote { .. }
+            | Action::Rewind { .. }
+    )
+}
+
+/// A DCS write that must not be refused.
+fn refused(result: patroni_dcs::Result<bool>, what: &str) -> anyhow::Result<()> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(anyhow::anyhow!("{what}: refused by the DCS")),
+        Err(e) => Err(anyhow::Error::from(e).context(what.to_owned())),
+    }
+}
+
+/// `host` and `port` of a member's `conn_url` (`postgres://host:port/db`; `[v6]:port`).
+pub fn parse_conn_url(url: &str) -> Option<UpstreamAddress> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => 5432,
+    };
+    Some(UpstreamAddress {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// conn_urls as Patroni writes them give host and port; junk gives nothing.
+    #[test]
+    fn conn_urls_are_parsed() {
+        let a = parse_conn_url("postgres://10.0.0.1:5433/postgres").expect("valid");
+        assert_eq!((a.host.as_str(), a.port), ("10.0.0.1", 5433));
+        let b = parse_conn_url("postgresql://db.example/postgres").expect("valid");
+        assert_eq!((b.host.as_str(), b.port), ("db.example", 5432));
+        let c = parse_conn_url("postgres://[fe80::1]:6000/x").expect("valid");
+        assert_eq!((c.host.as_str(), c.port), ("fe80::1", 6000));
+        assert!(parse_conn_url("http://x:1/").is_none());
+        assert!(parse_conn_url("postgres://:5432/x").is_none());
+        assert!(parse_conn_url("postgres://h:notaport/x").is_none());
+    }
+
+    /// Long actions are the ones reported through `finished`; DCS writes are not.
+    #[test]
+    fn long_actions_are_reported_when_finished() {
+        assert!(is_long(&Action::Bootstrap));
+        assert!(is_long(&Action::Promote));
+        assert!(is_long(&Action::StartPostgres {
+            role: StartRole::Primary,
+            timeout: None
+        }));
+        assert!(!is_long(&Action::WriteConfig));
+        assert!(!is_long(&Action::ReleaseLeader {
+            last_lsn: ReleaseLsn::Unchanged
+        }));
+    }
+
+    /// A refused DCS write is a failure that stops the rest of the decision.
+    #[test]
+    fn refused_writes_fail() {
+        assert!(refused(Ok(true), "x").is_ok());
+        let e = refused(Ok(false), "release the leader lock").expect_err("refused");
+        assert!(format!("{e:#}").contains("refused"));
+    }
+}

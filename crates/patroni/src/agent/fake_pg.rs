@@ -1,0 +1,325 @@
+//! An in-memory [`PostgresCtl`] for tests of the HA loop: no processes, no files.
+//!
+//! Every member's fake server lives in one shared [`FakeWorld`], keyed by the host of its
+//! `conn_url`, so a clone copies the source's system identifier and timeline, and a test can
+//! crash a server or check that two primaries never run at once. All members report the same
+//! WAL position, so nobody lags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use patroni_core::ha::PgRole;
+use patroni_postgres::{
+    ControlData, DataDirState, Lsn, RecoveryConf, ServerParameters, ServerStatus, StopMode,
+    UpstreamAddress,
+};
+
+use super::pgctl::PostgresCtl;
+
+/// The WAL position every fake server reports.
+const FAKE_LSN: u64 = 0x0300_0000;
+/// First fake system identifier; each bootstrap takes the next one.
+const FIRST_SYSID: u64 = 7_000_000_000_000_000_001;
+
+/// The fake servers of one test, by host.
+#[derive(Debug, Clone, Default)]
+pub struct FakeWorld {
+    inner: Arc<Mutex<WorldState>>,
+}
+
+#[derive(Debug, Default)]
+struct WorldState {
+    servers: BTreeMap<String, FakeServer>,
+    bootstraps: u64,
+}
+
+/// One member's data directory and server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeServer {
+    /// The cluster in the data directory; `None` when it is empty.
+    pub data: Option<FakeData>,
+    /// The role it runs in; `None` when stopped.
+    pub running: Option<PgRole>,
+    /// It exited by itself and the agent has not noticed yet.
+    pub crashed: bool,
+    /// `standby.signal` exists.
+    pub standby_signal: bool,
+}
+
+/// A fake database cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeData {
+    /// System identifier.
+    pub sysid: u64,
+    /// Current timeline.
+    pub timeline: u32,
+    /// `Database cluster state` while stopped.
+    pub stopped_state: &'static str,
+}
+
+/// A member's handle on its fake server.
+#[derive(Debug, Clone)]
+pub struct FakePostgres {
+    world: FakeWorld,
+    host: String,
+    dir: PathBuf,
+}
+
+// === impl FakeWorld ===
+
+impl FakeWorld {
+    /// No servers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The handle of the member whose `conn_url` host is `host`.
+    pub fn member(&self, host: &str) -> FakePostgres {
+        self.lock().servers.entry(host.to_owned()).or_default();
+        FakePostgres {
+            world: self.clone(),
+            host: host.to_owned(),
+            dir: PathBuf::from("/nonexistent/fake").join(host),
+        }
+    }
+
+    /// A copy of every server, by host.
+    pub fn servers(&self) -> BTreeMap<String, FakeServer> {
+        self.lock().servers.clone()
+    }
+
+    /// The hosts running as primary.
+    pub fn primaries(&self) -> Vec<String> {
+        self.lock()
+            .servers
+            .iter()
+            .filter(|(_, s)| s.running == Some(PgRole::Primary))
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// Kills `host`'s postmaster (no shutdown checkpoint).
+    pub fn crash(&self, host: &str) {
+        if let Some(s) = self.lock().servers.get_mut(host)
+            && let Some(role) = s.running.take()
+        {
+            s.crashed = true;
+            if let Some(d) = &mut s.data {
+                d.stopped_state = match role {
+                    PgRole::Primary => "in production",
+                    PgRole::Replica => "in archive recovery",
+                };
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WorldState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// === impl FakePostgres ===
+
+impl FakePostgres {
+    fn with<T>(&self, f: impl FnOnce(&mut FakeServer) -> T) -> T {
+        let mut world = self.world.lock();
+        f(world.servers.entry(self.host.clone()).or_default())
+    }
+}
+
+impl PostgresCtl for FakePostgres {
+    fn adopt(&mut self) -> bool {
+        self.with(|s| s.running.is_some())
+    }
+
+    fn take_crash(&mut self) -> bool {
+        self.with(|s| std::mem::take(&mut s.crashed))
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.with(|s| s.running.is_some())
+    }
+
+    fn data_dir_state(&self) -> anyhow::Result<DataDirState> {
+        Ok(self.with(|s| match s.data {
+            Some(_) => DataDirState::Initialized { major_version: 15 },
+            None => DataDirState::Empty,
+        }))
+    }
+
+    async fn controldata(&self) -> anyhow::Result<ControlData> {
+        let (data, running) = self.with(|s| (s.data.clone(), s.running));
+        let data = data.ok_or_else(|| anyhow::anyhow!("no data directory"))?;
+        let state = match running {
+            Some(PgRole::Primary) => "in production",
+            Some(PgRole::Replica) => "in archive recovery",
+            None => data.stopped_state,
+        };
+        Ok(ControlData::parse(&format!(
+            "Database system identifier:           {}\n\
+             Database cluster state:               {state}\n\
+             Latest checkpoint location:           0/3000028\n\
+             Latest checkpoint's TimeLineID:       {}\n\
+             wal_log_hints setting:                on\n",
+            data.sysid, data.timeline
+        )))
+    }
+
+    async fn status(&self) -> Option<ServerStatus> {
+        let (data, running) = self.with(|s| (s.data.clone(), s.running));
+        let timeline = data?.timeline;
+        Some(match running? {
+            PgRole::Primary => ServerStatus {
+                in_recovery: false,
+                flush_lsn: Some(Lsn(FAKE_LSN)),
+                receive_lsn: None,
+                replay_lsn: None,
+                timeline,
+                replay_paused: false,
+                wal_receiver: None,
+            },
+            PgRole::Replica => ServerStatus {
+                in_recovery: true,
+                flush_lsn: None,
+                receive_lsn: Some(Lsn(FAKE_LSN)),
+                replay_lsn: Some(Lsn(FAKE_LSN)),
+                timeline,
+                replay_paused: false,
+                wal_receiver: Some("streaming".into()),
+            },
+        })
+    }
+
+    async fn bootstrap(&mut self, _: &ServerParameters, _: Duration) -> anyhow::Result<()> {
+        let mut world = self.world.lock();
+        let sysid = FIRST_SYSID + world.bootstraps;
+        world.bootstraps += 1;
+        let s = world.servers.entry(self.host.clone()).or_default();
+        anyhow::ensure!(s.data.is_none(), "initdb over existing data");
+        s.data = Some(FakeData {
+            sysid,
+            timeline: 1,
+            stopped_state: "shut down",
+        });
+        s.running = Some(PgRole::Primary);
+        s.standby_signal = false;
+        Ok(())
+    }
+
+    async fn clone_from(&mut self, source: Option<&UpstreamAddress>) -> anyhow::Result<String> {
+        let source = source.ok_or_else(|| anyhow::anyhow!("no source to clone from"))?;
+        let mut world = self.world.lock();
+        let data = world
+            .servers
+            .get(&source.host)
+            .filter(|s| s.running.is_some())
+            .and_then(|s| s.data.clone())
+            .ok_or_else(|| anyhow::anyhow!("{} does not answer", source.host))?;
+        let s = world.servers.entry(self.host.clone()).or_default();
+        anyhow::ensure!(s.data.is_none(), "clone over existing data");
+        s.data = Some(FakeData {
+            stopped_state: "in archive recovery",
+            ..data
+        });
+        s.standby_signal = true;
+        Ok("basebackup".into())
+    }
+
+    async fn start(
+        &mut self,
+        _: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+        _: Duration,
+    ) -> anyhow::Result<()> {
+        self.with(|s| {
+            anyhow::ensure!(s.data.is_some(), "no data directory");
+            anyhow::ensure!(s.running.is_none(), "already running");
+            s.running = Some(if recovery.is_some() {
+                PgRole::Replica
+            } else {
+                PgRole::Primary
+            });
+            s.standby_signal = recovery.is_some();
+            Ok(())
+        })
+    }
+
+    async fn stop(&mut self, _: StopMode) -> anyhow::Result<()> {
+        self.with(|s| {
+            if let (Some(role), Some(d)) = (s.running.take(), &mut s.data) {
+                d.stopped_state = match role {
+                    PgRole::Primary => "shut down",
+                    PgRole::Replica => "shut down in recovery",
+                };
+            }
+        });
+        Ok(())
+    }
+
+    async fn promote(&mut self, _: Duration) -> anyhow::Result<()> {
+        self.with(|s| {
+            anyhow::ensure!(s.running == Some(PgRole::Replica), "not a running standby");
+            s.running = Some(PgRole::Primary);
+            s.standby_signal = false;
+            if let Some(d) = &mut s.data {
+                d.timeline += 1;
+            }
+            Ok(())
+        })
+    }
+
+    async fn checkpoint(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn follow(&mut self, _: &ServerParameters, _: &RecoveryConf) -> anyhow::Result<()> {
+        self.with(|s| {
+            anyhow::ensure!(s.running.is_some(), "not running");
+            Ok(())
+        })
+    }
+
+    async fn rewind_from(&mut self, source: &UpstreamAddress) -> anyhow::Result<()> {
+        let mut world = self.world.lock();
+        let timeline = world
+            .servers
+            .get(&source.host)
+            .and_then(|s| s.data.as_ref())
+            .map(|d| d.timeline)
+            .ok_or_else(|| anyhow::anyhow!("{} has no data", source.host))?;
+        let s = world.servers.entry(self.host.clone()).or_default();
+        if let Some(d) = &mut s.data {
+            d.timeline = timeline;
+            d.stopped_state = "in archive recovery";
+        }
+        Ok(())
+    }
+
+    async fn remove_data(&mut self) -> anyhow::Result<()> {
+        self.with(|s| s.data = None);
+        Ok(())
+    }
+
+    async fn move_aside(&mut self) -> anyhow::Result<()> {
+        self.with(|s| s.data = None);
+        Ok(())
+    }
+
+    async fn sync_slots(&self, _: &[String]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn has_standby_signal(&self) -> bool {
+        self.with(|s| s.standby_signal)
+    }
+
+    fn config_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pgpass(&self) -> &Path {
+        &self.dir
+    }
+}

@@ -1,0 +1,169 @@
+//! The HA agent: starts the DCS, the Postgres instance, the REST API and the HA loop, and shuts
+//! them down in a fixed order.
+//!
+//! Start order: DCS (Kubernetes), Postgres instance (nothing is started yet), REST API on
+//! `restapi.listen`, then the HA loop ([`runtime`]). On SIGTERM/SIGINT the loop is told to shut
+//! down: it keeps deciding until the core's shutdown actions are done (stop Postgres, then
+//! release the lock), within [`runtime::SHUTDOWN_DEADLINE`]; then the API stops and the agent
+//! exits 0. A fatal decision stops everything with a non-zero exit.
+
+pub mod api_backend;
+pub mod execute;
+pub mod fake_pg;
+pub mod member_data;
+mod observe;
+pub mod peers;
+pub mod pgctl;
+pub mod runtime;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use patroni_api::{ApiSettings, HaSnapshot, bind, router, serve};
+use patroni_config::{Config, DcsConfig};
+use patroni_core::Role;
+use patroni_dcs::{KubernetesDcs, Settings};
+use patroni_postgres::{BinDir, InstanceSpec, Launcher, Postgres};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use self::api_backend::{AgentBackend, LoopStatus, Shared, Snapshot};
+use self::member_data::{ADVERTISED_PATRONI_VERSION, Identity, PgState, StatusExtras};
+use self::pgctl::RealPostgres;
+use self::runtime::Runtime;
+
+/// How the agent ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Shut down on request.
+    Stopped,
+    /// The core said continuing is unsafe.
+    Fatal(String),
+}
+
+/// Runs the agent until SIGTERM/SIGINT or a fatal decision.
+///
+/// `home` is where the default password file goes.
+///
+/// # Errors
+/// The DCS, the binaries or the API listener cannot be set up.
+pub async fn run(config: Config, home: PathBuf) -> anyhow::Result<Outcome> {
+    let config = Arc::new(config);
+    let DcsConfig::Kubernetes(kubernetes) = &config.dcs else {
+        anyhow::bail!("only the kubernetes DCS is supported");
+    };
+    let boot = &config.bootstrap.dcs;
+    let dcs = KubernetesDcs::start(Settings {
+        scope: config.scope.clone(),
+        name: config.name.clone(),
+        kubernetes: kubernetes.clone(),
+        ttl: Duration::from_secs(boot.ttl.into()),
+        loop_wait: Duration::from_secs(boot.loop_wait.into()),
+        retry_timeout: Duration::from_secs(boot.retry_timeout.into()),
+        kubeconfig: None,
+    })
+    .await
+    .context("start the Kubernetes DCS")?;
+    let dcs = Arc::new(dcs);
+
+    let bin = BinDir::new(config.postgresql.bin_dir.as_deref())
+        .with_names(config.postgresql.bin_name.clone());
+    let major_version = tokio::task::spawn_blocking(move || bin.major_version())
+        .await
+        .context("ask the postgres version")?
+        .context("read the postgres version")?;
+    let spec = InstanceSpec::from_config(
+        &config.name,
+        &config.scope,
+        &config.postgresql,
+        &home,
+        major_version,
+        Launcher::direct(),
+    );
+    let pg = Postgres::new(spec);
+
+    let shared = Arc::new(Shared::new(initial_snapshot(&config)));
+
+    let (api_stop_tx, api_stop_rx) = watch::channel(false);
+    let backend = Arc::new(AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)));
+    let app = router(backend, ApiSettings::new(&config.scope, &config.name));
+    let listener = bind(&config.restapi.listen, config.restapi.request_queue_size)
+        .await
+        .with_context(|| format!("listen on {:?}", config.restapi.listen))?;
+    tracing::info!(listen = ?config.restapi.listen, version = ADVERTISED_PATRONI_VERSION, "REST API listening");
+    let api = tokio::spawn(serve(listener, app, async move {
+        let mut rx = api_stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let runtime = Runtime::new(
+        Arc::clone(&config),
+        Arc::clone(&dcs),
+        RealPostgres::new(pg, Arc::clone(&config)),
+        major_version,
+        Arc::clone(&shared),
+    )
+    .with_timing_hook({
+        let dcs = Arc::clone(&dcs);
+        Box::new(move |ttl, retry_timeout| dcs.set_timing(ttl, retry_timeout))
+    });
+    let result = runtime.run(stop_rx).await;
+    shared.update(|s| s.loop_status = LoopStatus::ShuttingDown);
+    let _ = api_stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), api).await {
+        Ok(Ok(Err(e))) => tracing::warn!("failed to serve the REST API: {e:#}"),
+        Err(_) => tracing::warn!("the REST API did not stop in time"),
+        _ => {}
+    }
+    Ok(match result {
+        Ok(()) => Outcome::Stopped,
+        Err(fatal) => Outcome::Fatal(fatal.0),
+    })
+}
+
+/// What the API shows before the first cycle: stopped, uninitialized, not the leader.
+pub fn initial_snapshot(config: &Config) -> Snapshot {
+    let id = Identity::from_config(config);
+    let boot = &config.bootstrap.dcs;
+    let mut status = member_data::node_status(
+        &id,
+        &patroni_core::ha::LocalPostgres::Empty,
+        PgState::Stopped,
+        &StatusExtras::default(),
+    );
+    status.role = Role::Uninitialized;
+    let mut ha = HaSnapshot::new(Duration::from_secs(boot.ttl.into()));
+    ha.configured_tags = id.tags;
+    Snapshot {
+        status,
+        ha,
+        cluster: None,
+        next_due: Instant::now() + Duration::from_secs(boot.loop_wait.into()),
+        loop_status: LoopStatus::Starting,
+    }
+}
+
+/// Resolves at SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("failed to install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

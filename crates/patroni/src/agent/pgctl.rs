@@ -1,0 +1,338 @@
+//! The local Postgres as the HA runtime drives it: one narrow trait, [`PostgresCtl`], with the
+//! real implementation ([`RealPostgres`], over `patroni_postgres::Postgres`) here and an
+//! in-memory fake ([`super::fake_pg::FakePostgres`]) for tests of the loop (STYLE rule 5).
+//!
+//! Every method re-checks what it needs (`start` refuses a running server, `bootstrap` never
+//! runs over data), so a cycle cut short is simply decided again.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use patroni_config::Config;
+use patroni_postgres::{
+    BASEBACKUP_RETRY_DELAY, ControlData, DataDirState, Postgres, RecoveryConf, ReplicaMethod,
+    ServerParameters, ServerStatus, StopMode, UpstreamAddress, create_replication_users,
+    remove_contents_async, run_post_bootstrap, set_superuser_password,
+};
+
+/// How long a fast stop may take before it escalates to immediate.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the HA runtime does to the local Postgres.
+pub trait PostgresCtl: Send + 'static {
+    /// Re-attaches to a postmaster already running on the data directory; whether one runs.
+    fn adopt(&mut self) -> bool;
+    /// Whether the postmaster exited by itself since the last call (then it is forgotten).
+    fn take_crash(&mut self) -> bool;
+    /// Whether our postmaster runs.
+    fn is_running(&mut self) -> bool;
+    /// What the data directory holds.
+    ///
+    /// # Errors
+    /// It cannot be listed.
+    fn data_dir_state(&self) -> anyhow::Result<DataDirState>;
+    /// `pg_controldata`.
+    fn controldata(&self) -> impl Future<Output = anyhow::Result<ControlData>> + Send;
+    /// What the running server reports; `None` when it does not answer.
+    fn status(&self) -> impl Future<Output = Option<ServerStatus>> + Send;
+    /// `initdb`, `pg_hba`, start as primary, roles, `post_bootstrap`.
+    fn bootstrap(
+        &mut self,
+        params: &ServerParameters,
+        start_timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Creates the data directory of a replica from `source`; returns the method used.
+    fn clone_from(
+        &mut self,
+        source: Option<&UpstreamAddress>,
+    ) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// Starts as a primary (`recovery: None`) or standby, waiting until ready.
+    fn start(
+        &mut self,
+        params: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+        timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Stops in `mode` (escalating past [`STOP_TIMEOUT`]).
+    fn stop(&mut self, mode: StopMode) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Promotes the standby, waiting up to `wait` for the end of recovery.
+    fn promote(&mut self, wait: Duration) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// `CHECKPOINT`.
+    fn checkpoint(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Rewrites the recovery configuration of the running standby and reloads.
+    fn follow(
+        &mut self,
+        params: &ServerParameters,
+        recovery: &RecoveryConf,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// `pg_rewind` from `source` (the server is stopped).
+    fn rewind_from(
+        &mut self,
+        source: &UpstreamAddress,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Empties the data directory.
+    fn remove_data(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Renames the data directory to `<dir>.failed`.
+    fn move_aside(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// On a primary: a physical slot for each of `wanted`; inactive physical slots not in
+    /// `wanted` are dropped.
+    fn sync_slots(&self, wanted: &[String]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Whether `standby.signal` (or `recovery.signal`) exists: the server would start in
+    /// recovery.
+    fn has_standby_signal(&self) -> bool;
+    /// Where configuration files live.
+    fn config_dir(&self) -> &Path;
+    /// The password file replication connections use.
+    fn pgpass(&self) -> &Path;
+}
+
+/// The real local instance, configured from the local configuration.
+pub struct RealPostgres {
+    pg: Postgres,
+    config: Arc<Config>,
+}
+
+// === impl RealPostgres ===
+
+impl RealPostgres {
+    /// Wraps `pg`, whose bootstrap and clone settings come from `config`.
+    pub fn new(pg: Postgres, config: Arc<Config>) -> Self {
+        Self { pg, config }
+    }
+
+    /// `create_replica_methods` (default: `basebackup`). Custom methods get no section yet.
+    fn replica_methods(&self) -> Vec<ReplicaMethod> {
+        let pg = &self.config.postgresql;
+        let names: Vec<&str> = if pg.create_replica_methods.is_empty() {
+            vec![patroni_postgres::BASEBACKUP]
+        } else {
+            pg.create_replica_methods
+                .iter()
+                .map(String::as_str)
+                .collect()
+        };
+        names
+            .into_iter()
+            .map(|n| ReplicaMethod::from_config(n, None, &pg.basebackup))
+            .collect()
+    }
+
+    fn write_pg_hba(&self) -> anyhow::Result<()> {
+        if let Some(lines) = &self.config.postgresql.pg_hba {
+            self.pg
+                .spec()
+                .layout
+                .write_pg_hba(lines)
+                .context("write pg_hba.conf")?;
+        }
+        Ok(())
+    }
+}
+
+impl PostgresCtl for RealPostgres {
+    fn adopt(&mut self) -> bool {
+        self.pg.adopt()
+    }
+
+    fn take_crash(&mut self) -> bool {
+        match self.pg.take_crash() {
+            Some(exit) => {
+                tracing::warn!(?exit, "postgres exited without being asked to");
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.pg.is_running()
+    }
+
+    fn data_dir_state(&self) -> anyhow::Result<DataDirState> {
+        self.pg.data_dir_state().context("read the data directory")
+    }
+
+    async fn controldata(&self) -> anyhow::Result<ControlData> {
+        self.pg.controldata().await.context("read pg_controldata")
+    }
+
+    async fn status(&self) -> Option<ServerStatus> {
+        let client = self.pg.connect().await.ok()?;
+        client.status().await.ok()
+    }
+
+    async fn bootstrap(
+        &mut self,
+        params: &ServerParameters,
+        start_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let cfg = Arc::clone(&self.config);
+        self.pg
+            .initdb(&cfg.bootstrap.initdb)
+            .await
+            .context("run initdb")?;
+        let layout = self.pg.spec().layout.clone();
+        if cfg.postgresql.pg_hba.is_some() {
+            self.write_pg_hba()?;
+        } else if let Some(lines) = &cfg.bootstrap.pg_hba {
+            layout.append_pg_hba(lines).context("write pg_hba.conf")?;
+        }
+        self.pg
+            .start(params, None, start_timeout)
+            .await
+            .context("start the new primary")?;
+        let client = self
+            .pg
+            .connect()
+            .await
+            .context("connect to the new primary")?;
+        let auth = &cfg.postgresql.authentication;
+        set_superuser_password(&client, &auth.superuser)
+            .await
+            .context("set the superuser password")?;
+        create_replication_users(
+            &client,
+            &auth.superuser,
+            &auth.replication,
+            auth.rewind.as_ref(),
+        )
+        .await
+        .context("create the replication user")?;
+        if let Some(script) = &cfg.bootstrap.post_bootstrap {
+            run_post_bootstrap(
+                &self.pg.spec().programs,
+                &layout,
+                script,
+                &self.pg.local_superuser(),
+                &cfg.postgresql.database,
+            )
+            .await
+            .context("run post_bootstrap")?;
+        }
+        Ok(())
+    }
+
+    async fn clone_from(&mut self, source: Option<&UpstreamAddress>) -> anyhow::Result<String> {
+        let methods = self.replica_methods();
+        self.pg
+            .clone_from(
+                source.map(|a| (a.host.as_str(), a.port)),
+                &methods,
+                BASEBACKUP_RETRY_DELAY,
+            )
+            .await
+            .context("clone the replica")
+    }
+
+    async fn start(
+        &mut self,
+        params: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.write_pg_hba()?;
+        self.pg
+            .start(params, recovery, timeout)
+            .await
+            .context("start postgres")?;
+        Ok(())
+    }
+
+    async fn stop(&mut self, mode: StopMode) -> anyhow::Result<()> {
+        self.pg
+            .stop(mode, Some(STOP_TIMEOUT))
+            .await
+            .context("stop postgres")?;
+        Ok(())
+    }
+
+    async fn promote(&mut self, wait: Duration) -> anyhow::Result<()> {
+        self.pg.promote(Some(wait)).await.context("promote")
+    }
+
+    async fn checkpoint(&self) -> anyhow::Result<()> {
+        let client = self.pg.connect().await.context("connect")?;
+        client.checkpoint().await.context("checkpoint")
+    }
+
+    async fn follow(
+        &mut self,
+        params: &ServerParameters,
+        recovery: &RecoveryConf,
+    ) -> anyhow::Result<()> {
+        self.pg
+            .write_config(params, Some(recovery))
+            .await
+            .context("write the recovery configuration")?;
+        self.pg.reload().context("reload postgres")
+    }
+
+    async fn rewind_from(&mut self, source: &UpstreamAddress) -> anyhow::Result<()> {
+        self.pg
+            .rewind_from(
+                &source.host,
+                source.port,
+                &self.config.postgresql.rewind,
+                false,
+            )
+            .await
+            .context("run pg_rewind")
+    }
+
+    async fn remove_data(&mut self) -> anyhow::Result<()> {
+        remove_contents_async(self.pg.spec().layout.data_dir())
+            .await
+            .context("remove the data directory")
+    }
+
+    async fn move_aside(&mut self) -> anyhow::Result<()> {
+        let dir = self.pg.spec().layout.data_dir().to_path_buf();
+        let mut aside = dir.clone().into_os_string();
+        aside.push(".failed");
+        tokio::fs::rename(&dir, &aside)
+            .await
+            .context("move the data directory aside")
+    }
+
+    async fn sync_slots(&self, wanted: &[String]) -> anyhow::Result<()> {
+        let client = self.pg.connect().await.context("connect")?;
+        let existing = client
+            .replication_slots()
+            .await
+            .context("list replication slots")?;
+        for name in wanted {
+            if !existing.iter().any(|s| &s.name == name) {
+                client
+                    .create_physical_slot(name)
+                    .await
+                    .with_context(|| format!("create replication slot {name}"))?;
+                tracing::info!(slot = %name, "created replication slot");
+            }
+        }
+        for slot in existing {
+            if slot.slot_type == "physical" && !slot.active && !wanted.contains(&slot.name) {
+                client
+                    .drop_slot(&slot.name)
+                    .await
+                    .with_context(|| format!("drop replication slot {}", slot.name))?;
+                tracing::info!(slot = %slot.name, "dropped replication slot");
+            }
+        }
+        Ok(())
+    }
+
+    fn has_standby_signal(&self) -> bool {
+        self.pg.spec().layout.has_standby_signal()
+    }
+
+    fn config_dir(&self) -> &Path {
+        self.pg.spec().layout.config_dir()
+    }
+
+    fn pgpass(&self) -> &Path {
+        self.pg.spec().layout.pgpass()
+    }
+}

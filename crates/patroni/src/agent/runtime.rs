@@ -1,0 +1,535 @@
+//! The HA loop: one shape, observe → decide → act → wait (STYLE rule 4).
+//!
+//! Each cycle reads the DCS and the local Postgres, calls [`decide`] (performing its query
+//! actions and deciding again within the cycle), carries out the final actions in order
+//! (stopping at the first failure), publishes the member key and the API snapshot, and waits
+//! until `loop_wait`, the decision's `next_cycle_at`, a DCS change or an API wake-up.
+//!
+//! Long actions (bootstrap, clone, start, promote, rewind) run inline: the loop blocks while
+//! they run. The core never asks for one while this member must keep renewing the lock
+//! (bootstrap happens before the lock is taken; clone only without data), so the lock is not
+//! at risk; a start of a crashed primary is bounded by its timeout.
+//!
+//! # What breaks if this stalls or panics
+//! The lock holder stops renewing and its replicas take over after `ttl`; the API's liveness
+//! check reports the loop overdue.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use patroni_config::{Config, DynamicConfig};
+use patroni_core::ha::{
+    Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, LockOutcome, MemberTags,
+    Observation, PgRole, PgServer, SynchronousMode, TimelineCheck, TimelineVerdict, decide,
+};
+use patroni_core::{Cluster, Tick};
+use patroni_dcs::{Dcs, LeaderStatusUpdate};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::api_backend::{LoopStatus, Shared};
+use super::member_data::{Identity, PgState, StatusExtras, member_data, node_status};
+use super::peers::PeerClient;
+use super::pgctl::PostgresCtl;
+
+/// At most this many decide steps per cycle (the core needs at most four).
+const MAX_STEPS: usize = 8;
+/// How long the shutdown sequence may take before the agent gives up and exits.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
+/// Pause between shutdown attempts whose actions failed.
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(1);
+
+/// The agent must stop: continuing would be unsafe.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+/// The HA loop of one member and everything it remembers between cycles.
+pub struct Runtime<D, P> {
+    /// The local configuration.
+    pub(super) config: Arc<Config>,
+    /// How this member publishes itself.
+    pub(super) id: Identity,
+    /// The DCS.
+    pub(super) dcs: Arc<D>,
+    /// The local instance.
+    pub(super) pg: P,
+    /// Major version of the binaries.
+    pub(super) major_version: u32,
+    /// State shared with the API.
+    pub(super) shared: Arc<Shared>,
+    /// Client for other members' APIs.
+    pub(super) peers: PeerClient,
+    /// Base of the monotonic [`Tick`]s given to the core.
+    start: Instant,
+    /// What the core asks the runtime to remember.
+    pub(super) memory: AgentMemory,
+    /// The effective dynamic configuration (DCS `config`, else `bootstrap.dcs`).
+    pub(super) dynamic: DynamicConfig,
+    /// The core's settings derived from it.
+    pub(super) ha: HaConfig,
+    /// The role the server last ran (or was started) in.
+    pub(super) last_role: Option<PgRole>,
+    /// Set when the postmaster exited by itself; cleared by the next start.
+    pub(super) crashed_as: Option<PgRole>,
+    /// Whom the recovery configuration points at, as last written.
+    pub(super) upstream: Option<patroni_core::ha::Upstream>,
+    /// When the server was first seen starting.
+    pub(super) starting_since: Option<Tick>,
+    /// The state a long action in progress reports.
+    pub(super) state_override: Option<PgState>,
+    /// `pg_stat_wal_receiver.status` of the last observation.
+    pub(super) wal_receiver: Option<String>,
+    /// Unix seconds of the last successful DCS read.
+    dcs_last_seen: u64,
+    /// Told the new `ttl` and `retry_timeout` when the dynamic configuration changes them
+    /// (the Kubernetes client's own timing).
+    timing_hook: Option<TimingHook>,
+}
+
+/// See [`Runtime::with_timing_hook`].
+pub type TimingHook = Box<dyn Fn(Duration, Duration) + Send + Sync>;
+
+/// How a cycle ended.
+struct CycleEnd {
+    /// Run the next cycle no later than this.
+    next_cycle_at: Option<Tick>,
+    /// Every final action succeeded.
+    all_done: bool,
+}
+
+// === impl Runtime ===
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// A runtime that has not run a cycle yet.
+    pub fn new(
+        config: Arc<Config>,
+        dcs: Arc<D>,
+        pg: P,
+        major_version: u32,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let dynamic = config.bootstrap.dcs.clone();
+        let ha = ha_config(&dynamic, &config);
+        let id = Identity::from_config(&config);
+        Self {
+            config,
+            id,
+            dcs,
+            pg,
+            major_version,
+            shared,
+            peers: PeerClient::new(),
+            start: Instant::now(),
+            memory: AgentMemory {
+                first_cycle: true,
+                ..Default::default()
+            },
+            dynamic,
+            ha,
+            last_role: None,
+            crashed_as: None,
+            upstream: None,
+            starting_since: None,
+            state_override: None,
+            wal_receiver: None,
+            dcs_last_seen: 0,
+            timing_hook: None,
+        }
+    }
+
+    /// Calls `hook(ttl, retry_timeout)` whenever the dynamic configuration changes them.
+    pub fn with_timing_hook(mut self, hook: TimingHook) -> Self {
+        self.timing_hook = Some(hook);
+        self
+    }
+
+    /// The monotonic time given to the core.
+    pub(super) fn tick(&self) -> Tick {
+        self.start.elapsed()
+    }
+
+    /// Runs cycles until `shutdown` turns true and the shutdown actions are done (or
+    /// [`SHUTDOWN_DEADLINE`] passes).
+    ///
+    /// # Errors
+    /// [`Fatal`] when the core says continuing is unsafe.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
+        if self.pg.adopt() {
+            tracing::info!("adopted a running postmaster");
+        }
+        let mut shutting_down_since: Option<Instant> = None;
+        loop {
+            let stopping = *shutdown.borrow();
+            if stopping && shutting_down_since.is_none() {
+                tracing::info!("shutdown requested");
+                shutting_down_since = Some(Instant::now());
+            }
+            let role = self.last_role.map_or("none", |r| match r {
+                PgRole::Primary => "primary",
+                PgRole::Replica => "replica",
+            });
+            let span = tracing::info_span!(
+                "ha_cycle",
+                scope = %self.id.scope,
+                member = %self.id.name,
+                role
+            );
+            let end = self.cycle(stopping).instrument(span).await?;
+            if let Some(since) = shutting_down_since {
+                if end.all_done {
+                    tracing::info!("shutdown actions done");
+                    return Ok(());
+                }
+                if since.elapsed() > SHUTDOWN_DEADLINE {
+                    tracing::warn!("shutdown deadline passed with actions still failing");
+                    return Ok(());
+                }
+                tokio::time::sleep(SHUTDOWN_RETRY).await;
+                continue;
+            }
+            self.wait(end.next_cycle_at, &mut shutdown).await;
+        }
+    }
+
+    /// Waits until the next cycle: cancellation first, then the deadline, a DCS change, an
+    /// API wake-up.
+    async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &mut watch::Receiver<bool>) {
+        let now = self.tick();
+        let mut remaining = self.ha.loop_wait;
+        if let Some(at) = next_cycle_at {
+            remaining = remaining.min(at.saturating_sub(now));
+        }
+        let deadline = Instant::now() + remaining;
+        self.shared.update(|s| {
+            s.next_due = deadline;
+            s.loop_status = LoopStatus::Waiting;
+        });
+        let dcs = Arc::clone(&self.dcs);
+        let shared = Arc::clone(&self.shared);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            _ = dcs.watch(remaining) => {}
+            () = shared.wake.notified() => {}
+        }
+    }
+
+    /// One cycle: observe, decide (with queries), act, publish.
+    async fn cycle(&mut self, stopping: bool) -> Result<CycleEnd, Fatal> {
+        self.shared.update(|s| s.loop_status = LoopStatus::Deciding);
+        let now = self.tick();
+        let dcs = match self.dcs.get_cluster().await {
+            Ok(cluster) => {
+                self.dcs_last_seen = unix_now().as_secs();
+                self.apply_dynamic(&cluster);
+                DcsView::reachable(cluster)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "failed to read the cluster from the DCS: {:#}",
+                    anyhow::Error::from(e)
+                );
+                DcsView::Unreachable
+            }
+        };
+        let local = self.observe(now).await;
+        let mut memory = self.memory.clone();
+        self.memory.finished = None;
+        self.memory.first_cycle = false;
+        self.update_memory_before(&dcs, &local, now, &mut memory);
+        let mut obs = Observation::new(
+            LocalMember {
+                name: self.id.name.clone(),
+                tags: MemberTags::from_json(&self.id.tags),
+            },
+            dcs,
+            local,
+        );
+        obs.paused = self.dynamic.pause.unwrap_or(false);
+        obs.wall_clock = unix_now();
+        obs.memory = memory;
+        obs.requests.shutdown = stopping;
+        let mut steps = 0;
+        let decision = loop {
+            let d = decide(&obs, &self.ha, now);
+            steps += 1;
+            match d.query().cloned() {
+                Some(q) if steps < MAX_STEPS => {
+                    tracing::debug!(message = %d.message, query = ?q, "query");
+                    self.query(q, &mut obs, now).await;
+                }
+                _ => break d,
+            }
+        };
+        if decision.actions.is_empty() {
+            tracing::debug!("{}", decision.message);
+        } else {
+            tracing::info!(actions = ?decision.actions, "{}", decision.message);
+        }
+        let all_done = self.execute_all(&decision.actions, &obs).await?;
+        self.publish(&obs).await;
+        Ok(CycleEnd {
+            next_cycle_at: decision.next_cycle_at,
+            all_done,
+        })
+    }
+
+    /// Keeps the race-related memory up to date.
+    fn update_memory_before(
+        &mut self,
+        dcs: &DcsView,
+        local: &LocalPostgres,
+        now: Tick,
+        memory: &mut AgentMemory,
+    ) {
+        if let DcsView::Reachable(c) = dcs {
+            if c.is_locked() {
+                self.memory.unlocked_since = None;
+            } else if self.memory.unlocked_since.is_none() {
+                self.memory.unlocked_since = Some(now);
+            }
+        }
+        if matches!(
+            local.server(),
+            Some(PgServer::Primary(_) | PgServer::Replica(_))
+        ) {
+            self.memory.last_healthy = Some(now);
+        }
+        memory.unlocked_since = self.memory.unlocked_since;
+        memory.last_healthy = self.memory.last_healthy;
+        self.memory.previous_wal = local.server().map(PgServer::wal_position);
+    }
+
+    /// Switches to the DCS `config` when present and valid.
+    fn apply_dynamic(&mut self, cluster: &Cluster) {
+        let Some(config) = &cluster.config else {
+            return;
+        };
+        if config.data.is_empty() {
+            return;
+        }
+        let (dynamic, _problems) =
+            DynamicConfig::from_value(&serde_json::Value::Object(config.data.clone()));
+        if dynamic != self.dynamic {
+            tracing::info!("applying the dynamic configuration from the DCS");
+            let ha = ha_config(&dynamic, &self.config);
+            if (ha.ttl, ha.retry_timeout) != (self.ha.ttl, self.ha.retry_timeout)
+                && let Some(hook) = &self.timing_hook
+            {
+                hook(ha.ttl, ha.retry_timeout);
+            }
+            self.ha = ha;
+            self.dynamic = dynamic;
+        }
+    }
+
+    /// Performs one query and records its outcome in `obs`.
+    async fn query(&mut self, query: Action, obs: &mut Observation, now: Tick) {
+        let dcs = Arc::clone(&self.dcs);
+        match query {
+            Action::TakeInitializeKey => match dcs.initialize("").await {
+                Ok(won) => obs.cycle.initialize = Some(won),
+                Err(e) => self.dcs_failed(obs, "take the initialize key", e),
+            },
+            Action::AcquireLeader => match dcs.attempt_to_acquire_leader().await {
+                Ok(true) => {
+                    tracing::info!("acquired the leader lock");
+                    self.lock_held(obs, now, LockOutcome::Acquired);
+                }
+                Ok(false) => obs.cycle.lock = Some(LockOutcome::Refused),
+                Err(e) => self.dcs_failed(obs, "acquire the leader lock", e),
+            },
+            Action::RenewLeader { last_lsn } => {
+                let update = LeaderStatusUpdate {
+                    last_lsn,
+                    ..Default::default()
+                };
+                match dcs.update_leader(&update).await {
+                    Ok(true) => self.lock_held(obs, now, LockOutcome::Renewed),
+                    Ok(false) => {
+                        tracing::warn!("the leader lock could not be renewed");
+                        obs.cycle.lock = Some(LockOutcome::Refused);
+                    }
+                    Err(e) => self.dcs_failed(obs, "renew the leader lock", e),
+                }
+            }
+            Action::CheckPeers { members } => {
+                obs.cycle.peers = Some(self.peers.check(&members).await);
+            }
+            Action::CheckTimeline { leader } => {
+                let verdict = self.check_timeline(obs, &leader.member).await;
+                tracing::info!(leader = %leader.member, ?verdict, "timeline check");
+                let check = TimelineCheck {
+                    leader: leader.member,
+                    verdict,
+                    checked_at: now,
+                };
+                self.memory.timeline_check = Some(check.clone());
+                obs.memory.timeline_check = Some(check);
+            }
+            other => tracing::warn!(action = ?other, "not a query"),
+        }
+    }
+
+    fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
+        self.memory.last_lock_renewal = Some(now);
+        obs.memory.last_lock_renewal = Some(now);
+        obs.cycle.lock = Some(outcome);
+    }
+
+    fn dcs_failed(&self, obs: &mut Observation, what: &str, e: patroni_dcs::Error) {
+        let e = anyhow::Error::from(e);
+        if obs.cycle.lock.is_none() {
+            tracing::warn!("failed to {what}: {e:#}");
+        }
+        obs.dcs = DcsView::Unreachable;
+    }
+
+    /// Compares this member's timeline with the leader's, as far as it can be told without a
+    /// replication connection: the leader's published timeline against the local one. A
+    /// former primary (control state of a primary) behind the leader's timeline has diverged;
+    /// the same timeline is in sync; anything else cannot be told.
+    async fn check_timeline(&self, obs: &Observation, leader: &str) -> TimelineVerdict {
+        let Some(leader_tl) = obs
+            .cluster()
+            .and_then(|c| c.member(leader))
+            .and_then(|m| m.data.timeline)
+        else {
+            return TimelineVerdict::Undetermined;
+        };
+        let Ok(cd) = self.pg.controldata().await else {
+            return TimelineVerdict::Undetermined;
+        };
+        let Ok(local_tl) = cd.checkpoint_timeline() else {
+            return TimelineVerdict::Undetermined;
+        };
+        let state = patroni_core::ha::ControlState::from_controldata(
+            cd.get("Database cluster state").unwrap_or_default(),
+        );
+        let local_tl = u64::from(local_tl);
+        if local_tl == leader_tl {
+            TimelineVerdict::InSync
+        } else if local_tl < leader_tl && state.was_primary() {
+            TimelineVerdict::NeedsRewind
+        } else if local_tl < leader_tl {
+            TimelineVerdict::InSync
+        } else {
+            TimelineVerdict::Undetermined
+        }
+    }
+
+    /// Publishes the member key (when the DCS answered) and the API snapshot.
+    async fn publish(&mut self, obs: &Observation) {
+        let local = self.observe(self.tick()).await;
+        let state = self
+            .state_override
+            .unwrap_or_else(|| PgState::observed(&local));
+        let cluster = obs.cluster().cloned();
+        let reachable = cluster.is_some();
+        if reachable {
+            let data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
+            if let Err(e) = self.dcs.touch_member(&data).await {
+                tracing::warn!(
+                    "failed to publish the member key: {:#}",
+                    anyhow::Error::from(e)
+                );
+            }
+            if let Some(c) = &cluster
+                && c.leader_name() == Some(self.id.name.as_str())
+                && local.is_primary()
+            {
+                self.maintain_slots(c).await;
+            }
+        }
+        let extras = StatusExtras {
+            paused: obs.paused,
+            cluster_unlocked: cluster.as_ref().is_none_or(|c| !c.is_locked()),
+            dcs_last_seen: self.dcs_last_seen,
+            sysid: local.data().map(|d| d.sysid.clone()),
+        };
+        let status = node_status(&self.id, &local, state, &extras);
+        let is_leader = cluster
+            .as_ref()
+            .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
+            && obs.cycle.lock.is_some_and(LockOutcome::holds);
+        let ttl = self.ha.ttl;
+        let global = cluster
+            .as_ref()
+            .and_then(|c| c.config.as_ref())
+            .map(|c| patroni_api::GlobalFlags::from_data(&c.data));
+        let tags = self.id.tags.clone();
+        self.shared.update(|s| {
+            s.status = status;
+            s.ha.is_leader = is_leader;
+            s.ha.running_as_primary = local.is_primary();
+            s.ha.ttl = ttl;
+            s.ha.configured_tags = tags;
+            if let Some(g) = global {
+                s.ha.global = g;
+            }
+            if let Some(c) = cluster {
+                s.cluster = Some((c, Instant::now()));
+            }
+        });
+    }
+
+    /// The primary keeps a physical slot for every other member and drops inactive physical
+    /// slots of members that are gone.
+    pub(super) async fn maintain_slots(&self, cluster: &Cluster) {
+        if !self.dynamic.postgresql.use_slots {
+            return;
+        }
+        let wanted: Vec<String> = cluster
+            .members
+            .iter()
+            .filter(|m| m.name != self.id.name)
+            .map(|m| patroni_postgres::slot_name_from_member_name(&m.name))
+            .collect();
+        if let Err(e) = self.pg.sync_slots(&wanted).await {
+            tracing::warn!("failed to maintain replication slots: {e:#}");
+        }
+    }
+}
+
+/// Wall-clock time since the Unix epoch (zero if the clock is before it).
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The core's settings from the dynamic and local configuration.
+pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
+    let secs = |s: u64| Duration::from_secs(s);
+    HaConfig {
+        ttl: secs(d.ttl.into()),
+        loop_wait: secs(d.loop_wait.into()),
+        retry_timeout: secs(d.retry_timeout.into()),
+        maximum_lag_on_failover: d.maximum_lag_on_failover,
+        primary_start_timeout: secs(d.primary_start_timeout),
+        primary_stop_timeout: secs(d.primary_stop_timeout),
+        primary_race_backoff: secs(d.primary_race_backoff),
+        check_timeline: d.check_timeline,
+        use_pg_rewind: d
+            .postgresql
+            .use_pg_rewind
+            .unwrap_or(config.postgresql.use_pg_rewind),
+        remove_data_directory_on_rewind_failure: config
+            .postgresql
+            .remove_data_directory_on_rewind_failure,
+        remove_data_directory_on_diverged_timelines: config
+            .postgresql
+            .remove_data_directory_on_diverged_timelines,
+        synchronous_mode: match d.synchronous_mode {
+            patroni_config::SynchronousMode::Off => SynchronousMode::Off,
+            patroni_config::SynchronousMode::On => SynchronousMode::On,
+            patroni_config::SynchronousMode::Quorum => SynchronousMode::Quorum,
+        },
+        failsafe_mode: false,
+        can_bootstrap: true,
+        create_replica_without_leader: false,
+    }
+}
