@@ -55,6 +55,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut lab = Lab::start(&args.dir, 0).context("start the lab")?;
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
     let members_dir = lab.info().dir.join("members");
+    // Data directories of an earlier demo belong to a cluster that is gone.
+    if members_dir.exists() {
+        std::fs::remove_dir_all(&members_dir)
+            .with_context(|| format!("remove {}", members_dir.display()))?;
+    }
     std::fs::create_dir_all(&members_dir)?;
     // The agents run as postgres: give them their own copy of the in-lab kubeconfig.
     let lab_kubeconfig = members_dir.join("kubeconfig");
@@ -98,11 +103,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     lab.remember_hosts(infos, NAMESPACE)?;
     let info = lab.detach();
     let ctl = write_patronictl_config(&info.dir, args.use_endpoints)?;
-    println!("waiting for a leader …");
+    println!("waiting for a leader and streaming replicas …");
     let deadline = std::time::Instant::now() + LEADER_TIMEOUT;
     loop {
         match patronictl(&ctl, &info.controlplane.kubeconfig, &["list"]) {
-            Some(table) if table.contains("Leader") && table.contains("running") => {
+            // Up means a running leader and every other member streaming.
+            Some(table)
+                if table.matches("| Leader ").count() == 1
+                    && table.matches("streaming").count()
+                        == args.members.saturating_sub(1) as usize =>
+            {
                 println!("{table}");
                 break;
             }

@@ -106,6 +106,16 @@ pub struct History {
     pub lines: Vec<Value>,
 }
 
+// === impl Failover ===
+
+impl Failover {
+    /// Whether the key names a leader to switch away from or a candidate.
+    pub fn is_requested(&self) -> bool {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        set(&self.leader) || set(&self.candidate)
+    }
+}
+
 // === impl Cluster ===
 
 impl Cluster {
@@ -120,6 +130,13 @@ impl Cluster {
             .as_ref()
             .map(|l| l.name.as_str())
             .filter(|n| !n.is_empty())
+    }
+
+    /// The failover key, if it requests something. A cleared key (all
+    /// values removed, the object left in place) is no request: Patroni's
+    /// `Failover` is falsy without a leader and a candidate.
+    pub fn pending_failover(&self) -> Option<&Failover> {
+        self.failover.as_ref().filter(|f| f.is_requested())
     }
 
     /// The member named `name`.

@@ -105,6 +105,20 @@ impl Lab {
         }
         let binary = testenv_binary()?;
         std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+        // A new lab starts from nothing: no etcd data, no host counter.
+        for stale in ["controlplane", "hosts.seq", "lab.json"] {
+            let path = dir.join(stale);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::io("remove", path)(e));
+            }
+        }
         let dir = dir.canonicalize().map_err(Error::io("resolve", dir))?;
         let owner = std::process::id() as i32;
         let hub = format!("{}{owner}-hub", netns::PREFIX);

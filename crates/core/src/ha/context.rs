@@ -130,9 +130,9 @@ impl<'a> Ctx<'a> {
         cluster_timeline(self.cluster)
     }
 
-    /// The failover key.
+    /// The failover key, when it requests something (a cleared key does not).
     pub fn failover(&self) -> Option<&'a Failover> {
-        self.cluster.failover.as_ref()
+        self.cluster.pending_failover()
     }
 
     /// The failover key's candidate.

@@ -270,7 +270,7 @@ fn primary_keeps_running_unlocked(
 
 fn candidate(obs: &Observation) -> Option<&str> {
     obs.cluster()
-        .and_then(|c| c.failover.as_ref())
+        .and_then(|c| c.pending_failover())
         .and_then(|f| f.candidate.as_deref())
         .filter(|c| !c.is_empty())
 }

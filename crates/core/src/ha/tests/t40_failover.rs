@@ -64,6 +64,25 @@ fn switchover_to_named_candidate_demotes_gracefully_then_releases() {
     assert_final(&c, &hand_over(), "switchover: demoting myself");
 }
 
+/// A cleared failover key (the object kept, its values removed, as the new
+/// leader leaves it) requests nothing: the new leader must not hand over
+/// again. Regression: treating it as "failover to anyone" made every new
+/// leader demote itself right after promoting.
+#[test]
+fn cleared_failover_key_requests_nothing() {
+    let c = leader_cycle(
+        failover(None, None, None),
+        vec![peer("pg-1", LAST_LSN), peer("pg-2", LAST_LSN)],
+    );
+    assert_eq!(
+        c.queries,
+        [Action::RenewLeader {
+            last_lsn: Some(LAST_LSN)
+        }]
+    );
+    assert_final(&c, &[], NO_ACTION);
+}
+
 /// A switchover to an unhealthy (unreachable or lagging) candidate is dropped; the leader stays.
 #[test]
 fn switchover_to_unhealthy_candidate_is_cancelled() {
@@ -92,17 +111,19 @@ fn switchover_with_mismatching_names_is_cancelled() {
     }
 }
 
-/// A manual failover without candidate hands over when any member is healthy.
+/// A switchover without candidate hands over when any member is healthy.
+/// (A key with neither leader nor candidate is no request at all: see
+/// `cleared_failover_key_requests_nothing`.)
 #[test]
-fn manual_failover_without_candidate_hands_over_to_anyone_healthy() {
+fn switchover_without_candidate_hands_over_to_anyone_healthy() {
     let c = leader_cycle(
-        failover(None, None, None),
+        failover(Some("pg-0"), None, None),
         vec![
             crate::ha::PeerStatus::unreachable("pg-1"),
             peer("pg-2", LAST_LSN),
         ],
     );
-    assert_final(&c, &hand_over(), "manual failover: demoting myself");
+    assert_final(&c, &hand_over(), "switchover: demoting myself");
 }
 
 /// A switchover scheduled beyond `loop_wait` does nothing yet and keeps the key.
