@@ -105,26 +105,41 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let ctl = write_patronictl_config(&info.dir, args.use_endpoints)?;
     println!("waiting for a leader and streaming replicas …");
     let deadline = std::time::Instant::now() + LEADER_TIMEOUT;
+    let first = info.hosts.first().context("the demo has members")?.clone();
     loop {
-        match patronictl(&ctl, &info.controlplane.kubeconfig, &["list"]) {
-            // Up means a running leader and every other member streaming.
-            Some(table)
-                if table.matches("| Leader ").count() == 1
-                    && table.matches("streaming").count()
-                        == args.members.saturating_sub(1) as usize =>
-            {
-                println!("{table}");
-                break;
+        if let Some(members) = cluster_members(&first.netns, &first.ip)
+            && members
+                .iter()
+                .filter(|m| m["role"] == "leader" && m["state"] == "running")
+                .count()
+                == 1
+            && members.iter().filter(|m| m["state"] == "streaming").count() + 1
+                == args.members as usize
+        {
+            match patronictl(&ctl, &info.controlplane.kubeconfig, &["list"]) {
+                Some(table) => println!("{table}"),
+                None => {
+                    for m in &members {
+                        println!(
+                            "  {:<10} {:<12} {:<8} {}",
+                            m["name"].as_str().unwrap_or(""),
+                            m["host"].as_str().unwrap_or(""),
+                            m["role"].as_str().unwrap_or(""),
+                            m["state"].as_str().unwrap_or("")
+                        );
+                    }
+                }
             }
-            _ if std::time::Instant::now() > deadline => {
-                eprintln!(
-                    "no leader after {LEADER_TIMEOUT:?}; see the logs under {}",
-                    members_dir.display()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            _ => std::thread::sleep(Duration::from_secs(1)),
+            break;
         }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "no leader after {LEADER_TIMEOUT:?}; see the logs under {}",
+                members_dir.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
     let venv = venv();
     let k = info.controlplane.kubeconfig.display();
@@ -179,6 +194,26 @@ fn write_patronictl_config(dir: &Path, use_endpoints: bool) -> anyhow::Result<Pa
     );
     std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
     Ok(path)
+}
+
+/// Members as a member's REST API reports them (`GET /cluster`), asked from
+/// inside that member's host.
+fn cluster_members(netns: &str, ip: &str) -> Option<Vec<serde_json::Value>> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            netns,
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://{ip}:8008/cluster"),
+        ])
+        .output()
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    doc["members"].as_array().cloned()
 }
 
 /// Python `patronictl` (the compatibility peer) output, if it is installed and succeeds.

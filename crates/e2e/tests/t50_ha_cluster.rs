@@ -203,6 +203,62 @@ async fn ha_cluster(use_endpoints: bool) {
         p
     };
     {
+        tracing::info!(
+            "--- traffic follows the primary: role labels, leader Endpoints, Patroni's patronictl"
+        );
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(ns.client.clone(), &ns.name);
+        for m in &members {
+            let want = if m.name == members[primary].name {
+                "primary"
+            } else {
+                "replica"
+            };
+            let labelled = patroni_testlab::wait_until(
+                Duration::from_secs(30),
+                format!("{} labelled role={want}", m.name),
+                || async {
+                    let pod = pods.get(&m.name).await.ok()?;
+                    (pod.metadata.labels?.get("role").map(String::as_str) == Some(want))
+                        .then_some(())
+                },
+            )
+            .await;
+            assert!(labelled.is_ok(), "{labelled:?}\n{}", logs(&members));
+        }
+        if use_endpoints {
+            let eps: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
+                kube::Api::namespaced(ns.client.clone(), &ns.name);
+            let ep = eps.get(scope).await.expect("leader endpoints");
+            let ips: Vec<String> = ep
+                .subsets
+                .iter()
+                .flatten()
+                .flat_map(|s| s.addresses.iter().flatten())
+                .map(|a| a.ip.clone())
+                .collect();
+            assert_eq!(ips, [members[primary].host.ip().to_string()]);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = run_ok(
+            "patronictl list",
+            patronictl(lab, dir.path(), &ns.name, scope, use_endpoints)
+                .args(["list", "-f", "json"]),
+        );
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("patronictl json");
+        let leaders: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["Role"] == "Leader")
+            .filter_map(|r| r["Member"].as_str())
+            .collect();
+        assert_eq!(leaders, [members[primary].name.as_str()], "{out}");
+        assert_eq!(
+            rows.iter().filter(|r| r["State"] == "streaming").count(),
+            2,
+            "{out}"
+        );
+    }
+    {
         tracing::info!("--- writes on the primary reach the replicas");
         let (p, s) = (&members[primary].host, &members[primary].spec);
         sql(p, p, s, "create table t(v int); insert into t values (1)")
