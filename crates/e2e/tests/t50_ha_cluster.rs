@@ -10,95 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::cluster::*;
 use common::*;
-use patroni_testlab::{AgentSpec, Host, Lab, chown_to_pg_user};
-
-/// Timings for the test cluster: Patroni's minimum ttl, a short loop.
-const TTL: u32 = 20;
-const LOOP_WAIT: u32 = 2;
-const RETRY_TIMEOUT: u32 = 5;
-/// Bootstrap of the first member plus two clones.
-const FORM_TIMEOUT: Duration = Duration::from_secs(150);
-/// Failover after the leader dies: at most the ttl plus a few loops.
-const FAILOVER_TIMEOUT: Duration = Duration::from_secs(90);
-
-struct Member {
-    name: String,
-    host: Host,
-    spec: AgentSpec,
-    config: std::path::PathBuf,
-    log: std::path::PathBuf,
-    /// The running agent, reaped when replaced or at the end.
-    agent: Option<std::process::Child>,
-    _dir: tempfile::TempDir,
-}
-
-/// `psql -c SQL` from `from` to `to`'s PostgreSQL as the superuser.
-fn sql(from: &Host, to: &Host, spec: &AgentSpec, query: &str) -> Option<String> {
-    let out = from
-        .command("/usr/lib/postgresql/15/bin/psql")
-        .env("PGPASSWORD", &spec.superuser_password)
-        .args([
-            "-X",
-            "-At",
-            "-d",
-            &format!(
-                "host={} port=5432 user=postgres dbname=postgres connect_timeout=2",
-                to.ip()
-            ),
-            "-c",
-            query,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Members that accept writes right now.
-fn writable(members: &[Member]) -> Vec<String> {
-    members
-        .iter()
-        .filter(|m| {
-            sql(&m.host, &m.host, &m.spec, "select pg_is_in_recovery()").as_deref() == Some("f")
-        })
-        .map(|m| m.name.clone())
-        .collect()
-}
-
-fn logs(members: &[Member]) -> String {
-    members
-        .iter()
-        .map(|m| {
-            format!(
-                "--- {}\n{}",
-                m.name,
-                std::fs::read_to_string(&m.log).unwrap_or_default()
-            )
-        })
-        .collect()
-}
-
-async fn wait_for<T>(
-    timeout: Duration,
-    what: &str,
-    members: &[Member],
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not after {timeout:?}\n{}",
-            logs(members)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+use patroni_testlab::{AgentSpec, Host, Lab};
 
 async fn ha_cluster(use_endpoints: bool) {
     init_tracing();
@@ -108,38 +22,8 @@ async fn ha_cluster(use_endpoints: bool) {
         .await
         .expect("namespace");
     let scope = "ha";
-    let binary = agent_binary();
-    let kubeconfig = restricted_kubeconfig(lab, &ns.name, use_endpoints, true, 0).await;
-    let mut members = Vec::new();
-    {
-        tracing::info!("--- three member hosts with pods, each running the agent as postgres");
-        for (i, host) in member_pods(lab, &ns, scope, 3)
-            .await
-            .into_iter()
-            .enumerate()
-        {
-            let name = format!("m{i}");
-            let mut spec = AgentSpec::new(scope, &name, &ns.name, use_endpoints);
-            (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
-            let dir = tempfile::tempdir().expect("tempdir");
-            chown_to_pg_user(dir.path()).expect("chown");
-            let config = spec.write(host.ip(), dir.path()).expect("write config");
-            let log = dir.path().join("patroni.log");
-            let agent = Some(
-                host.spawn_agent(&binary, &config, &kubeconfig, &log)
-                    .expect("start agent"),
-            );
-            members.push(Member {
-                name,
-                host,
-                spec,
-                config,
-                log,
-                agent,
-                _dir: dir,
-            });
-        }
-    }
+    tracing::info!("--- three member hosts with pods, each running the agent as postgres");
+    let (mut members, kubeconfig) = start_cluster(lab, &ns, scope, use_endpoints, 3, |_| {}).await;
     let stop = Arc::new(AtomicBool::new(false));
     let max_writable = Arc::new(AtomicUsize::new(0));
     let checker = {
@@ -275,16 +159,7 @@ async fn ha_cluster(use_endpoints: bool) {
         tracing::info!(
             "--- kill -9 of the leader's agent and postmaster: another member takes over"
         );
-        let pids = members[primary].host.pids();
-        for pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if let Some(mut agent) = members[primary].agent.take() {
-            let _ = agent.wait();
-        }
+        kill_member(&mut members[primary]);
         let old = members[primary].name.clone();
         let np = wait_for(FAILOVER_TIMEOUT, "a new writable member", &members, || {
             let w = writable(&members);
@@ -298,11 +173,7 @@ async fn ha_cluster(use_endpoints: bool) {
     };
     {
         tracing::info!("--- the old member, restarted, rejoins as a replica of the new primary");
-        let agent = {
-            let m = &members[primary];
-            m.host.spawn_agent(&binary, &m.config, &kubeconfig, &m.log)
-        };
-        members[primary].agent = Some(agent.expect("restart agent"));
+        restart_member(&mut members[primary], &kubeconfig);
         let m = &members[primary];
         wait_for(
             FORM_TIMEOUT,
@@ -394,12 +265,7 @@ async fn ha_cluster(use_endpoints: bool) {
     }
     stop.store(true, Ordering::Relaxed);
     let doubles = checker.join().expect("checker");
-    for m in &mut members {
-        if let Some(mut agent) = m.agent.take() {
-            let _ = agent.kill();
-            let _ = agent.wait();
-        }
-    }
+    stop_all(&mut members);
     assert!(
         doubles.is_empty(),
         "two writable members at once: {doubles:?}"

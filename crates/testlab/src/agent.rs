@@ -37,6 +37,8 @@ pub struct AgentSpec {
     pub replication_password: String,
     /// PostgreSQL binaries.
     pub bin_dir: PathBuf,
+    /// Member tags (`nofailover: true`, `failover_priority: 0`, …), YAML values.
+    pub tags: BTreeMap<String, String>,
 }
 
 // === impl AgentSpec ===
@@ -57,6 +59,7 @@ impl AgentSpec {
             superuser_password: "lab-superuser-secret".into(),
             replication_password: "lab-replication-secret".into(),
             bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -75,6 +78,16 @@ impl AgentSpec {
             .iter()
             .map(|(k, v)| format!("\n    {k}: {v}"))
             .collect();
+        let tags: String = if self.tags.is_empty() {
+            String::new()
+        } else {
+            let items: String = self
+                .tags
+                .iter()
+                .map(|(k, v)| format!("\n  {k}: {v}"))
+                .collect();
+            format!("tags:{items}\n")
+        };
         let d = dir.display();
         format!(
             r#"scope: {scope}
@@ -121,7 +134,7 @@ postgresql:
     - host all all 10.213.0.0/16 scram-sha-256
   parameters:
     unix_socket_directories: {d}
-"#,
+{tags}"#,
             scope = self.scope,
             name = self.name,
             namespace = self.namespace,
@@ -210,7 +223,8 @@ mod tests {
     #[test]
     fn rendered_configuration_is_valid_patroni_configuration() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spec = AgentSpec::new("demo", "member-0", "default", true);
+        let mut spec = AgentSpec::new("demo", "member-0", "default", true);
+        spec.tags.insert("nofailover".into(), "true".into());
         let path = dir.path().join("patroni.yml");
         std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
         let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
@@ -222,5 +236,6 @@ mod tests {
         assert_eq!(k.context, "testenv");
         assert_eq!(loaded.config.name, "member-0");
         assert_eq!(loaded.config.bootstrap.dcs.ttl, 30);
+        assert!(loaded.config.tags.is_nofailover());
     }
 }

@@ -1,0 +1,173 @@
+//! A cluster of real agents on lab hosts, for the agent's end-to-end tests:
+//! members, SQL from hosts, writability, logs, and waiting with logs on failure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use patroni_testlab::{AgentSpec, Host, Lab, TestNamespace, chown_to_pg_user};
+
+/// Timings for the test cluster: Patroni's minimum ttl, a short loop.
+pub const TTL: u32 = 20;
+pub const LOOP_WAIT: u32 = 2;
+pub const RETRY_TIMEOUT: u32 = 5;
+/// Bootstrap of the first member plus two clones.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(150);
+/// Failover after the leader dies: at most the ttl plus a few loops.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One member: its host, configuration and running agent.
+pub struct Member {
+    pub name: String,
+    pub host: Host,
+    pub spec: AgentSpec,
+    pub config: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+    /// The running agent, reaped when replaced or at the end.
+    pub agent: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// `psql -c SQL` from `from` to `to`'s PostgreSQL as the superuser.
+pub fn sql(from: &Host, to: &Host, spec: &AgentSpec, query: &str) -> Option<String> {
+    let out = from
+        .command("/usr/lib/postgresql/15/bin/psql")
+        .env("PGPASSWORD", &spec.superuser_password)
+        .args([
+            "-X",
+            "-At",
+            "-d",
+            &format!(
+                "host={} port=5432 user=postgres dbname=postgres connect_timeout=2",
+                to.ip()
+            ),
+            "-c",
+            query,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Members that accept writes right now.
+pub fn writable(members: &[Member]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| {
+            sql(&m.host, &m.host, &m.spec, "select pg_is_in_recovery()").as_deref() == Some("f")
+        })
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// Every member's agent log.
+pub fn logs(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "--- {}\n{}",
+                m.name,
+                std::fs::read_to_string(&m.log).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 500 ms; fails with every log after `timeout`.
+pub async fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    members: &[Member],
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not after {timeout:?}\n{}",
+            logs(members)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Starts `n` members `m0..` of `scope` on fresh hosts, each running the
+/// agent as postgres with the shipped member Role; `tweak` adjusts each
+/// member's configuration.
+pub async fn start_cluster(
+    lab: &Lab,
+    ns: &TestNamespace,
+    scope: &str,
+    use_endpoints: bool,
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+) -> (Vec<Member>, PathBuf) {
+    let binary = super::agent_binary();
+    let kubeconfig = super::restricted_kubeconfig(lab, &ns.name, use_endpoints, true, 0).await;
+    let mut members = Vec::new();
+    for (i, host) in super::member_pods(lab, ns, scope, n)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("m{i}");
+        let mut spec = AgentSpec::new(scope, &name, &ns.name, use_endpoints);
+        (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+        tweak(&mut spec);
+        let dir = tempfile::tempdir().expect("tempdir");
+        chown_to_pg_user(dir.path()).expect("chown");
+        let config = spec.write(host.ip(), dir.path()).expect("write config");
+        let log = dir.path().join("patroni.log");
+        let agent = Some(
+            host.spawn_agent(&binary, &config, &kubeconfig, &log)
+                .expect("start agent"),
+        );
+        members.push(Member {
+            name,
+            host,
+            spec,
+            config,
+            log,
+            agent,
+            _dir: dir,
+        });
+    }
+    (members, kubeconfig)
+}
+
+/// SIGKILL to every process on `m`'s host (agent and postmaster), reaping the agent.
+pub fn kill_member(m: &mut Member) {
+    for pid in m.host.pids() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    if let Some(mut agent) = m.agent.take() {
+        let _ = agent.wait();
+    }
+}
+
+/// Restarts `m`'s agent with its configuration.
+pub fn restart_member(m: &mut Member, kubeconfig: &std::path::Path) {
+    let agent = m
+        .host
+        .spawn_agent(&super::agent_binary(), &m.config, kubeconfig, &m.log)
+        .expect("restart agent");
+    m.agent = Some(agent);
+}
+
+/// Stops every agent still running and reaps it.
+pub fn stop_all(members: &mut [Member]) {
+    for m in members {
+        if let Some(mut agent) = m.agent.take() {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+    }
+}
