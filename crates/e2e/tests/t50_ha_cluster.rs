@@ -199,16 +199,15 @@ async fn ha_cluster(use_endpoints: bool) {
             .find(|m| m.name != leader.name)
             .expect("a replica");
         let timeline = |m: &Member| {
-            // The checkpoint's timeline is the server's once a checkpoint ran after promotion.
-            sql(&m.host, &m.host, &m.spec, "checkpoint")?;
-            sql(
+            // The timeline a primary writes WAL on: the first 8 hex digits of
+            // its current WAL file name.
+            let file = sql(
                 &m.host,
                 &m.host,
                 &m.spec,
-                "select timeline_id from pg_control_checkpoint()",
-            )?
-            .parse::<u64>()
-            .ok()
+                "select pg_walfile_name(pg_current_wal_lsn())",
+            )?;
+            u64::from_str_radix(file.get(..8)?, 16).ok()
         };
         let before = timeline(leader).expect("timeline");
         let body = format!(
@@ -223,12 +222,21 @@ async fn ha_cluster(use_endpoints: bool) {
             "the switchover is accepted",
             &members,
             || {
-                let out = leader
-                    .host
-                    .command("curl")
-                    .args(["-s", "-XPOST", &url, "-d", &body])
-                    .output()
-                    .ok()?;
+                // Endpoints mode goes through Patroni's own patronictl (run on
+                // the leader's host, where member addresses are reachable);
+                // ConfigMaps mode posts to our REST API directly.
+                let out = if use_endpoints {
+                    let ctl = members[0].config.with_file_name("patronictl.yml");
+                    let text = format!(
+                        "scope: {scope}\nkubernetes:\n  namespace: {}\n  labels:\n    application: patroni\n  use_endpoints: true\n  context: testenv\n",
+                        ns.name
+                    );
+                    std::fs::write(&ctl, text).ok()?;
+                    let args = ["switchover", "--leader", &leader.name, "--candidate", &candidate.name, "--force"];
+                    leader.host.command(venv().join("bin/patronictl")).env("KUBECONFIG", &kubeconfig).arg("-c").arg(&ctl).args(args).output().ok()?
+                } else {
+                    leader.host.command("curl").args(["-s", "-XPOST", &url, "-d", &body]).output().ok()?
+                };
                 let answer = String::from_utf8_lossy(&out.stdout).to_string();
                 (!answer.contains("no good candidates")).then_some(answer)
             },
@@ -241,6 +249,7 @@ async fn ha_cluster(use_endpoints: bool) {
             )),
             "{answer}"
         );
+        tracing::info!(%answer, before, leader = %leader.name, candidate = %candidate.name, "switchover answered");
         let name = vec![candidate.name.clone()];
         wait_for(
             Duration::from_secs(30),

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use patroni_core::Role;
 use patroni_core::ha::{
     Action, CloneSource, ControlState, DemoteMode, Finished, Observation, PgRole, ReleaseLsn,
     StartRole, StopMode, TimelineCheck, TimelineVerdict, Upstream,
@@ -18,6 +19,7 @@ use patroni_postgres::{
 };
 
 use super::api_backend::LoopStatus;
+use super::callbacks::PgEvent;
 use super::member_data::PgState;
 use super::pgctl::PostgresCtl;
 use super::runtime::{Fatal, Runtime};
@@ -111,20 +113,36 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 .await,
                 "rewrite the failover key",
             ),
-            Action::Bootstrap => self.bootstrap().await,
+            Action::Bootstrap => {
+                self.bootstrap().await?;
+                self.callback(PgEvent::Bootstrapped);
+                Ok(())
+            }
             Action::CloneReplica { source } => self.clone_replica(source, obs).await,
-            Action::StartPostgres { role, timeout } => self.start(role, *timeout).await,
+            Action::StartPostgres { role, timeout } => {
+                let result = self.start(role, *timeout).await;
+                let role = match role {
+                    StartRole::Primary => Role::Primary,
+                    StartRole::Replica { .. } => Role::Replica,
+                };
+                self.callback(PgEvent::Started {
+                    role,
+                    ok: result.is_ok(),
+                });
+                result
+            }
             Action::StopPostgres { mode } => {
                 let mode = match mode {
                     StopMode::Fast => PgStopMode::Fast,
                     StopMode::Immediate => PgStopMode::Immediate,
                 };
-                self.stop(mode).await
+                self.stop_with_callback(mode).await
             }
             Action::Promote => {
                 tracing::info!("promoting");
                 let wait = self.start_timeout(None);
                 self.pg.promote(wait).await?;
+                self.callback(PgEvent::Promoted);
                 self.last_role = Some(PgRole::Primary);
                 self.upstream = None;
                 self.memory.timeline_check = None;
@@ -134,12 +152,21 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 }
                 Ok(())
             }
-            Action::Demote { mode, .. } => self.demote(*mode).await,
-            Action::FollowLeader { upstream } => self.follow(upstream.as_ref()).await,
+            Action::Demote { mode, .. } => {
+                self.demote(*mode).await?;
+                self.callback(PgEvent::Demoted);
+                Ok(())
+            }
+            Action::FollowLeader { upstream } => {
+                self.follow(upstream.as_ref()).await?;
+                self.callback(PgEvent::Followed);
+                Ok(())
+            }
             Action::Rewind { from } => self.rewind(from).await,
             Action::RemoveDataDirectory { reason } => {
                 tracing::info!(?reason, "removing the data directory");
                 self.pg.remove_data().await?;
+                self.callback(PgEvent::DataRemoved);
                 self.memory.timeline_check = None;
                 self.crashed_as = None;
                 Ok(())
@@ -223,6 +250,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         Ok(())
     }
 
+    /// Stops Postgres; `on_stop` when a postmaster ran.
+    async fn stop_with_callback(&mut self, mode: PgStopMode) -> anyhow::Result<()> {
+        let was_running = self.pg.is_running();
+        self.stop(mode).await?;
+        self.callback(PgEvent::Stopped { was_running });
+        Ok(())
+    }
+
     async fn stop(&mut self, mode: PgStopMode) -> anyhow::Result<()> {
         tracing::info!(?mode, "stopping postgres");
         self.pg.stop(mode).await?;
@@ -237,11 +272,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 if let Err(e) = self.pg.checkpoint().await {
                     tracing::warn!("failed to checkpoint before the stop: {e:#}");
                 }
-                self.stop(PgStopMode::Fast).await
+                self.stop_with_callback(PgStopMode::Fast).await
             }
-            DemoteMode::Offline => self.stop(PgStopMode::Fast).await,
+            DemoteMode::Offline => self.stop_with_callback(PgStopMode::Fast).await,
             DemoteMode::Immediate | DemoteMode::ImmediateNoLock => {
-                self.stop(PgStopMode::Immediate).await
+                self.stop_with_callback(PgStopMode::Immediate).await
             }
         }
     }
@@ -274,7 +309,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 .await
                 .context("crash recovery before pg_rewind")?;
         }
-        self.stop(PgStopMode::Fast).await?;
+        if running {
+            self.stop_with_callback(PgStopMode::Fast).await?;
+        } else {
+            // Only the crash recovery above (if any) to undo: no callback, as in Patroni.
+            self.stop(PgStopMode::Fast).await?;
+        }
         let address = parse_conn_url(&from.conn_url)
             .with_context(|| format!("parse conn_url {:?}", from.conn_url))?;
         tracing::info!(leader = %from.member, "running pg_rewind");

@@ -8,6 +8,7 @@
 //! exits 0. A fatal decision stops everything with a non-zero exit.
 
 pub mod api_backend;
+pub mod callbacks;
 pub mod execute;
 pub mod fake_pg;
 pub mod member_data;

@@ -22,13 +22,14 @@ use patroni_core::ha::{
     Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, LockOutcome, MemberTags,
     Observation, PgRole, PgServer, SynchronousMode, TimelineCheck, TimelineVerdict, decide,
 };
-use patroni_core::{Cluster, Tick};
+use patroni_core::{Cluster, Role, Tick};
 use patroni_dcs::{Dcs, LeaderStatusUpdate};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::api_backend::{LoopStatus, Shared};
+use super::callbacks::{CallbackRunner, CallbackState, PgEvent};
 use super::member_data::{Identity, PgState, StatusExtras, member_data, node_status};
 use super::peers::PeerClient;
 use super::pgctl::PostgresCtl;
@@ -83,6 +84,10 @@ pub struct Runtime<D, P> {
     pub(super) wal_receiver: Option<String>,
     /// Unix seconds of the last successful DCS read.
     dcs_last_seen: u64,
+    /// Which `postgresql.callbacks` the next events fire.
+    callback_state: CallbackState,
+    /// Runs the callbacks.
+    callback_runner: CallbackRunner,
     /// Told the new `ttl` and `retry_timeout` when the dynamic configuration changes them
     /// (the Kubernetes client's own timing).
     timing_hook: Option<TimingHook>,
@@ -113,6 +118,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let dynamic = config.bootstrap.dcs.clone();
         let ha = ha_config(&dynamic, &config);
         let id = Identity::from_config(&config);
+        let callback_runner =
+            CallbackRunner::new(config.postgresql.callbacks.clone(), &config.scope);
         Self {
             config,
             id,
@@ -135,6 +142,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             state_override: None,
             wal_receiver: None,
             dcs_last_seen: 0,
+            callback_state: CallbackState::default(),
+            callback_runner,
             timing_hook: None,
         }
     }
@@ -236,6 +245,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
         };
         let local = self.observe(now).await;
+        self.callback_state.observed(running_role(&local));
         let mut memory = self.memory.clone();
         self.memory.finished = None;
         self.memory.first_cycle = false;
@@ -424,6 +434,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Publishes the member key (when the DCS answered) and the API snapshot.
     async fn publish(&mut self, obs: &Observation) {
         let local = self.observe(self.tick()).await;
+        if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
+            self.callback_runner.fire(cb);
+        }
         let state = self
             .state_override
             .unwrap_or_else(|| PgState::observed(&local));
@@ -476,6 +489,13 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         });
     }
 
+    /// Fires the callback `event` calls for, if any (in the background).
+    pub(super) fn callback(&mut self, event: PgEvent) {
+        if let Some(cb) = self.callback_state.on(event) {
+            self.callback_runner.fire(cb);
+        }
+    }
+
     /// The primary keeps a physical slot for every other member and drops inactive physical
     /// slots of members that are gone.
     pub(super) async fn maintain_slots(&self, cluster: &Cluster) {
@@ -491,6 +511,15 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if let Err(e) = self.pg.sync_slots(&wanted).await {
             tracing::warn!("failed to maintain replication slots: {e:#}");
         }
+    }
+}
+
+/// The role of a server that runs and answers, for the callbacks.
+fn running_role(local: &LocalPostgres) -> Option<Role> {
+    match local.server()? {
+        PgServer::Primary(_) => Some(Role::Primary),
+        PgServer::Replica(_) => Some(Role::Replica),
+        _ => None,
     }
 }
 
