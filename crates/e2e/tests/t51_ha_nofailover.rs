@@ -82,3 +82,81 @@ async fn nofailover_replica_is_never_promoted() {
     }
     stop_all(&mut members);
 }
+
+/// A replica lagging past `maximum_lag_on_failover` (1 MiB) behind the last
+/// position the leader published is never promoted.
+#[tokio::test]
+async fn lagging_replica_is_never_promoted() {
+    init_tracing();
+    let lab = Lab::shared();
+    let ns = lab.namespace("t51-lagging").await.expect("namespace");
+    let (mut members, _kubeconfig) = start_cluster(lab, &ns, "lag", false, 2, |_| {}).await;
+    let p = {
+        tracing::info!("--- one primary, one streaming replica");
+        wait_for(
+            FORM_TIMEOUT,
+            "a primary with a streaming replica",
+            &members,
+            || {
+                let w = writable(&members);
+                let p = members.iter().position(|m| w == [m.name.clone()])?;
+                let n = sql(
+                    &members[p].host,
+                    &members[p].host,
+                    &members[p].spec,
+                    "select count(*) from pg_stat_replication where state = 'streaming'",
+                )?;
+                (n == "1").then_some(p)
+            },
+        )
+        .await
+    };
+    let replica = members[1 - p].name.clone();
+    let on_primary = |m: &[Member], q: &str| sql(&m[p].host, &m[p].host, &m[p].spec, q);
+    {
+        tracing::info!(
+            "--- cut replication (the replication user may not log in), then write 8 MB on the primary"
+        );
+        on_primary(&members, "alter role standby nologin").expect("alter role");
+        on_primary(
+            &members,
+            "select pg_terminate_backend(pid) from pg_stat_replication",
+        )
+        .expect("terminate walsender");
+        on_primary(
+            &members,
+            "create table big as select repeat('x', 1000) as v from generate_series(1, 8000)",
+        )
+        .expect("write");
+        // The leader publishes its position with each renewal (every loop_wait).
+        tokio::time::sleep(Duration::from_secs(u64::from(3 * LOOP_WAIT))).await;
+        let lag = on_primary(
+            &members,
+            &format!(
+                "select pg_current_wal_lsn() - restart_lsn from pg_replication_slots where slot_name = '{replica}'"
+            ),
+        );
+        let lag: f64 = lag.and_then(|l| l.parse().ok()).expect("lag in bytes");
+        assert!(
+            lag > 1_048_576.0,
+            "the replica must lag past maximum_lag_on_failover, lags {lag} bytes"
+        );
+    }
+    {
+        tracing::info!(
+            "--- the primary killed: the lagging replica stays a replica well past the ttl"
+        );
+        kill_member(&mut members[p]);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(u64::from(TTL + 6 * LOOP_WAIT));
+        while tokio::time::Instant::now() < deadline {
+            assert!(
+                writable(&members).is_empty(),
+                "lagging member promoted\n{}",
+                logs(&members)
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    stop_all(&mut members);
+}
