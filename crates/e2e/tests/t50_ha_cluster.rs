@@ -12,7 +12,59 @@ use std::time::Duration;
 
 use common::cluster::*;
 use common::*;
-use patroni_testlab::{AgentSpec, Host, Lab};
+use patroni_testlab::{AgentSpec, Host, Lab, TestNamespace};
+
+/// Pod role labels, and in Endpoints mode the leader Endpoints' address,
+/// point at `members[primary]` (within 30 s).
+async fn traffic_follows(
+    ns: &TestNamespace,
+    scope: &str,
+    use_endpoints: bool,
+    members: &[Member],
+    primary: usize,
+) {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(ns.client.clone(), &ns.name);
+    for m in members {
+        let want = if m.name == members[primary].name {
+            "primary"
+        } else {
+            "replica"
+        };
+        let labelled = patroni_testlab::wait_until(
+            Duration::from_secs(30),
+            format!("{} labelled role={want}", m.name),
+            || async {
+                let pod = pods.get(&m.name).await.ok()?;
+                (pod.metadata.labels?.get("role").map(String::as_str) == Some(want)).then_some(())
+            },
+        )
+        .await;
+        assert!(labelled.is_ok(), "{labelled:?}\n{}", logs(members));
+    }
+    if use_endpoints {
+        let eps: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
+            kube::Api::namespaced(ns.client.clone(), &ns.name);
+        let want = vec![members[primary].host.ip().to_string()];
+        let routed = patroni_testlab::wait_until(
+            Duration::from_secs(30),
+            format!("leader Endpoints at {want:?}"),
+            || async {
+                let ep = eps.get(scope).await.ok()?;
+                let ips: Vec<String> = ep
+                    .subsets
+                    .iter()
+                    .flatten()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .map(|a| a.ip.clone())
+                    .collect();
+                (ips == want).then_some(())
+            },
+        )
+        .await;
+        assert!(routed.is_ok(), "{routed:?}");
+    }
+}
 
 async fn ha_cluster(use_endpoints: bool) {
     init_tracing();
@@ -90,57 +142,31 @@ async fn ha_cluster(use_endpoints: bool) {
         tracing::info!(
             "--- traffic follows the primary: role labels, leader Endpoints, Patroni's patronictl"
         );
-        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-            kube::Api::namespaced(ns.client.clone(), &ns.name);
-        for m in &members {
-            let want = if m.name == members[primary].name {
-                "primary"
-            } else {
-                "replica"
-            };
-            let labelled = patroni_testlab::wait_until(
-                Duration::from_secs(30),
-                format!("{} labelled role={want}", m.name),
-                || async {
-                    let pod = pods.get(&m.name).await.ok()?;
-                    (pod.metadata.labels?.get("role").map(String::as_str) == Some(want))
-                        .then_some(())
-                },
-            )
-            .await;
-            assert!(labelled.is_ok(), "{labelled:?}\n{}", logs(&members));
-        }
-        if use_endpoints {
-            let eps: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
-                kube::Api::namespaced(ns.client.clone(), &ns.name);
-            let ep = eps.get(scope).await.expect("leader endpoints");
-            let ips: Vec<String> = ep
-                .subsets
-                .iter()
-                .flatten()
-                .flat_map(|s| s.addresses.iter().flatten())
-                .map(|a| a.ip.clone())
-                .collect();
-            assert_eq!(ips, [members[primary].host.ip().to_string()]);
-        }
+        traffic_follows(&ns, scope, use_endpoints, &members, primary).await;
+        // Members publish their state once per loop: patronictl sees the
+        // replicas streaming within a few loops.
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = run_ok(
-            "patronictl list",
-            patronictl(lab, dir.path(), &ns.name, scope, use_endpoints)
-                .args(["list", "-f", "json"]),
-        );
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("patronictl json");
-        let leaders: Vec<&str> = rows
-            .iter()
-            .filter(|r| r["Role"] == "Leader")
-            .filter_map(|r| r["Member"].as_str())
-            .collect();
-        assert_eq!(leaders, [members[primary].name.as_str()], "{out}");
-        assert_eq!(
-            rows.iter().filter(|r| r["State"] == "streaming").count(),
-            2,
-            "{out}"
-        );
+        let leader = members[primary].name.clone();
+        wait_for(
+            Duration::from_secs(30),
+            "patronictl list: our leader and two streaming replicas",
+            &members,
+            || {
+                let out = patronictl(lab, dir.path(), &ns.name, scope, use_endpoints)
+                    .args(["list", "-f", "json"])
+                    .output()
+                    .ok()?;
+                let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+                let leaders: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r["Role"] == "Leader")
+                    .filter_map(|r| r["Member"].as_str())
+                    .collect();
+                let streaming = rows.iter().filter(|r| r["State"] == "streaming").count();
+                (leaders == [leader.as_str()] && streaming == 2).then_some(())
+            },
+        )
+        .await;
     }
     {
         tracing::info!("--- writes on the primary reach the replicas");
@@ -188,6 +214,7 @@ async fn ha_cluster(use_endpoints: bool) {
         )
         .await;
         assert_ne!(new_primary, primary);
+        traffic_follows(&ns, scope, use_endpoints, &members, new_primary).await;
     }
     {
         tracing::info!(
