@@ -4,12 +4,13 @@
 //! rejoins as a streaming replica (crash recovery and `pg_rewind`); a switchover through the
 //! REST API moves the lock back to it; SIGTERM stops the leader's agent cleanly (exit 0).
 
-use std::path::{Path, PathBuf};
-use std::process::Child;
+mod common;
+
+use common::*;
+use std::path::Path;
 use std::time::Duration;
 
-use patroni_testlab::{AgentSpec, Host, Lab, PodSpec, chown_to_pg_user, wait_until};
-use serde_json::Value;
+use patroni_testlab::{Lab, chown_to_pg_user, wait_until};
 
 /// Cluster name.
 const SCOPE: &str = "t45";
@@ -19,55 +20,6 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(180);
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a clean shutdown may take.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One member: its host, directory, log and agent process.
-struct Member {
-    name: String,
-    host: Host,
-    dir: PathBuf,
-    config: PathBuf,
-    agent: Option<Child>,
-}
-
-impl Member {
-    fn log(&self) -> PathBuf {
-        self.dir.join("agent.log")
-    }
-
-    /// `GET /patroni` from inside the member's own host.
-    fn status(&self) -> Option<Value> {
-        let url = format!("http://{}:8008/patroni", self.host.ip());
-        let out = self
-            .host
-            .command("curl")
-            .args(["-s", "-m", "2", &url])
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    fn role(&self) -> Option<String> {
-        let s = self.status()?;
-        (s.get("state")?.as_str()? == "running").then_some(())?;
-        Some(s.get("role")?.as_str()?.to_owned())
-    }
-
-    fn streaming(&self) -> bool {
-        self.status().is_some_and(|s| {
-            s.get("role").and_then(Value::as_str) == Some("replica")
-                && s.get("replication_state").and_then(Value::as_str) == Some("streaming")
-        })
-    }
-
-    fn print_log(&self) {
-        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(80).collect();
-        eprintln!("===== {} (last lines) =====", self.name);
-        for line in tail.into_iter().rev() {
-            eprintln!("{line}");
-        }
-    }
-}
 
 /// Roles of the members that answer, by index.
 fn roles(members: &[Member]) -> Vec<Option<String>> {
@@ -88,65 +40,13 @@ fn kill(pid: i32, signal: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
 }
 
-/// The kubeconfig the agents use (inside the lab, readable by postgres).
-fn kubeconfig(root: &Path) -> PathBuf {
-    root.join("lab.kubeconfig")
-}
-
-async fn start_members(lab: &Lab, root: &Path) -> Vec<Member> {
-    let ns = lab.namespace("t45").await.expect("namespace");
-    let kubeconfig = kubeconfig(root);
-    std::fs::copy(&lab.controlplane().lab_kubeconfig, &kubeconfig).expect("copy kubeconfig");
-    chown_to_pg_user(&kubeconfig).expect("chown kubeconfig");
-    let mut members = Vec::new();
-    for i in 0..3 {
-        let name = format!("t45-m{i}");
-        let host = lab.host(&name).expect("host");
-        let mut spec = AgentSpec::new(SCOPE, &name, &ns.name, true);
-        spec.ttl = 20;
-        spec.loop_wait = 3;
-        spec.retry_timeout = 5;
-        lab.pod(
-            &ns.client,
-            &ns.name,
-            &host,
-            PodSpec {
-                name: name.clone(),
-                labels: spec.pod_labels(),
-                service_account: None,
-            },
-        )
-        .await
-        .expect("pod");
-        let dir = root.join(&name);
-        let config = spec.write(host.ip(), &dir).expect("write config");
-        let log = dir.join("agent.log");
-        let agent = host
-            .spawn_agent(
-                Path::new(env!("CARGO_BIN_EXE_patroni")),
-                &config,
-                &kubeconfig,
-                &log,
-            )
-            .expect("spawn agent");
-        members.push(Member {
-            name,
-            host,
-            dir,
-            config,
-            agent: Some(agent),
-        });
-    }
-    members
-}
-
 /// Bootstrap, clone, stream; kill the leader; exactly one promotion; clean SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_form_a_cluster_and_fail_over() {
     let lab = Lab::shared();
     let root = tempfile::tempdir().expect("tempdir");
     chown_to_pg_user(root.path()).expect("chown root");
-    let mut members = start_members(lab, root.path()).await;
+    let mut members = start_members(lab, root.path(), SCOPE, 3, |_, _| {}).await;
     let result = scenario(&mut members, &kubeconfig(root.path())).await;
     if result.is_err() || std::env::var_os("T45_PRINT_LOGS").is_some() {
         for m in &members {

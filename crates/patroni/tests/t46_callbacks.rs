@@ -5,13 +5,14 @@
 //! `on_role_change primary t46` and the former leader `on_stop primary t46` followed by
 //! `on_role_change replica t46`. No callback is ever told `master`.
 
+mod common;
+
+use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::time::Duration;
 
-use patroni_testlab::{AgentSpec, Host, Lab, PodSpec, chown_to_pg_user, wait_until};
-use serde_json::Value;
+use patroni_testlab::{Lab, chown_to_pg_user, wait_until};
 
 /// Cluster name.
 const SCOPE: &str = "t46";
@@ -29,69 +30,6 @@ const ACTIONS: [&str; 5] = [
     "on_reload",
     "on_role_change",
 ];
-
-/// One member: its host, directory and agent process.
-struct Member {
-    name: String,
-    host: Host,
-    dir: PathBuf,
-    agent: Option<Child>,
-}
-
-impl Member {
-    fn log(&self) -> PathBuf {
-        self.dir.join("agent.log")
-    }
-
-    /// Where the callback script appends its arguments.
-    fn calls_file(&self) -> PathBuf {
-        self.dir.join("callbacks.out")
-    }
-
-    /// The callback lines recorded so far.
-    fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.calls_file())
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `GET /patroni` from inside the member's own host.
-    fn status(&self) -> Option<Value> {
-        let url = format!("http://{}:8008/patroni", self.host.ip());
-        let out = self
-            .host
-            .command("curl")
-            .args(["-s", "-m", "2", &url])
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    fn role(&self) -> Option<String> {
-        let s = self.status()?;
-        (s.get("state")?.as_str()? == "running").then_some(())?;
-        Some(s.get("role")?.as_str()?.to_owned())
-    }
-
-    fn streaming(&self) -> bool {
-        self.status().is_some_and(|s| {
-            s.get("role").and_then(Value::as_str) == Some("replica")
-                && s.get("replication_state").and_then(Value::as_str) == Some("streaming")
-        })
-    }
-
-    fn print_log(&self) {
-        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        eprintln!("===== {} (last lines) =====", self.name);
-        for line in tail.into_iter().rev() {
-            eprintln!("{line}");
-        }
-        eprintln!("----- {} callbacks: {:?}", self.name, self.calls());
-    }
-}
 
 /// Writes the callback script into `dir` and adds `postgresql.callbacks` to `config`.
 fn configure_callbacks(dir: &Path, config: &Path) {
@@ -123,59 +61,13 @@ fn configure_callbacks(dir: &Path, config: &Path) {
     .expect("write config");
 }
 
-async fn start_members(lab: &Lab, root: &Path) -> Vec<Member> {
-    let ns = lab.namespace("t46").await.expect("namespace");
-    let kubeconfig = root.join("lab.kubeconfig");
-    std::fs::copy(&lab.controlplane().lab_kubeconfig, &kubeconfig).expect("copy kubeconfig");
-    chown_to_pg_user(&kubeconfig).expect("chown kubeconfig");
-    let mut members = Vec::new();
-    for i in 0..2 {
-        let name = format!("t46-m{i}");
-        let host = lab.host(&name).expect("host");
-        let mut spec = AgentSpec::new(SCOPE, &name, &ns.name, true);
-        spec.ttl = 20;
-        spec.loop_wait = 3;
-        spec.retry_timeout = 5;
-        lab.pod(
-            &ns.client,
-            &ns.name,
-            &host,
-            PodSpec {
-                name: name.clone(),
-                labels: spec.pod_labels(),
-                service_account: None,
-            },
-        )
-        .await
-        .expect("pod");
-        let dir = root.join(&name);
-        let config = spec.write(host.ip(), &dir).expect("write config");
-        configure_callbacks(&dir, &config);
-        let agent = host
-            .spawn_agent(
-                Path::new(env!("CARGO_BIN_EXE_patroni")),
-                &config,
-                &kubeconfig,
-                &dir.join("agent.log"),
-            )
-            .expect("spawn agent");
-        members.push(Member {
-            name,
-            host,
-            dir,
-            agent: Some(agent),
-        });
-    }
-    members
-}
-
 /// Bootstrap, clone and switchover fire the callbacks Patroni fires, with Patroni's arguments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_fire_on_start_stop_and_role_changes() {
     let lab = Lab::shared();
     let root = tempfile::tempdir().expect("tempdir");
     chown_to_pg_user(root.path()).expect("chown root");
-    let mut members = start_members(lab, root.path()).await;
+    let mut members = start_members(lab, root.path(), SCOPE, 2, configure_callbacks).await;
     let result = scenario(&members).await;
     if result.is_err() || std::env::var_os("T46_PRINT_LOGS").is_some() {
         for m in &members {
