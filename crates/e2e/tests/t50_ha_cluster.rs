@@ -198,6 +198,34 @@ async fn ha_cluster(use_endpoints: bool) {
         i
     };
     {
+        tracing::info!(
+            "--- the new leader publishes the timeline history: the switch from timeline 1, when, to whom"
+        );
+        let config_name = format!("{scope}-config");
+        let new_name = members[new_primary].name.clone();
+        let history = patroni_testlab::wait_until(
+            Duration::from_secs(30),
+            "history annotation".into(),
+            || async {
+                let annotations = if use_endpoints {
+                    let api: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
+                        kube::Api::namespaced(ns.client.clone(), &ns.name);
+                    api.get(&config_name).await.ok()?.metadata.annotations?
+                } else {
+                    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                        kube::Api::namespaced(ns.client.clone(), &ns.name);
+                    api.get(&config_name).await.ok()?.metadata.annotations?
+                };
+                let lines: Vec<serde_json::Value> =
+                    serde_json::from_str(annotations.get("history")?).ok()?;
+                let last = lines.last()?.as_array()?.clone();
+                (last.len() == 5 && last[0] == 1 && last[4] == new_name.as_str()).then_some(lines)
+            },
+        )
+        .await;
+        assert!(history.is_ok(), "{history:?}\n{}", logs(&members));
+    }
+    {
         tracing::info!("--- the old member, restarted, rejoins as a replica of the new primary");
         restart_member(&mut members[primary], &kubeconfig);
         let m = &members[primary];

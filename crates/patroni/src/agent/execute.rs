@@ -150,6 +150,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     // Slots before the replicas reconnect, not a cycle later.
                     self.maintain_slots(cluster).await;
                 }
+                self.publish_history(obs).await;
                 Ok(())
             }
             Action::Demote { mode, .. } => {
@@ -402,6 +403,65 @@ fn is_long(action: &Action) -> bool {
             | Action::Demote { .. }
             | Action::Rewind { .. }
     )
+}
+
+// === impl Runtime: history ===
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// After a promotion, publishes the timeline history as Patroni's leader
+    /// does: the lines of the new timeline's history file as
+    /// `[timeline, switch_lsn, reason]`, keeping the promotion time and new
+    /// leader already recorded for earlier lines, and adding them (now, this
+    /// member) for the switch that just happened. Failures are logged: the
+    /// history is informational.
+    async fn publish_history(&self, obs: &Observation) {
+        let Some(timeline) = self.pg.status().await.map(|s| s.timeline) else {
+            return;
+        };
+        let lines = match self.pg.timeline_history(timeline).await {
+            Ok(lines) => lines,
+            Err(e) => return tracing::warn!("failed to read the timeline history: {e:#}"),
+        };
+        let known: std::collections::BTreeMap<u64, Vec<serde_json::Value>> = obs
+            .cluster()
+            .and_then(|c| c.history.as_ref())
+            .map(|h| {
+                h.lines
+                    .iter()
+                    .filter_map(|l| l.as_array())
+                    .filter_map(|a| Some((a.first()?.as_u64()?, a.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let last = lines.last().map(|l| l.timeline);
+        let now = patroni_dcs::kubernetes::annotations::isoformat(jiff::Timestamp::now());
+        let doc: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| {
+                let mut line = vec![
+                    serde_json::json!(l.timeline),
+                    serde_json::json!(l.switch_lsn.0),
+                    serde_json::json!(l.reason),
+                ];
+                match known.get(&u64::from(l.timeline)) {
+                    Some(old) if old.len() > 3 => line.extend(old.iter().skip(3).cloned()),
+                    _ if Some(l.timeline) == last => {
+                        line.push(serde_json::json!(now));
+                        line.push(serde_json::json!(self.id.name));
+                    }
+                    _ => {}
+                }
+                serde_json::Value::Array(line)
+            })
+            .collect();
+        let value = patroni_dcs::kubernetes::annotations::compact_json(&doc);
+        if let Err(e) = refused(
+            self.dcs.set_history_value(&value).await,
+            "write the timeline history",
+        ) {
+            tracing::warn!("failed to {e:#}");
+        }
+    }
 }
 
 /// A DCS write that must not be refused.

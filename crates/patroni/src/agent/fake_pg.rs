@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use patroni_core::ha::PgRole;
 use patroni_postgres::{
-    ControlData, DataDirState, Lsn, RecoveryConf, ServerParameters, ServerStatus, StopMode,
-    UpstreamAddress,
+    ControlData, DataDirState, HistoryLine, Lsn, RecoveryConf, ServerParameters, ServerStatus,
+    StopMode, UpstreamAddress,
 };
 
 use super::pgctl::PostgresCtl;
@@ -272,6 +272,10 @@ impl PostgresCtl for FakePostgres {
 
     async fn checkpoint(&self) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    async fn timeline_history(&self, _timeline: u32) -> anyhow::Result<Vec<HistoryLine>> {
+        Ok(Vec::new())
     }
 
     async fn follow(&mut self, _: &ServerParameters, _: &RecoveryConf) -> anyhow::Result<()> {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use patroni_config::Config;
 use patroni_postgres::{
-    BASEBACKUP_RETRY_DELAY, ControlData, DataDirState, Postgres, RecoveryConf, ReplicaMethod,
-    ServerParameters, ServerStatus, StopMode, UpstreamAddress, create_replication_users,
-    remove_contents_async, run_post_bootstrap, set_superuser_password,
+    BASEBACKUP_RETRY_DELAY, ControlData, DataDirState, HistoryLine, Postgres, RecoveryConf,
+    ReplicaMethod, ServerParameters, ServerStatus, StopMode, UpstreamAddress,
+    create_replication_users, remove_contents_async, run_post_bootstrap, set_superuser_password,
 };
 
 /// How long a fast stop may take before it escalates to immediate.
@@ -62,6 +62,11 @@ pub trait PostgresCtl: Send + 'static {
     fn promote(&mut self, wait: Duration) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// `CHECKPOINT`.
     fn checkpoint(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// The lines of the history file that starts `timeline` (empty on timeline 1).
+    fn timeline_history(
+        &self,
+        timeline: u32,
+    ) -> impl Future<Output = anyhow::Result<Vec<HistoryLine>>> + Send;
     /// Rewrites the recovery configuration of the running standby and reloads.
     fn follow(
         &mut self,
@@ -256,6 +261,17 @@ impl PostgresCtl for RealPostgres {
     async fn checkpoint(&self) -> anyhow::Result<()> {
         let client = self.pg.connect().await.context("connect")?;
         client.checkpoint().await.context("checkpoint")
+    }
+
+    async fn timeline_history(&self, timeline: u32) -> anyhow::Result<Vec<HistoryLine>> {
+        if timeline <= 1 {
+            return Ok(Vec::new());
+        }
+        let path = patroni_postgres::history_file(self.pg.spec().layout.data_dir(), timeline);
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .with_context(|| format!("read {}", path.display()))?;
+        Ok(patroni_postgres::parse_timeline_history(&text))
     }
 
     async fn follow(
