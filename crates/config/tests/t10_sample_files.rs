@@ -181,3 +181,25 @@ fn malformed_yaml_names_the_file() {
     assert!(matches!(err, LoadError::Source(_)));
     assert_eq!(err.to_string(), format!("parse YAML in {}", file.display()));
 }
+
+/// Custom replica methods keep their own section (command, flags, extra
+/// arguments) for the agent to run them with.
+#[test]
+fn custom_replica_method_sections_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = std::fs::read_to_string(fixture("postgres0.yml")).expect("read sample");
+    let extra = "\n  create_replica_methods:\n    - wal_e\n    - basebackup\n  wal_e:\n    command: /bin/wale-restore\n    keep_data: true\n    threads: 4\n";
+    let text = base.replacen("\npostgresql:\n", &format!("\npostgresql:{extra}"), 1);
+    let path = dir.path().join("patroni.yml");
+    std::fs::write(&path, text).expect("write");
+    let loaded = load(Some(&path), &Environment::new()).expect("valid configuration");
+    let pg = &loaded.config.postgresql;
+    assert_eq!(pg.create_replica_methods, ["wal_e", "basebackup"]);
+    let wal_e = pg
+        .replica_method_sections
+        .get("wal_e")
+        .expect("wal_e section");
+    assert_eq!(wal_e.get("command"), Some(&json!("/bin/wale-restore")));
+    assert_eq!(wal_e.get("threads"), Some(&json!(4)));
+    assert!(!pg.replica_method_sections.contains_key("basebackup"));
+}

@@ -72,6 +72,10 @@ pub struct PostgresqlConfig {
     pub remove_data_directory_on_diverged_timelines: bool,
     /// Replica creation methods, in order; default `["basebackup"]`.
     pub create_replica_methods: Vec<String>,
+    /// The section of each custom replica method (`postgresql.<method>`:
+    /// `command`, `no_leader`, `keep_data`, `no_params`, extra `--key=value`
+    /// arguments), by method name.
+    pub replica_method_sections: BTreeMap<String, serde_json::Map<String, Value>>,
     /// Extra `pg_basebackup` options.
     pub basebackup: Vec<ToolOption>,
     /// Extra recovery settings.
@@ -190,6 +194,10 @@ impl PostgresqlConfig {
         let remove_data_directory_on_diverged_timelines =
             c.boolean_or(node, "remove_data_directory_on_diverged_timelines", false);
         let create_replica_methods = read_replica_methods(c, node);
+        let replica_method_sections = create_replica_methods
+            .iter()
+            .filter_map(|m| Some((m.clone(), node.get(m)?.as_object()?.clone())))
+            .collect();
         let basebackup = read_tool_options(c, node, "basebackup");
         let recovery_conf = c.map(node, "recovery_conf").unwrap_or_default();
         let callbacks = read_callbacks(c, node);
@@ -220,6 +228,7 @@ impl PostgresqlConfig {
             remove_data_directory_on_rewind_failure,
             remove_data_directory_on_diverged_timelines,
             create_replica_methods,
+            replica_method_sections,
             basebackup,
             recovery_conf,
             callbacks,

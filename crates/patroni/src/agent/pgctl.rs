@@ -108,7 +108,8 @@ impl RealPostgres {
         Self { pg, config }
     }
 
-    /// `create_replica_methods` (default: `basebackup`). Custom methods get no section yet.
+    /// `create_replica_methods` (default: `basebackup`), each custom method
+    /// with its `postgresql.<method>` section.
     fn replica_methods(&self) -> Vec<ReplicaMethod> {
         let pg = &self.config.postgresql;
         let names: Vec<&str> = if pg.create_replica_methods.is_empty() {
@@ -121,7 +122,9 @@ impl RealPostgres {
         };
         names
             .into_iter()
-            .map(|n| ReplicaMethod::from_config(n, None, &pg.basebackup))
+            .map(|n| {
+                ReplicaMethod::from_config(n, pg.replica_method_sections.get(n), &pg.basebackup)
+            })
             .collect()
     }
 
