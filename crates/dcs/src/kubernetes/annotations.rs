@@ -51,7 +51,7 @@ pub mod key {
 }
 
 /// Compact JSON as Python's `json.dumps(v, separators=(',', ':'))`:
-/// no spaces, non-ASCII characters escaped as `\uXXXX`.
+/// no spaces, non-ASCII characters escaped as `\u` and four hex digits.
 pub fn compact_json<T: Serialize + ?Sized>(value: &T) -> String {
     let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
     escape_non_ascii(&text)
