@@ -4,7 +4,9 @@
 //!   control plane and test hosts) started for the run and stopped after it.
 //! - `cargo xtask lab up|exec|down`: a lab to poke at by hand.
 //! - `cargo xtask demo [down]`: a local HA cluster on the lab.
+//! - `cargo xtask bench`: HA timings and footprint, into `docs/benchmarks.md`.
 
+mod bench;
 mod demo;
 mod lab;
 mod test;
@@ -30,6 +32,8 @@ enum Command {
     Lab(lab::LabCommand),
     /// Start a local 3-member HA cluster (`demo down` stops it).
     Demo(demo::DemoArgs),
+    /// Measure failover, switchover, drain, footprint; write docs/benchmarks.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

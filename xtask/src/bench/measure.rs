@@ -1,0 +1,387 @@
+//! The measurements themselves; each leaves the cluster healthy again.
+//!
+//! Writes are `psql -c "insert …"` processes started on the `client` host
+//! against a member's lab address, so one attempt costs a process start, a
+//! TCP connection and SCRAM authentication (tens of ms): that is the
+//! resolution of the write-based timings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use nix::sys::signal::Signal;
+use patroni_testlab::{Host, Lab};
+
+use super::{Cluster, write};
+
+/// Pause between write attempts.
+const WRITE_EVERY: Duration = Duration::from_millis(50);
+/// Longest a failover may take beyond the ttl before the run fails.
+const FAILOVER_SLACK: Duration = Duration::from_secs(90);
+/// Longest a switchover or drain may take before the run fails.
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+/// A FlowSchema of our own that catches every request of the members' identity.
+const FLOW_SCHEMA: &str = "patroni-bench-members";
+/// The members' static-token identity (user #0 of the control plane).
+const MEMBER_USER: &str = "testenv-user-00";
+
+/// What an idle window measured.
+pub(crate) struct Idle {
+    /// VmRSS of each agent at the end of the window.
+    pub rss_kb: Vec<u64>,
+    /// RssAnon (private, not file-backed) of each agent at the end of the window.
+    pub anon_kb: Vec<u64>,
+    /// (utime + stime) of each agent over the window, in % of one core.
+    pub cpu_pct: Vec<f64>,
+    /// Requests of the whole cluster to the API server, per minute.
+    pub api_per_min: Option<f64>,
+}
+
+/// Creates a FlowSchema routing the members' identity to the default
+/// priority level, so the API server's
+/// `apiserver_flowcontrol_dispatched_requests_total{flow_schema=…}` counts
+/// exactly the members' requests. Falls back to `global-default` (where a
+/// plain authenticated user lands anyway) if it cannot be created.
+pub(crate) async fn api_flow_schema(lab: &Lab) -> String {
+    let created = async {
+        let client = lab.controlplane().admin_client().await?;
+        let gvk = GroupVersionKind::gvk("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema");
+        let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::from_gvk(&gvk));
+        let fs: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": FLOW_SCHEMA},
+            "spec": {
+                "priorityLevelConfiguration": {"name": "global-default"},
+                "matchingPrecedence": 100,
+                "distinguisherMethod": {"type": "ByUser"},
+                "rules": [{
+                    "subjects": [{"kind": "User", "user": {"name": MEMBER_USER}}],
+                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                        "namespaces": ["*"], "clusterScope": true}],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+                }]
+            }
+        }))?;
+        api.create(&PostParams::default(), &fs).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match created {
+        Ok(()) => FLOW_SCHEMA.to_string(),
+        Err(e) => {
+            eprintln!("bench: no FlowSchema of our own ({e:#}); counting global-default");
+            "global-default".to_string()
+        }
+    }
+}
+
+/// Requests the API server dispatched under `flow_schema` so far.
+fn api_requests(lab: &Lab, flow_schema: &str) -> Option<f64> {
+    let cp = lab.controlplane();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "--cacert"])
+        .arg(&cp.ca_file)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", cp.admin_token))
+        .arg(format!("{}/metrics", cp.server.trim_end_matches('/')))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let label = format!("flow_schema=\"{flow_schema}\"");
+    let mut found = false;
+    let sum = text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_flowcontrol_dispatched_requests_total{"))
+        .filter(|l| l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .inspect(|_| found = true)
+        .sum();
+    // A schema that saw no request yet has no series: zero, if the endpoint answered.
+    (found || text.contains("apiserver_flowcontrol_dispatched_requests_total")).then_some(sum)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Field `key` (`VmRSS:`, `RssAnon:`) of `/proc/PID/status`, in kB.
+fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// An idle window of `secs` on a healthy cluster.
+pub(crate) fn idle(
+    cluster: &mut Cluster,
+    lab: &Lab,
+    flow_schema: &str,
+    secs: u64,
+) -> anyhow::Result<Idle> {
+    cluster.wait_healthy()?;
+    // Let the restored member's start-up traffic pass.
+    std::thread::sleep(Duration::from_secs(5));
+    println!("bench: idle window of {secs} s …");
+    let pids: Vec<u32> = cluster
+        .members
+        .iter()
+        .filter_map(|m| m.agent.as_ref().map(|a| a.id()))
+        .collect();
+    let before: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+    let api_before = api_requests(lab, flow_schema);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let api_after = api_requests(lab, flow_schema);
+    let elapsed = started.elapsed().as_secs_f64();
+    let after: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+    let hz = clock_ticks_per_second();
+    let cpu_pct = before
+        .iter()
+        .zip(&after)
+        .filter_map(|(b, a)| Some((a.as_ref()? - b.as_ref()?) as f64 / hz / elapsed * 100.0))
+        .collect();
+    let rss_kb = pids
+        .iter()
+        .filter_map(|p| status_kb(*p, "VmRSS:"))
+        .collect();
+    let anon_kb = pids
+        .iter()
+        .filter_map(|p| status_kb(*p, "RssAnon:"))
+        .collect();
+    let api_per_min = match (api_before, api_after) {
+        (Some(b), Some(a)) => Some((a - b) * 60.0 / elapsed),
+        _ => None,
+    };
+    Ok(Idle {
+        rss_kb,
+        anon_kb,
+        cpu_pct,
+        api_per_min,
+    })
+}
+
+/// SIGKILL of every process on the leader's host to the first committed
+/// INSERT on another member, in seconds. Restarts the killed member.
+pub(crate) fn failover(cluster: &mut Cluster) -> anyhow::Result<f64> {
+    let leader = cluster.wait_healthy()?;
+    if !write(
+        &cluster.client,
+        cluster.members[leader].host.ip(),
+        &cluster.spec,
+    ) {
+        bail!("the leader does not accept writes");
+    }
+    println!(
+        "bench: kill -9 of everything on {} (the leader) …",
+        cluster.members[leader].name
+    );
+    let started = Instant::now();
+    let pids = cluster.signal_host(leader, Signal::SIGKILL);
+    if pids.is_empty() {
+        bail!("no process on the leader's host");
+    }
+    let others: Vec<String> = (0..cluster.members.len())
+        .filter(|i| *i != leader)
+        .map(|i| cluster.members[i].host.ip().to_string())
+        .collect();
+    let limit = Duration::from_secs(u64::from(cluster.ttl)) + FAILOVER_SLACK;
+    let elapsed = loop {
+        if others
+            .iter()
+            .any(|ip| write(&cluster.client, ip, &cluster.spec))
+        {
+            break started.elapsed();
+        }
+        if started.elapsed() > limit {
+            bail!("no member accepted a write {limit:?} after the kill");
+        }
+        std::thread::sleep(WRITE_EVERY);
+    };
+    println!(
+        "bench: kill -9 failover to first write: {:.3} s",
+        elapsed.as_secs_f64()
+    );
+    cluster.restore(leader)?;
+    Ok(elapsed.as_secs_f64())
+}
+
+/// `POST /switchover` (curl on the client host) to the first committed
+/// INSERT on the candidate, in seconds.
+pub(crate) fn switchover(cluster: &mut Cluster) -> anyhow::Result<f64> {
+    let leader = cluster.wait_healthy()?;
+    let candidate = (leader + 1) % cluster.members.len();
+    let (l, c) = (&cluster.members[leader], &cluster.members[candidate]);
+    println!("bench: switchover {} -> {} …", l.name, c.name);
+    let body = format!(r#"{{"leader":"{}","candidate":"{}"}}"#, l.name, c.name);
+    let url = format!("http://{}:8008/switchover", l.host.ip());
+    let started = Instant::now();
+    let mut curl = cluster
+        .client
+        .command("curl")
+        .args(["-s", "--max-time", "60", "-XPOST", &url, "-d", &body])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("start curl")?;
+    let ip = c.host.ip().to_string();
+    let mut answered = false;
+    let result = loop {
+        if write(&cluster.client, &ip, &cluster.spec) {
+            break Ok(started.elapsed());
+        }
+        if !answered && let Ok(Some(_)) = curl.try_wait() {
+            answered = true;
+            // The API answered; fine if it accepted, the write is just not there yet.
+            let mut answer = String::new();
+            if let Some(out) = curl.stdout.as_mut() {
+                let _ = std::io::Read::read_to_string(out, &mut answer);
+            }
+            if !answer.contains("Successfully") {
+                break Err(anyhow::anyhow!("switchover refused: {answer}"));
+            }
+        }
+        if started.elapsed() > STEP_TIMEOUT {
+            break Err(anyhow::anyhow!(
+                "the candidate took no write within {STEP_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(WRITE_EVERY);
+    };
+    let _ = curl.wait();
+    let elapsed = result?;
+    println!(
+        "bench: switchover to first write: {:.3} s",
+        elapsed.as_secs_f64()
+    );
+    cluster.wait_healthy()?;
+    Ok(elapsed.as_secs_f64())
+}
+
+/// SIGTERM to the leader's agent only, with a writer trying every member
+/// each [`WRITE_EVERY`] (the last writable one first): the longest gap
+/// between two committed writes, in seconds. Restarts the stopped agent.
+pub(crate) fn sigterm_gap(cluster: &mut Cluster) -> anyhow::Result<f64> {
+    let leader = cluster.wait_healthy()?;
+    let client = Host::attach(cluster.client.info().clone());
+    let ips: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| m.host.ip().to_string())
+        .collect();
+    let spec = cluster.spec.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut ok: Vec<(Instant, usize)> = Vec::new();
+            let mut first = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let order = (0..ips.len()).map(|k| (first + k) % ips.len());
+                for i in order {
+                    if write(&client, &ips[i], &spec) {
+                        ok.push((Instant::now(), i));
+                        first = i;
+                        break;
+                    }
+                }
+                std::thread::sleep(WRITE_EVERY);
+            }
+            ok
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let m = &mut cluster.members[leader];
+    let mut agent = m.agent.take().context("the leader's agent runs")?;
+    println!(
+        "bench: SIGTERM to {}'s agent (pid {}) …",
+        m.name,
+        agent.id()
+    );
+    let started = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).context("pid")?);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).context("SIGTERM the agent")?;
+    let exited = loop {
+        if let Ok(Some(_)) = agent.try_wait() {
+            break true;
+        }
+        if started.elapsed() > STEP_TIMEOUT {
+            let _ = agent.kill();
+            let _ = agent.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "bench: the agent {} after {:.1} s",
+        if exited { "exited" } else { "was killed" },
+        started.elapsed().as_secs_f64()
+    );
+    // Run until another member has taken writes for a while.
+    let wait_new = Instant::now();
+    let new_leader = loop {
+        if let Some(i) = (0..cluster.members.len())
+            .filter(|i| *i != leader)
+            .find(|i| {
+                write(
+                    &cluster.client,
+                    cluster.members[*i].host.ip(),
+                    &cluster.spec,
+                )
+            })
+        {
+            break Some(i);
+        }
+        if wait_new.elapsed() > STEP_TIMEOUT {
+            break None;
+        }
+        std::thread::sleep(WRITE_EVERY);
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let ok = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    if new_leader.is_none() {
+        bail!("no other member took writes within {STEP_TIMEOUT:?} of the agent's exit");
+    }
+    // The writer ran from 2 s before the signal to 2 s after another member took writes.
+    let times: Vec<Instant> = ok.iter().map(|(t, _)| *t).collect();
+    if times.len() < 2 {
+        bail!("the writer recorded fewer than two writes around the SIGTERM");
+    }
+    let gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "bench: SIGTERM longest write gap: {:.3} s",
+        gap.as_secs_f64()
+    );
+    cluster.restore(leader)?;
+    Ok(gap.as_secs_f64())
+}
