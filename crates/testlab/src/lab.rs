@@ -346,15 +346,27 @@ impl Lab {
     /// namespace of the lab with whatever still runs in it.
     pub fn stop(&self) {
         let pid = nix::unistd::Pid::from_raw(self.info.controlplane.supervisor_pid);
-        if netns::alive(pid.as_raw()) {
+        // When this process started the supervisor it is our child: reap it,
+        // or it lingers as a zombie that still looks alive to kill(pid, 0).
+        let gone = || {
+            use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => false,
+                Ok(_) => true,
+                Err(_) => !netns::alive(pid.as_raw()),
+            }
+        };
+        if !gone() {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             for _ in 0..300 {
-                if !netns::alive(pid.as_raw()) {
+                if gone() {
                     break;
                 }
                 std::thread::sleep(POLL);
             }
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            if !gone() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
         }
         for name in netns::of_owner(self.info.owner_pid) {
             netns::destroy(&name);
