@@ -56,6 +56,17 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 tracing::error!(action = %name, "failed to {e:#}");
                 return Ok(false);
             }
+            if matches!(action, Action::Demote { .. } | Action::StopPostgres { .. }) {
+                // Peers woken by the lock release that may follow must not
+                // see a running primary in our REST status: that would keep
+                // them from racing until a whole loop later.
+                self.shared.update(|s| {
+                    s.status.state = "stopped".into();
+                    s.status.role = patroni_core::Role::Demoted;
+                    s.status.xlog = None;
+                    s.ha.running_as_primary = false;
+                });
+            }
         }
         Ok(true)
     }
