@@ -50,7 +50,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         lab.controlplane().server
     );
     let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(&args.cargo_args)
         .env(LAB_ENV, lab.info_path())
         .status()
