@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use patroni_testlab::{AgentSpec, Host, Lab, PodSpec, chown_to_pg_user};
+use patroni_testlab::{AgentSpec, Host, Lab, chown_to_pg_user};
 
 /// `demo`.
 #[derive(Debug, Args)]
@@ -72,22 +72,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         for i in 0..args.members {
             let name = format!("member-{i}");
             let spec = AgentSpec::new(SCOPE, &name, NAMESPACE, args.use_endpoints);
-            let host = lab.host(&name)?;
-            lab.pod(
-                &client,
-                NAMESPACE,
-                &host,
-                PodSpec {
-                    name: name.clone(),
-                    labels: spec.pod_labels(),
-                    service_account: None,
-                },
-            )
-            .await?;
             let dir = members_dir.join(&name);
-            let config = spec.write(host.ip(), &dir)?;
-            let child =
-                host.spawn_agent(&binary, &config, &lab_kubeconfig, &dir.join("patroni.log"))?;
+            let (host, child) = lab
+                .start_agent_member(&client, &spec, &binary, &lab_kubeconfig, &dir)
+                .await?;
             println!(
                 "started {name} (pid {}) at {}; log {}",
                 child.id(),

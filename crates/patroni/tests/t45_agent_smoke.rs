@@ -149,18 +149,7 @@ async fn scenario(members: &mut [Member], kubeconfig: &Path) -> Result<(), Strin
     {
         eprintln!("--- a switchover through the REST API hands the lock back to the old leader");
         let (from, to) = (&members[new_leader], &members[leader]);
-        let body = format!(
-            r#"{{"leader": "{}", "candidate": "{}"}}"#,
-            from.name, to.name
-        );
-        let url = format!("http://{}:8008/switchover", from.host.ip());
-        let out = from
-            .host
-            .command("curl")
-            .args(["-s", "-m", "30", "-XPOST", "-d", &body, &url])
-            .output()
-            .map_err(|e| e.to_string())?;
-        eprintln!("switchover: {}", String::from_utf8_lossy(&out.stdout));
+        switchover(from, to)?;
         let members_ref = &*members;
         wait_until(
             FAILOVER_TIMEOUT,

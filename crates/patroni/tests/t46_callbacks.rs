@@ -122,18 +122,7 @@ async fn scenario(members: &[Member]) -> Result<(), String> {
 
     eprintln!("--- a switchover through the REST API");
     let (from, to) = (&members[leader], &members[replica]);
-    let body = format!(
-        r#"{{"leader": "{}", "candidate": "{}"}}"#,
-        from.name, to.name
-    );
-    let url = format!("http://{}:8008/switchover", from.host.ip());
-    let out = from
-        .host
-        .command("curl")
-        .args(["-s", "-m", "30", "-XPOST", "-d", &body, &url])
-        .output()
-        .map_err(|e| e.to_string())?;
-    eprintln!("switchover: {}", String::from_utf8_lossy(&out.stdout));
+    switchover(from, to)?;
     wait_until(
         SWITCHOVER_TIMEOUT,
         "the candidate leads, the old leader streams".into(),

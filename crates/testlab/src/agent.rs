@@ -214,6 +214,34 @@ impl Host {
     }
 }
 
+// === impl Lab: agent members ===
+
+impl crate::Lab {
+    /// A member the way a pod runs one: a fresh host named `spec.name`, a
+    /// Running/Ready pod at its address with the member labels, the
+    /// configuration under `dir`, and the agent started there (log
+    /// `dir/patroni.log`).
+    pub async fn start_agent_member(
+        &self,
+        client: &kube::Client,
+        spec: &AgentSpec,
+        binary: &Path,
+        kubeconfig: &Path,
+        dir: &Path,
+    ) -> Result<(Host, Child)> {
+        let host = self.host(&spec.name)?;
+        let pod = crate::PodSpec {
+            name: spec.name.clone(),
+            labels: spec.pod_labels(),
+            service_account: None,
+        };
+        self.pod(client, &spec.namespace, &host, pod).await?;
+        let config = spec.write(host.ip(), dir)?;
+        let agent = host.spawn_agent(binary, &config, kubeconfig, &dir.join("patroni.log"))?;
+        Ok((host, agent))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use patroni_testlab::{AgentSpec, Host, Lab, PodSpec, chown_to_pg_user};
+use patroni_testlab::{AgentSpec, Host, Lab, chown_to_pg_user};
 
 /// `bench`.
 #[derive(Debug, Args)]
@@ -176,22 +176,12 @@ async fn start_cluster(lab: &Lab, binary: &Path, use_endpoints: bool) -> anyhow:
     for i in 0..3 {
         let name = format!("member-{i}");
         let s = AgentSpec::new(SCOPE, &name, &ns.name, use_endpoints);
-        let host = lab.host(&name)?;
-        lab.pod(
-            &ns.client,
-            &ns.name,
-            &host,
-            PodSpec {
-                name: name.clone(),
-                labels: s.pod_labels(),
-                service_account: None,
-            },
-        )
-        .await?;
         let dir = members_dir.join(&name);
-        let config = s.write(host.ip(), &dir)?;
+        let (host, agent) = lab
+            .start_agent_member(&ns.client, &s, binary, &kubeconfig, &dir)
+            .await?;
         let log = dir.join("patroni.log");
-        let agent = host.spawn_agent(binary, &config, &kubeconfig, &log)?;
+        let config = dir.join("patroni.yml");
         println!(
             "bench: started {name} (pid {}) at {}; log {}",
             agent.id(),

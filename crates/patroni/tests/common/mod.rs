@@ -132,3 +132,22 @@ pub async fn start_members(
     }
     members
 }
+
+/// `POST /switchover` from `from` (the leader) to `to`, sent from the
+/// leader's own host; returns the answer's body.
+pub fn switchover(from: &Member, to: &Member) -> Result<String, String> {
+    let body = format!(
+        r#"{{"leader": "{}", "candidate": "{}"}}"#,
+        from.name, to.name
+    );
+    let url = format!("http://{}:8008/switchover", from.host.ip());
+    let out = from
+        .host
+        .command("curl")
+        .args(["-s", "-m", "30", "-XPOST", "-d", &body, &url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("switchover: {answer}");
+    Ok(answer)
+}
