@@ -58,6 +58,44 @@ pub trait Backend: Send + Sync + 'static {
         version: Option<String>,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
+    /// Writes the dynamic configuration (`/config`), conditionally on `version` when given
+    /// (`PATCH /config`), unconditionally otherwise (`PUT /config`), then wakes the HA loop
+    /// so that the change applies at once. `Ok(false)`: the compare-and-swap was lost.
+    ///
+    /// # Errors
+    /// [`BackendError::Dcs`] when the DCS cannot be written.
+    fn write_config(
+        &self,
+        config: serde_json::Map<String, Value>,
+        version: Option<String>,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Schedules a reload of the local configuration (Patroni's SIGHUP) for the next HA
+    /// cycle and wakes the loop; returns at once (`POST /reload` answers 202).
+    fn reload(&self) -> impl Future<Output = ()> + Send;
+
+    /// Restarts PostgreSQL now if `request`'s conditions hold, returning when the restart is
+    /// over (`POST /restart` without `schedule`).
+    fn restart(&self, request: RestartRequest) -> impl Future<Output = RestartOutcome> + Send;
+
+    /// Stores a scheduled restart (`request.schedule` is set) to be carried out by the HA
+    /// loop at that time. `false`: another restart is already scheduled.
+    fn schedule_restart(&self, request: RestartRequest) -> impl Future<Output = bool> + Send;
+
+    /// Deletes the scheduled restart (`DELETE /restart`). `false`: none was scheduled.
+    fn cancel_scheduled_restart(&self) -> impl Future<Output = bool> + Send;
+
+    /// Starts reinitialising this member from a fresh base backup (`POST /reinitialize`) and
+    /// returns once it has started.
+    ///
+    /// # Errors
+    /// The refusal's text, answered with 503: `Cluster has no leader, can not reinitialize`,
+    /// `I am the leader, can not reinitialize`, `<action> already in progress`.
+    fn reinitialize(
+        &self,
+        request: ReinitializeRequest,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
     /// The current time, for validating scheduled times.
     fn now(&self) -> Timestamp {
         Timestamp::now()
@@ -96,6 +134,50 @@ pub struct FailoverKey {
     pub candidate: Option<String>,
     /// When, as `isoformat()`, for a scheduled switchover.
     pub scheduled_at: Option<String>,
+}
+
+/// A validated `POST /restart` body: the conditions under which the restart happens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestartRequest {
+    /// Restart only while this member runs in this role (`primary`, `standby_leader`,
+    /// `replica`).
+    pub role: Option<patroni_core::Role>,
+    /// Restart only while the running server's version is lower than this one
+    /// (`server_version` form, e.g. `150004`).
+    pub postgres_version: Option<u32>,
+    /// Restart only when a parameter change is pending a restart.
+    pub restart_pending: bool,
+    /// How long the start may take (overrides `primary_start_timeout` for this start).
+    pub timeout: Option<Duration>,
+    /// When, for a scheduled restart.
+    pub schedule: Option<Timestamp>,
+    /// The body as the client sent it (`postgres_version` and `schedule` normalised), as
+    /// Patroni shows it under `scheduled_restart` in the status document and member key.
+    pub document: serde_json::Map<String, Value>,
+}
+
+/// How an immediate restart ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartOutcome {
+    /// 200 `restarted successfully`.
+    Restarted,
+    /// 503 `restart conditions are not satisfied`.
+    ConditionsNotSatisfied,
+    /// 503 `<action> already in progress`: the running action's name.
+    InProgress(String),
+    /// 503 `postgres is still starting`.
+    StillStarting,
+    /// 503 `restart failed`.
+    Failed,
+}
+
+/// A `POST /reinitialize` body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReinitializeRequest {
+    /// Cancel a running action first.
+    pub force: bool,
+    /// Take the base backup from the leader even if another member is tagged `clonefrom`.
+    pub from_leader: bool,
 }
 
 /// A backend operation that failed.
@@ -181,6 +263,20 @@ pub struct FakeState {
     pub failover_writes: Vec<(FailoverKey, Option<String>)>,
     /// Every probe, in order: the member names probed.
     pub probes: Vec<Vec<String>>,
+    /// Every configuration write, in order, with the version it was conditional on.
+    pub config_writes: Vec<(serde_json::Map<String, Value>, Option<String>)>,
+    /// How many reloads were scheduled.
+    pub reloads: usize,
+    /// Every immediate restart asked for, in order.
+    pub restarts: Vec<RestartRequest>,
+    /// Returned by [`Backend::restart`].
+    pub restart_outcome: RestartOutcome,
+    /// The scheduled restart, if any.
+    pub scheduled_restart: Option<RestartRequest>,
+    /// Every reinitialisation asked for, in order.
+    pub reinits: Vec<ReinitializeRequest>,
+    /// Returned by [`Backend::reinitialize`].
+    pub reinit_answer: Result<(), String>,
 }
 
 /// An in-memory [`Backend`]: reports what its [`FakeState`] says and records what it is asked.
@@ -207,6 +303,13 @@ impl FakeBackend {
                 now: Timestamp::UNIX_EPOCH,
                 failover_writes: Vec::new(),
                 probes: Vec::new(),
+                config_writes: Vec::new(),
+                reloads: 0,
+                restarts: Vec::new(),
+                restart_outcome: RestartOutcome::Restarted,
+                scheduled_restart: None,
+                reinits: Vec::new(),
+                reinit_answer: Ok(()),
             }),
         }
     }
@@ -296,6 +399,59 @@ impl Backend for FakeBackend {
             react(cluster, &reaction, key.candidate.as_deref());
         }
         Ok(true)
+    }
+
+    async fn write_config(
+        &self,
+        config: serde_json::Map<String, Value>,
+        version: Option<String>,
+    ) -> Result<bool, BackendError> {
+        let mut s = self.lock();
+        s.config_writes.push((config.clone(), version.clone()));
+        let refuse = s.refuse_writes;
+        let next_version = format!("c{}", s.config_writes.len());
+        let Some(cluster) = s.dcs.as_mut() else {
+            return Err(BackendError::Dcs(Box::new(FakeDcsDown)));
+        };
+        let current = cluster.config.as_ref().map(|c| c.version.clone());
+        if refuse || version.is_some_and(|v| Some(v) != current) {
+            return Ok(false);
+        }
+        cluster.config = Some(patroni_core::ClusterConfig {
+            version: next_version.clone(),
+            modify_version: Some(next_version),
+            data: config,
+        });
+        Ok(true)
+    }
+
+    async fn reload(&self) {
+        self.lock().reloads += 1;
+    }
+
+    async fn restart(&self, request: RestartRequest) -> RestartOutcome {
+        let mut s = self.lock();
+        s.restarts.push(request);
+        s.restart_outcome.clone()
+    }
+
+    async fn schedule_restart(&self, request: RestartRequest) -> bool {
+        let mut s = self.lock();
+        if s.scheduled_restart.is_some() {
+            return false;
+        }
+        s.scheduled_restart = Some(request);
+        true
+    }
+
+    async fn cancel_scheduled_restart(&self) -> bool {
+        self.lock().scheduled_restart.take().is_some()
+    }
+
+    async fn reinitialize(&self, request: ReinitializeRequest) -> Result<(), String> {
+        let mut s = self.lock();
+        s.reinits.push(request);
+        s.reinit_answer.clone()
     }
 
     fn now(&self) -> Timestamp {

@@ -36,6 +36,7 @@ mod url;
 pub use auth::{AccessPolicy, Denied, IpNet, ParseIpNetError};
 pub use backend::{
     Backend, BackendError, FailoverKey, FakeBackend, FakeReaction, FakeState, HaSnapshot,
+    ReinitializeRequest, RestartOutcome, RestartRequest,
 };
 pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags, SyncMode};
 pub use model::{
