@@ -428,6 +428,30 @@ impl PgClient {
         Ok(done)
     }
 
+    /// Parameters whose new value waits for a restart (`pg_settings.pending_restart`), with
+    /// the value in effect (`current_setting`), sorted by name.
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn pending_restart(&self) -> Result<Vec<(String, String)>, QueryError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
+                 WHERE pending_restart ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(|source| QueryError::Query {
+                what: "read parameters pending a restart",
+                source,
+            })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+            .collect())
+    }
+
     /// `pg_reload_conf()`.
     ///
     /// # Errors

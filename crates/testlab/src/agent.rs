@@ -39,6 +39,10 @@ pub struct AgentSpec {
     pub bin_dir: PathBuf,
     /// Member tags (`nofailover: true`, `failover_priority: 0`, …), YAML values.
     pub tags: BTreeMap<String, String>,
+    /// More `restapi` settings, YAML lines indented by two spaces (`  authentication: ...`).
+    pub restapi_extra: String,
+    /// More top-level YAML appended to the document (`ctl:` settings, callbacks, …).
+    pub extra: String,
 }
 
 // === impl AgentSpec ===
@@ -60,6 +64,8 @@ impl AgentSpec {
             replication_password: "lab-replication-secret".into(),
             bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
             tags: BTreeMap::new(),
+            restapi_extra: String::new(),
+            extra: String::new(),
         }
     }
 
@@ -95,7 +101,7 @@ name: {name}
 restapi:
   listen: {ip}:8008
   connect_address: {ip}:8008
-kubernetes:
+{restapi_extra}kubernetes:
   namespace: {namespace}
   labels:{labels}
   use_endpoints: {use_endpoints}
@@ -134,7 +140,7 @@ postgresql:
     - host all all 10.213.0.0/16 scram-sha-256
   parameters:
     unix_socket_directories: {d}
-{tags}"#,
+{tags}{extra}"#,
             scope = self.scope,
             name = self.name,
             namespace = self.namespace,
@@ -145,6 +151,8 @@ postgresql:
             bin_dir = self.bin_dir.display(),
             su = self.superuser_password,
             repl = self.replication_password,
+            restapi_extra = lines(&self.restapi_extra),
+            extra = lines(&self.extra),
         )
     }
 
@@ -158,6 +166,15 @@ postgresql:
         chown_to_pg_user(dir)?;
         chown_to_pg_user(&path)?;
         Ok(path)
+    }
+}
+
+/// `text` as whole lines (a final newline added when missing).
+fn lines(text: &str) -> String {
+    if text.is_empty() || text.ends_with('\n') {
+        text.to_owned()
+    } else {
+        format!("{text}\n")
     }
 }
 

@@ -3,15 +3,23 @@
 //!
 //! # Who writes what
 //! The HA loop is the only writer of [`Snapshot`] (once per cycle); API handlers only read it.
-//! `write_failover` writes the DCS directly and then wakes the loop through [`Shared::wake`].
+//! `write_failover` and `write_config` write the DCS directly and then wake the loop through
+//! [`Shared::wake`]. Requests only the loop can carry out (reload, restart, reinitialise) are
+//! queued as [`Command`]s; the loop takes them at the start of its next cycle and answers
+//! through a oneshot channel. A scheduled restart is kept in [`Shared`] until the loop runs it.
 //! A stalled loop shows as a growing `loop_overdue` (liveness) and a stale [`LoopStatus`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use patroni_api::{Backend, BackendError, FailoverKey, HaSnapshot, NodeStatus};
+use patroni_api::{
+    Backend, BackendError, FailoverKey, HaSnapshot, NodeStatus, ReinitializeRequest,
+    RestartOutcome, RestartRequest,
+};
 use patroni_core::{Cluster, Member};
 use patroni_dcs::Dcs;
-use tokio::sync::Notify;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::peers::PeerClient;
@@ -46,10 +54,37 @@ pub struct Snapshot {
     pub loop_status: LoopStatus,
 }
 
+/// A request from the API that only the HA loop can carry out.
+#[derive(Debug)]
+pub enum Command {
+    /// Re-read the local configuration (`POST /reload`, SIGHUP).
+    Reload,
+    /// Restart PostgreSQL now if the request's conditions hold; the outcome is sent back.
+    Restart {
+        /// The validated request.
+        request: RestartRequest,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<RestartOutcome>,
+    },
+    /// Reinitialise this replica from a fresh base backup.
+    Reinitialize(ReinitializeRequest),
+}
+
+/// A restart waiting for its time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledRestart {
+    /// The request, with `schedule` set.
+    pub request: RestartRequest,
+    /// `postmaster_start_time` when it was scheduled: a restart in between cancels it.
+    pub postmaster_start_time: Option<String>,
+}
+
 /// State shared by the HA loop and the API.
 pub struct Shared {
     snapshot: Mutex<Snapshot>,
-    /// Wakes the HA loop before its deadline (a switchover request).
+    commands: Mutex<Vec<Command>>,
+    scheduled_restart: Mutex<Option<ScheduledRestart>>,
+    /// Wakes the HA loop before its deadline (a switchover request, a command).
     pub wake: Notify,
 }
 
@@ -60,8 +95,41 @@ impl Shared {
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             snapshot: Mutex::new(snapshot),
+            commands: Mutex::new(Vec::new()),
+            scheduled_restart: Mutex::new(None),
             wake: Notify::new(),
         }
+    }
+
+    /// Queues `command` for the loop and wakes it.
+    pub fn send(&self, command: Command) {
+        lock(&self.commands).push(command);
+        self.wake.notify_one();
+    }
+
+    /// Takes every queued command, oldest first.
+    pub fn take_commands(&self) -> Vec<Command> {
+        std::mem::take(&mut *lock(&self.commands))
+    }
+
+    /// The scheduled restart, if any.
+    pub fn scheduled_restart(&self) -> Option<ScheduledRestart> {
+        lock(&self.scheduled_restart).clone()
+    }
+
+    /// Stores `restart` unless one is already scheduled; whether it was stored.
+    pub fn schedule_restart(&self, restart: ScheduledRestart) -> bool {
+        let mut slot = lock(&self.scheduled_restart);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(restart);
+        true
+    }
+
+    /// Removes the scheduled restart; whether there was one.
+    pub fn take_scheduled_restart(&self) -> Option<ScheduledRestart> {
+        lock(&self.scheduled_restart).take()
     }
 
     /// A copy of the current snapshot.
@@ -80,6 +148,14 @@ impl Shared {
         }
     }
 }
+
+/// Locks `m`, keeping the state of a holder that panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How long `POST /restart` waits for the loop beyond the start timeout.
+const RESTART_REPLY_SLACK: Duration = Duration::from_secs(120);
 
 /// The [`Backend`] of the agent's REST API.
 pub struct AgentBackend<D> {
@@ -161,6 +237,77 @@ impl<D: Dcs + 'static> Backend for AgentBackend<D> {
             .map_err(|e| BackendError::Dcs(Box::new(e)))?;
         self.shared.wake.notify_one();
         Ok(written)
+    }
+
+    async fn write_config(
+        &self,
+        config: Map<String, Value>,
+        version: Option<String>,
+    ) -> Result<bool, BackendError> {
+        let value = patroni_dcs::kubernetes::annotations::compact_json(&Value::Object(config));
+        let written = self
+            .dcs
+            .set_config_value(&value, version.as_deref())
+            .await
+            .map_err(|e| BackendError::Dcs(Box::new(e)))?;
+        self.shared.wake.notify_one();
+        Ok(written)
+    }
+
+    async fn reload(&self) {
+        self.shared.send(Command::Reload);
+    }
+
+    async fn restart(&self, request: RestartRequest) -> RestartOutcome {
+        if let LoopStatus::Acting(task) = self.shared.get().loop_status {
+            return RestartOutcome::InProgress(task);
+        }
+        let wait = request.timeout.unwrap_or_default() + RESTART_REPLY_SLACK;
+        let (reply, outcome) = oneshot::channel();
+        self.shared.send(Command::Restart { request, reply });
+        match tokio::time::timeout(wait, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => RestartOutcome::Failed,
+        }
+    }
+
+    async fn schedule_restart(&self, request: RestartRequest) -> bool {
+        let postmaster_start_time = self.shared.get().status.postmaster_start_time;
+        let stored = self.shared.schedule_restart(ScheduledRestart {
+            request,
+            postmaster_start_time,
+        });
+        if stored {
+            self.shared.wake.notify_one();
+        }
+        stored
+    }
+
+    async fn cancel_scheduled_restart(&self) -> bool {
+        let cancelled = self.shared.take_scheduled_restart().is_some();
+        if cancelled {
+            self.shared.wake.notify_one();
+        }
+        cancelled
+    }
+
+    async fn reinitialize(&self, request: ReinitializeRequest) -> Result<(), String> {
+        let snap = self.shared.get();
+        let cluster = snap.cluster.map(|(c, _)| c);
+        let leader = cluster.as_ref().and_then(|c| c.leader_name().map(str::to_owned));
+        let Some(leader) = leader else {
+            return Err("Cluster has no leader, can not reinitialize".into());
+        };
+        if leader == snap.status.patroni.name {
+            return Err("I am the leader, can not reinitialize".into());
+        }
+        if let LoopStatus::Acting(task) = snap.loop_status
+            && !request.force
+        {
+            return Err(format!("{task} already in progress"));
+        }
+        self.shared.send(Command::Reinitialize(request));
+        Ok(())
     }
 }
 

@@ -93,6 +93,8 @@ pub enum PgEvent {
     Followed,
     /// Postgres was restarted (by request) in the same role.
     Restarted,
+    /// The running server's configuration was rewritten and reloaded.
+    Reloaded,
     /// The data directory was emptied: the role becomes `uninitialized`.
     DataRemoved,
 }
@@ -229,6 +231,10 @@ impl CallbackState {
             PgEvent::Restarted => {
                 let role = self.role?;
                 Some(self.fire(CallbackAction::OnRestart, role))
+            }
+            PgEvent::Reloaded => {
+                let role = self.role?;
+                Some(self.fire(CallbackAction::OnReload, role))
             }
             PgEvent::DataRemoved => {
                 self.role = Some(Role::Uninitialized);

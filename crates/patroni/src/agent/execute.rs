@@ -240,7 +240,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     }
 
     /// Starts Postgres in `role`.
-    async fn start(&mut self, role: &StartRole, timeout: Option<Duration>) -> anyhow::Result<()> {
+    pub(super) async fn start(&mut self, role: &StartRole, timeout: Option<Duration>) -> anyhow::Result<()> {
         self.state_override = Some(PgState::Starting);
         let params = self.server_parameters();
         let timeout = self.start_timeout(timeout);
@@ -270,7 +270,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         Ok(())
     }
 
-    async fn stop(&mut self, mode: PgStopMode) -> anyhow::Result<()> {
+    pub(super) async fn stop(&mut self, mode: PgStopMode) -> anyhow::Result<()> {
         tracing::info!(?mode, "stopping postgres");
         self.pg.stop(mode).await?;
         self.crashed_as = None;
@@ -373,7 +373,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     }
 
     /// Recovery settings following `upstream`.
-    fn recovery(&self, upstream: Option<&Upstream>) -> anyhow::Result<RecoveryConf> {
+    pub(super) fn recovery(&self, upstream: Option<&Upstream>) -> anyhow::Result<RecoveryConf> {
         let address = match upstream {
             Some(u) => Some(
                 parse_conn_url(&u.conn_url)

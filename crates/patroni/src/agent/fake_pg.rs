@@ -315,6 +315,23 @@ impl PostgresCtl for FakePostgres {
         Ok(())
     }
 
+    async fn reconfigure(
+        &mut self,
+        _: &ServerParameters,
+        _: Option<&RecoveryConf>,
+    ) -> anyhow::Result<()> {
+        self.with(|s| {
+            anyhow::ensure!(s.running.is_some(), "not running");
+            Ok(())
+        })
+    }
+
+    async fn pending_restart(&self) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
+    fn set_config(&mut self, _: Arc<patroni_config::Config>) {}
+
     fn has_standby_signal(&self) -> bool {
         self.with(|s| s.standby_signal)
     }

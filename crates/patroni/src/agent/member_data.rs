@@ -27,7 +27,7 @@ pub struct Identity {
     pub name: String,
     /// `postgres://<postgresql.connect_address>/<database>`.
     pub conn_url: String,
-    /// `http://<restapi.connect_address>/patroni`.
+    /// `http(s)://<restapi.connect_address>/patroni` (`https` when `restapi.certfile` is set).
     pub api_url: String,
     /// Configured tags as Patroni publishes them (only the set ones).
     pub tags: BTreeMap<String, Value>,
@@ -50,6 +50,8 @@ pub enum PgState {
     InitializingNewCluster,
     /// `pg_rewind` runs.
     Rewinding,
+    /// A requested restart runs.
+    Restarting,
     /// The data directory is empty and nothing happens yet.
     Uninitialized,
 }
@@ -68,8 +70,14 @@ impl Identity {
                 pg.connect_address.host, pg.connect_address.port, pg.database
             ),
             api_url: format!(
-                "http://{}:{}/patroni",
-                config.restapi.connect_address.host, config.restapi.connect_address.port
+                "{}://{}:{}/patroni",
+                if config.restapi.certfile.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                config.restapi.connect_address.host,
+                config.restapi.connect_address.port
             ),
             tags: tags_json(&config.tags),
         }
@@ -89,6 +97,7 @@ impl PgState {
             PgState::CreatingReplica => "creating replica",
             PgState::InitializingNewCluster => "initializing new cluster",
             PgState::Rewinding => "rewinding",
+            PgState::Restarting => "restarting",
             PgState::Uninitialized => "stopped",
         }
     }

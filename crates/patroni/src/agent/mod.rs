@@ -13,6 +13,7 @@ pub mod execute;
 pub mod fake_pg;
 pub mod member_data;
 mod observe;
+pub mod operator;
 pub mod peers;
 pub mod pgctl;
 pub mod runtime;
@@ -50,7 +51,11 @@ pub enum Outcome {
 ///
 /// # Errors
 /// The DCS, the binaries or the API listener cannot be set up.
-pub async fn run(config: Config, home: PathBuf) -> anyhow::Result<Outcome> {
+pub async fn run(
+    config: Config,
+    home: PathBuf,
+    reloader: operator::Reloader,
+) -> anyhow::Result<Outcome> {
     let config = Arc::new(config);
     let DcsConfig::Kubernetes(kubernetes) = &config.dcs else {
         anyhow::bail!("only the kubernetes DCS is supported");
@@ -89,7 +94,15 @@ pub async fn run(config: Config, home: PathBuf) -> anyhow::Result<Outcome> {
 
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
     let backend = Arc::new(AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)));
-    let app = router(backend, ApiSettings::new(&config.scope, &config.name));
+    let settings = ApiSettings::try_from_config(
+        &config.restapi,
+        ADVERTISED_PATRONI_VERSION,
+        &config.scope,
+        &config.name,
+    )
+    .await
+    .context("configure the REST API")?;
+    let app = router(backend, settings);
     let listener = bind(&config.restapi.listen, config.restapi.request_queue_size)
         .await
         .with_context(|| format!("listen on {:?}", config.restapi.listen))?;
@@ -104,6 +117,7 @@ pub async fn run(config: Config, home: PathBuf) -> anyhow::Result<Outcome> {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
+    tokio::spawn(reload_on_sighup(Arc::clone(&shared)));
 
     let runtime = Runtime::new(
         Arc::clone(&config),
@@ -112,6 +126,7 @@ pub async fn run(config: Config, home: PathBuf) -> anyhow::Result<Outcome> {
         major_version,
         Arc::clone(&shared),
     )
+    .with_reloader(reloader)
     .with_timing_hook({
         let dcs = Arc::clone(&dcs);
         Box::new(move |ttl, retry_timeout| dcs.set_timing(ttl, retry_timeout))
@@ -153,6 +168,19 @@ pub fn initial_snapshot(config: &Config) -> Snapshot {
 }
 
 /// Resolves at SIGTERM or SIGINT.
+/// Queues a reload of the local configuration on every SIGHUP, as Patroni does.
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("failed to install the SIGHUP handler; reload with POST /reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        shared.send(api_backend::Command::Reload);
+    }
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (

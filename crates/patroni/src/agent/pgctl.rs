@@ -85,6 +85,17 @@ pub trait PostgresCtl: Send + 'static {
     /// On a primary: a physical slot for each of `wanted`; inactive physical slots not in
     /// `wanted` are dropped.
     fn sync_slots(&self, wanted: &[String]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Rewrites the configuration files (`recovery`: the standby settings, `None` for a
+    /// primary) and reloads the running server.
+    fn reconfigure(
+        &mut self,
+        params: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Parameters whose change waits for a restart, with the value in effect.
+    fn pending_restart(&self) -> impl Future<Output = anyhow::Result<Vec<(String, String)>>> + Send;
+    /// Replaces the local configuration after a reload (replica methods, `pg_hba`).
+    fn set_config(&mut self, config: Arc<Config>);
     /// Whether `standby.signal` (or `recovery.signal`) exists: the server would start in
     /// recovery.
     fn has_standby_signal(&self) -> bool;
@@ -341,6 +352,28 @@ impl PostgresCtl for RealPostgres {
             }
         }
         Ok(())
+    }
+
+    async fn reconfigure(
+        &mut self,
+        params: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+    ) -> anyhow::Result<()> {
+        self.write_pg_hba()?;
+        self.pg
+            .write_config(params, recovery)
+            .await
+            .context("write the configuration")?;
+        self.pg.reload().context("reload postgres")
+    }
+
+    async fn pending_restart(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let client = self.pg.connect().await.context("connect")?;
+        Ok(client.pending_restart().await?)
+    }
+
+    fn set_config(&mut self, config: Arc<Config>) {
+        self.config = config;
     }
 
     fn has_standby_signal(&self) -> bool {

@@ -14,9 +14,11 @@
 //! The lock holder stops renewing and its replicas take over after `ttl`; the API's liveness
 //! check reports the loop overdue.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use patroni_api::ParamChange;
 use patroni_config::{Config, DynamicConfig};
 use patroni_core::ha::{
     Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, LockOutcome, MemberTags,
@@ -31,6 +33,7 @@ use tracing::Instrument;
 use super::api_backend::{LoopStatus, Shared};
 use super::callbacks::{CallbackRunner, CallbackState, PgEvent};
 use super::member_data::{Identity, PgState, StatusExtras, member_data, node_status};
+use super::operator::Reloader;
 use super::peers::PeerClient;
 use super::pgctl::PostgresCtl;
 
@@ -87,10 +90,16 @@ pub struct Runtime<D, P> {
     /// Which `postgresql.callbacks` the next events fire.
     callback_state: CallbackState,
     /// Runs the callbacks.
-    callback_runner: CallbackRunner,
+    pub(super) callback_runner: CallbackRunner,
     /// Told the new `ttl` and `retry_timeout` when the dynamic configuration changes them
     /// (the Kubernetes client's own timing).
     timing_hook: Option<TimingHook>,
+    /// Re-reads the local configuration on reload.
+    pub(super) reloader: Option<Reloader>,
+    /// The running server's configuration files are out of date (rewrite and reload).
+    pub(super) reconfigure: bool,
+    /// Parameters whose change waits for a restart.
+    pub(super) pending_restart: BTreeMap<String, ParamChange>,
 }
 
 /// See [`Runtime::with_timing_hook`].
@@ -145,7 +154,16 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             callback_state: CallbackState::default(),
             callback_runner,
             timing_hook: None,
+            reloader: None,
+            reconfigure: false,
+            pending_restart: BTreeMap::new(),
         }
+    }
+
+    /// Re-reads the local configuration with `reloader` on `POST /reload` and SIGHUP.
+    pub fn with_reloader(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Calls `hook(ttl, retry_timeout)` whenever the dynamic configuration changes them.
@@ -229,6 +247,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// One cycle: observe, decide (with queries), act, publish.
     async fn cycle(&mut self, stopping: bool) -> Result<CycleEnd, Fatal> {
         self.shared.update(|s| s.loop_status = LoopStatus::Deciding);
+        let (reinit, restarts) = self.take_commands();
         let now = self.tick();
         let dcs = match self.dcs.get_cluster().await {
             Ok(cluster) => {
@@ -262,6 +281,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.wall_clock = unix_now();
         obs.memory = memory;
         obs.requests.shutdown = stopping;
+        obs.requests.reinit = reinit;
         let mut steps = 0;
         let decision = loop {
             let d = decide(&obs, &self.ha, now);
@@ -280,6 +300,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             tracing::info!(actions = ?decision.actions, "{}", decision.message);
         }
         let all_done = self.execute_all(&decision.actions, &obs).await?;
+        let busy = decision.actions.first().map(Action::task_name);
+        if busy.is_none() && !stopping {
+            self.apply_reconfigure(&obs).await;
+        }
+        self.answer_restarts(restarts, busy.clone(), &obs).await;
+        if !stopping {
+            self.run_scheduled_restart(&obs, busy.is_some()).await;
+        }
         self.publish(&obs).await;
         Ok(CycleEnd {
             next_cycle_at: decision.next_cycle_at,
@@ -332,7 +360,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 hook(ha.ttl, ha.retry_timeout);
             }
             self.ha = ha;
-            self.dynamic = dynamic;
+            let old = std::mem::replace(&mut self.dynamic, dynamic.clone());
+            self.dynamic_changed(&old, &dynamic);
         }
     }
 
@@ -434,6 +463,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Publishes the member key (when the DCS answered) and the API snapshot.
     async fn publish(&mut self, obs: &Observation) {
         let local = self.observe(self.tick()).await;
+        self.refresh_pending_restart(running_role(&local).is_some())
+            .await;
         if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
             self.callback_runner.fire(cb);
         }
@@ -443,7 +474,21 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let cluster = obs.cluster().cloned();
         let reachable = cluster.is_some();
         if reachable {
-            let data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
+            let mut data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
+            if obs.paused {
+                data.extra.insert("pause".into(), true.into());
+            }
+            if !self.pending_restart.is_empty() {
+                data.extra.insert("pending_restart".into(), true.into());
+                data.extra.insert(
+                    "pending_restart_reason".into(),
+                    serde_json::to_value(&self.pending_restart).unwrap_or_default(),
+                );
+            }
+            if let Some(doc) = self.scheduled_restart_document() {
+                data.extra
+                    .insert("scheduled_restart".into(), serde_json::Value::Object(doc));
+            }
             if let Err(e) = self.dcs.touch_member(&data).await {
                 tracing::warn!(
                     "failed to publish the member key: {:#}",
@@ -463,7 +508,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             dcs_last_seen: self.dcs_last_seen,
             sysid: local.data().map(|d| d.sysid.clone()),
         };
-        let status = node_status(&self.id, &local, state, &extras);
+        let mut status = node_status(&self.id, &local, state, &extras);
+        status.pending_restart_reason = self.pending_restart_reason();
+        status.scheduled_restart = self.scheduled_restart_document();
         let is_leader = cluster
             .as_ref()
             .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))

@@ -107,7 +107,19 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
             return exit::UNAVAILABLE;
         }
     };
-    match runtime.block_on(agent::run(config, home)) {
+    let reloader: agent::operator::Reloader = {
+        let path = cli.configfile.clone();
+        let env = env.clone();
+        Box::new(move || match load(path.as_deref(), &env) {
+            Ok(loaded) => Ok(loaded.config),
+            Err(LoadError::Invalid(invalid)) => {
+                let problems: Vec<String> = invalid.errors.iter().map(ToString::to_string).collect();
+                Err(anyhow::anyhow!("invalid configuration: {}", problems.join("; ")))
+            }
+            Err(LoadError::Source(e)) => Err(anyhow::Error::from(e)),
+        })
+    };
+    match runtime.block_on(agent::run(config, home, reloader)) {
         Ok(agent::Outcome::Stopped) => exit::OK,
         Ok(agent::Outcome::Fatal(reason)) => {
             tracing::error!("the agent stopped: {reason}");

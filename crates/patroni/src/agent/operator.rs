@@ -1,0 +1,288 @@
+//! What an operator asks of the HA loop through the REST API (or SIGHUP): reload the local
+//! configuration, restart PostgreSQL now or at a scheduled time, reinitialise; and keeping
+//! the running server's configuration in line with the dynamic configuration (rewrite and
+//! reload when `postgresql.parameters` change, report what waits for a restart).
+//!
+//! The loop takes the queued [`Command`]s at the start of a cycle ([`Runtime::take_commands`]):
+//! a reinitialise becomes a request of this cycle's observation, reloads happen at once, and
+//! restarts run after the cycle's own actions, only when the decision had none (otherwise the
+//! answer is `<action> already in progress`), as Patroni refuses a restart while an async
+//! action runs. A restart runs inline: the loop does not renew the lock while it runs, so the
+//! start timeout of a restart on the leader is capped below `ttl`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use patroni_api::{ParamChange, RestartOutcome, RestartRequest};
+use patroni_config::{Config, DynamicConfig};
+use patroni_core::Role;
+use patroni_core::ha::{Observation, PgRole, PgServer, ReinitRequest, StartRole};
+use patroni_dcs::Dcs;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::api_backend::{Command, LoopStatus};
+use super::callbacks::{CallbackRunner, PgEvent};
+use super::member_data::{Identity, PgState};
+use super::pgctl::PostgresCtl;
+use super::runtime::{Runtime, ha_config};
+
+/// Re-reads the local configuration (file and environment) on reload.
+pub type Reloader = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// Restarts asked for in this cycle, answered after its actions.
+pub(super) type PendingRestarts = Vec<(RestartRequest, oneshot::Sender<RestartOutcome>)>;
+
+/// How much of `ttl` a restart of the leader may spend starting (it does not renew the lock
+/// meanwhile).
+const LEADER_START_SHARE: f64 = 0.5;
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// Takes the queued commands: reloads now, the reinitialise request into the returned
+    /// request, restarts into the returned list.
+    pub(super) fn take_commands(&mut self) -> (Option<ReinitRequest>, PendingRestarts) {
+        let mut reinit = None;
+        let mut restarts = Vec::new();
+        for command in self.shared.take_commands() {
+            match command {
+                Command::Reload => self.reload_local_config(),
+                Command::Restart { request, reply } => restarts.push((request, reply)),
+                Command::Reinitialize(r) => {
+                    tracing::info!(from_leader = r.from_leader, "reinitialize requested");
+                    reinit = Some(ReinitRequest {
+                        from_leader: r.from_leader,
+                    });
+                }
+            }
+        }
+        (reinit, restarts)
+    }
+
+    /// Re-reads the local configuration and applies what can change without a restart of the
+    /// agent: tags, PostgreSQL parameters, authentication, callbacks, `pg_hba`. A change of
+    /// `scope` or `name` is refused (Patroni needs a restart for those too).
+    pub(super) fn reload_local_config(&mut self) {
+        let Some(reloader) = &self.reloader else {
+            tracing::warn!("reload requested, but this agent has no configuration source");
+            return;
+        };
+        let config = match reloader() {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!("failed to reload the configuration: {e:#}");
+                return;
+            }
+        };
+        if config.scope != self.config.scope || config.name != self.config.name {
+            tracing::error!("failed to reload the configuration: scope and name cannot change");
+            return;
+        }
+        if config == *self.config {
+            tracing::info!("reload: no changes in the configuration");
+            return;
+        }
+        tracing::info!("reloaded the configuration");
+        let config = Arc::new(config);
+        self.id = Identity::from_config(&config);
+        self.callback_runner =
+            CallbackRunner::new(config.postgresql.callbacks.clone(), &config.scope);
+        self.pg.set_config(Arc::clone(&config));
+        self.config = config;
+        self.ha = ha_config(&self.dynamic, &self.config);
+        self.reconfigure = true;
+    }
+
+    /// Notes a change of the dynamic configuration that the running server must see.
+    pub(super) fn dynamic_changed(&mut self, old: &DynamicConfig, new: &DynamicConfig) {
+        if old.postgresql.parameters != new.postgresql.parameters
+            || old.postgresql.use_slots != new.postgresql.use_slots
+        {
+            self.reconfigure = true;
+        }
+    }
+
+    /// Rewrites the configuration files of the running server and reloads it, if the
+    /// configuration changed since it was written.
+    pub(super) async fn apply_reconfigure(&mut self, obs: &Observation) {
+        if !self.reconfigure {
+            return;
+        }
+        let recovery = match self.pg.status().await {
+            None => return, // Not running: the next start writes the files.
+            Some(s) if s.in_recovery => match self.recovery(self.upstream.as_ref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("failed to render the recovery settings: {e:#}");
+                    return;
+                }
+            },
+            Some(_) => None,
+        };
+        self.reconfigure = false;
+        let params = self.server_parameters();
+        match self.pg.reconfigure(&params, recovery.as_ref()).await {
+            Ok(()) => {
+                tracing::info!("postgres configuration reloaded");
+                self.callback(PgEvent::Reloaded);
+            }
+            Err(e) => {
+                tracing::warn!("failed to reload the postgres configuration: {e:#}");
+                self.reconfigure = true;
+            }
+        }
+        let _ = obs;
+    }
+
+    /// Reads which parameters wait for a restart (only while the server runs).
+    pub(super) async fn refresh_pending_restart(&mut self, running: bool) {
+        if !running {
+            return;
+        }
+        match self.pg.pending_restart().await {
+            Ok(rows) => {
+                let params = self.server_parameters();
+                self.pending_restart = rows
+                    .into_iter()
+                    .map(|(name, old)| {
+                        let new = params.get(&name).unwrap_or_default().to_owned();
+                        (
+                            name,
+                            ParamChange {
+                                old_value: old,
+                                new_value: new,
+                            },
+                        )
+                    })
+                    .collect();
+            }
+            Err(e) => tracing::debug!("failed to read parameters pending a restart: {e:#}"),
+        }
+    }
+
+    /// Answers this cycle's restart requests: `busy` names the action the cycle carried out,
+    /// if any (then the restart is refused as Patroni refuses it during an async action).
+    pub(super) async fn answer_restarts(
+        &mut self,
+        restarts: PendingRestarts,
+        busy: Option<String>,
+        obs: &Observation,
+    ) {
+        for (request, reply) in restarts {
+            let outcome = match &busy {
+                Some(task) => RestartOutcome::InProgress(task.clone()),
+                None => self.restart(&request, obs).await,
+            };
+            tracing::info!(?outcome, "restart request answered");
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Runs the scheduled restart when its time has come, the cluster has a leader and is not
+    /// paused. A restart of the server since it was scheduled cancels it.
+    pub(super) async fn run_scheduled_restart(&mut self, obs: &Observation, busy: bool) {
+        let Some(scheduled) = self.shared.scheduled_restart() else {
+            return;
+        };
+        let Some(at) = scheduled.request.schedule else {
+            self.shared.take_scheduled_restart();
+            return;
+        };
+        let started = self.shared.get().status.postmaster_start_time;
+        if scheduled.postmaster_start_time.is_some() && started != scheduled.postmaster_start_time
+        {
+            tracing::info!("cancelling the scheduled restart: postgres restarted since");
+            self.shared.take_scheduled_restart();
+            return;
+        }
+        let has_leader = obs.cluster().is_some_and(patroni_core::Cluster::is_locked);
+        if busy || obs.paused || !has_leader || jiff::Timestamp::now() < at {
+            return;
+        }
+        self.shared.take_scheduled_restart();
+        tracing::info!(schedule = %at, "running the scheduled restart");
+        let outcome = self.restart(&scheduled.request, obs).await;
+        tracing::info!(?outcome, "scheduled restart done");
+    }
+
+    /// Restarts PostgreSQL in its current role if `request`'s conditions hold.
+    async fn restart(&mut self, request: &RestartRequest, obs: &Observation) -> RestartOutcome {
+        let role = match obs.postgres.server() {
+            Some(PgServer::Starting { .. }) => return RestartOutcome::StillStarting,
+            Some(PgServer::Primary(_)) => PgRole::Primary,
+            Some(PgServer::Replica(_)) => PgRole::Replica,
+            Some(PgServer::Stopped(_)) | None => match self.last_role {
+                Some(role) if obs.postgres.server().is_some() => role,
+                _ => return RestartOutcome::ConditionsNotSatisfied,
+            },
+        };
+        let reported = match role {
+            PgRole::Primary => Role::Primary,
+            PgRole::Replica => Role::Replica,
+        };
+        let version = self.shared.get().status.server_version;
+        let conditions = request.role.is_none_or(|r| r == reported)
+            && request
+                .postgres_version
+                .is_none_or(|wanted| version.is_some_and(|v| v < wanted))
+            && (!request.restart_pending || !self.pending_restart.is_empty());
+        if !conditions {
+            return RestartOutcome::ConditionsNotSatisfied;
+        }
+        let is_leader = obs
+            .cluster()
+            .and_then(patroni_core::Cluster::leader_name)
+            .is_some_and(|l| l == self.id.name);
+        let mut timeout = request.timeout.unwrap_or(if is_leader {
+            self.ha.primary_start_timeout
+        } else {
+            Duration::from_secs(self.config.postgresql.pg_ctl_timeout.max(1))
+        });
+        if is_leader {
+            timeout = timeout.min(self.ha.ttl.mul_f64(LEADER_START_SHARE));
+        }
+        let start = match role {
+            PgRole::Primary => StartRole::Primary,
+            PgRole::Replica => StartRole::Replica {
+                upstream: self.upstream.clone(),
+            },
+        };
+        self.shared
+            .update(|s| s.loop_status = LoopStatus::Acting("restart".into()));
+        tracing::info!(?role, "restarting postgres");
+        self.state_override = Some(PgState::Restarting);
+        let result = async {
+            self.stop(patroni_postgres::StopMode::Fast).await?;
+            self.start(&start, Some(timeout.max(Duration::from_secs(1))))
+                .await
+        }
+        .await;
+        self.state_override = None;
+        match result {
+            Ok(()) => {
+                self.pending_restart.clear();
+                self.callback(PgEvent::Restarted);
+                RestartOutcome::Restarted
+            }
+            Err(e) => {
+                tracing::error!("failed to restart postgres: {e:#}");
+                RestartOutcome::Failed
+            }
+        }
+    }
+
+    /// The `scheduled_restart` document published in the status and the member key.
+    pub(super) fn scheduled_restart_document(&self) -> Option<serde_json::Map<String, Value>> {
+        let scheduled = self.shared.scheduled_restart()?;
+        let mut doc = scheduled.request.document.clone();
+        if let Some(start) = scheduled.postmaster_start_time {
+            doc.insert("postmaster_start_time".into(), start.into());
+        }
+        Some(doc)
+    }
+
+    /// `pending_restart_reason` as published.
+    pub(super) fn pending_restart_reason(&self) -> BTreeMap<String, ParamChange> {
+        self.pending_restart.clone()
+    }
+}
