@@ -42,6 +42,8 @@ pub struct GlobalFlags {
     pub maximum_lag_on_failover: i64,
     /// `loop_wait` in seconds (default 10); sets how long a switchover is waited for.
     pub loop_wait: u64,
+    /// `failsafe_mode` is on (the `patroni_failsafe_mode_enabled` metric).
+    pub failsafe_mode: bool,
 }
 
 // === impl GlobalFlags ===
@@ -54,6 +56,7 @@ impl Default for GlobalFlags {
             standby_cluster: false,
             maximum_lag_on_failover: DEFAULT_MAXIMUM_LAG_ON_FAILOVER,
             loop_wait: DEFAULT_LOOP_WAIT,
+            failsafe_mode: false,
         }
     }
 }
@@ -86,6 +89,7 @@ impl GlobalFlags {
             loop_wait: int("loop_wait")
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(DEFAULT_LOOP_WAIT),
+            failsafe_mode: flag("failsafe_mode"),
         }
     }
 
@@ -126,7 +130,7 @@ pub(crate) fn sync_matches(sync: &SyncState, name: &str) -> bool {
 }
 
 /// Python truthiness of a JSON value.
-fn python_truthy(v: &Value) -> bool {
+pub(crate) fn python_truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,

@@ -137,14 +137,16 @@ impl Action {
 // === impl Rejection ===
 
 impl Rejection {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// A refusal with `status` and Patroni's `message`.
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    /// A 400 refusal.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
@@ -334,17 +336,27 @@ pub(crate) fn no_good_candidates(action: Action) -> Rejection {
     ))
 }
 
+impl From<Rejection> for Reply {
+    fn from(r: Rejection) -> Self {
+        Reply::text(r.status, r.message)
+    }
+}
+
+impl From<BodyError> for Reply {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::MissingLength => Reply::Error(StatusCode::LENGTH_REQUIRED, None),
+            BodyError::Invalid(why) => Reply::Error(StatusCode::BAD_REQUEST, Some(why)),
+        }
+    }
+}
+
 impl From<Outcome> for Reply {
     fn from(outcome: Outcome) -> Self {
         let unavailable = StatusCode::SERVICE_UNAVAILABLE;
         match outcome {
-            Outcome::BadBody(BodyError::MissingLength) => {
-                Reply::Error(StatusCode::LENGTH_REQUIRED, None)
-            }
-            Outcome::BadBody(BodyError::Invalid(why)) => {
-                Reply::Error(StatusCode::BAD_REQUEST, Some(why))
-            }
-            Outcome::Rejected(r) => Reply::text(r.status, r.message),
+            Outcome::BadBody(e) => e.into(),
+            Outcome::Rejected(r) => r.into(),
             Outcome::DcsUnavailable => Reply::Error(
                 unavailable,
                 Some("failed to read the cluster from the DCS".into()),

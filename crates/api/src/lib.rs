@@ -22,11 +22,15 @@
 
 mod auth;
 mod backend;
+mod body;
 mod dynamic;
 mod failover;
+mod metrics;
 mod model;
 mod node;
+mod patch;
 mod reply;
+mod restart;
 mod routes;
 mod schedule;
 mod server;
@@ -39,6 +43,7 @@ pub use backend::{
     ReinitializeRequest, RestartOutcome, RestartRequest,
 };
 pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags, SyncMode};
+pub use metrics::render_metrics;
 pub use model::{
     ClusterDocument, ClusterView, MemberDocument, Reported, ScheduledSwitchover, StatusDocument,
 };

@@ -1,4 +1,4 @@
-//! [`Reply`]: the four kinds of answer Patroni's REST server writes, and how each becomes an
+//! [`Reply`]: the kinds of answer Patroni's REST server writes, and how each becomes an
 //! HTTP response.
 //!
 //! Patroni distinguishes them on the wire: a *status-only* answer (`HEAD`/`OPTIONS` health
@@ -21,6 +21,8 @@ pub(crate) enum Reply {
     Json(StatusCode, Vec<u8>),
     /// A plain message; Patroni sends these as `text/html`.
     Text(StatusCode, String),
+    /// A `text/plain; charset=utf-8` document (`GET /metrics`).
+    Plain(StatusCode, String),
     /// Python's standard HTML error page, with an optional message replacing the reason phrase.
     Error(StatusCode, Option<String>),
 }
@@ -70,6 +72,12 @@ impl IntoResponse for Reply {
                 status,
                 ReplyKind::Written,
                 Some("text/html"),
+                Body::from(text),
+            ),
+            Reply::Plain(status, text) => (
+                status,
+                ReplyKind::Written,
+                Some("text/plain; charset=utf-8"),
                 Body::from(text),
             ),
             Reply::Error(status, message) => (

@@ -28,15 +28,21 @@
 //! | `GET /cluster` | `routes::cluster` | 200 + members, roles, lags (fresh DCS read; 503 if it fails) |
 //! | `GET /history` | `routes::cluster` | 200 + timeline history (`[]` if none) |
 //! | `GET /config` | `routes::cluster` | 200 + dynamic configuration; 502 if there is no valid one |
+//! | `PATCH /config` | `routes::config` | deep-merges the body into `/config` (CAS): 200 + new configuration; 503 no valid configuration; 409 lost CAS |
+//! | `PUT /config` | `routes::config` | replaces `/config` unless equal: 200 + body; 502 if the write fails |
+//! | `GET /metrics` | `routes::metrics` | 200 + Prometheus text (`crate::metrics`) |
+//! | `POST /restart` | `routes::restart` | restart now (200 / 503) or scheduled (202, 409 if one is); 400/422/500 for refused filters |
+//! | `DELETE /restart` | `routes::restart` | cancels the scheduled restart: 200, 404 if none |
+//! | `POST /reload` | `routes::member` | 202 `reload scheduled` |
+//! | `POST /reinitialize` | `routes::member` | 200 `reinitialize started`; 503 with the agent's refusal |
 //! | `POST /switchover` | `routes::switchover` | switchover now (200 after the leader changed) or scheduled (202); 400/412/422/503 with Patroni's messages |
 //! | `POST /failover` | `routes::switchover` | failover to a candidate, as `/switchover` |
 //! | `DELETE /switchover` | `routes::switchover` | cancels a scheduled switchover: 200, 404 if none, 409 on conflict |
 //! | any other method and path | `routes::health` | 501 `Unsupported method` |
 //!
-//! Unsafe endpoints (`POST`, `DELETE`) pass [`AccessPolicy`] first: 403 / 401.
-//! Not served yet (501 here, unlike Patroni): `PATCH`/`PUT /config`, `POST /restart`,
-//! `DELETE /restart`, `POST /reload`, `POST /reinitialize`, `GET /metrics`, `GET`/`POST
-//! /failsafe`, `POST /mpp`, `POST /sigterm`; and TLS.
+//! Unsafe endpoints (`POST`, `PATCH`, `PUT`, `DELETE`) pass [`AccessPolicy`] first: 403 / 401.
+//! Not served yet (501 here, unlike Patroni): `GET`/`POST /failsafe`, `POST /mpp`,
+//! `POST /sigterm`.
 //!
 //! # Guarantees
 //! Every request runs in its own `api` span carrying `scope`, `member`, `method`, `path` and,
@@ -62,7 +68,7 @@ use tracing::Instrument as _;
 use crate::auth::AccessPolicy;
 use crate::backend::Backend;
 use crate::reply::ReplyKind;
-use crate::routes::{cluster, health, status, switchover};
+use crate::routes::{cluster, config, health, member, metrics, restart, status, switchover};
 
 /// How the server presents itself and whom it lets in.
 #[derive(Debug, Clone)]
@@ -182,7 +188,21 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
     let routes = group(routes, "patroni", get(status::get_patroni::<B>));
     let routes = group(routes, "cluster", get(cluster::get_cluster::<B>));
     let routes = group(routes, "history", get(cluster::get_history::<B>));
-    let routes = group(routes, "config", get(cluster::get_config::<B>));
+    let routes = group(
+        routes,
+        "config",
+        get(cluster::get_config::<B>)
+            .patch(config::patch::<B>)
+            .put(config::put::<B>),
+    );
+    let routes = group(routes, "metrics", get(metrics::get_metrics::<B>));
+    let routes = group(
+        routes,
+        "restart",
+        post(restart::post::<B>).delete(restart::delete::<B>),
+    );
+    let routes = group(routes, "reload", post(member::post_reload::<B>));
+    let routes = group(routes, "reinitialize", post(member::post_reinitialize::<B>));
     let routes = group(routes, "liveness", get(health::liveness::<B>));
     let routes = group(routes, "readiness", get(health::readiness::<B>));
     let routes = group(

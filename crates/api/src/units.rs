@@ -16,11 +16,39 @@ const MEMORY_UNITS: [(&str, f64); 5] = [
     ("B", 1.0),
 ];
 
+/// Seconds per time unit, largest first: `(unit, seconds)`. Patroni's table for base unit `s`.
+const TIME_UNITS: [(&str, f64); 6] = [
+    ("d", 86_400.0),
+    ("h", 3_600.0),
+    ("min", 60.0),
+    ("s", 1.0),
+    ("ms", 0.001),
+    ("us", 0.000_001),
+];
+
 /// Parses a size in bytes as Patroni's `parse_int(value, 'B')`: `1024`, `0x400`, `16kB`,
 /// `1.5MB`, ` 64 MB `. Units are case-sensitive (`kB`, `MB`, `GB`, `TB`, `B`).
 ///
 /// Returns `None` for anything Patroni would not parse (callers then use their default).
 pub(crate) fn parse_bytes(text: &str) -> Option<i64> {
+    parse_with_units(text, &MEMORY_UNITS)
+}
+
+/// Parses a duration in whole seconds as Patroni's `parse_int(value, 's')`: `30`, `"30"`,
+/// `"1min"`, `"1.5 h"`, `"2500ms"` (rounded half to even). Units are case-sensitive (`d`, `h`,
+/// `min`, `s`, `ms`, `us`). JSON numbers are read as Python's `str()` writes them; booleans,
+/// `null`, lists and objects are `None`.
+pub(crate) fn parse_seconds(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(s) => parse_with_units(s, &TIME_UNITS),
+        Value::Number(n) => parse_with_units(&n.to_string(), &TIME_UNITS),
+        _ => None,
+    }
+}
+
+/// Patroni's `parse_int(text, base_unit)` for a base unit whose table is `units`
+/// (`(unit, how many base units)`, largest first).
+fn parse_with_units(text: &str, units: &[(&str, f64)]) -> Option<i64> {
     let text = text.trim();
     let (mut value, mut unit) = match strtol(text) {
         Some((v, rest)) => (Some(v as f64), rest),
@@ -37,13 +65,13 @@ pub(crate) fn parse_bytes(text: &str) -> Option<i64> {
     if unit.is_empty() {
         return to_i64(value.round_ties_even());
     }
-    let position = MEMORY_UNITS.iter().position(|(u, _)| *u == unit)?;
-    let mut bytes = value * MEMORY_UNITS[position].1;
+    let position = units.iter().position(|(u, _)| *u == unit)?;
+    let mut converted = value * units[position].1;
     // Patroni rounds to a whole number of the next smaller unit before the final rounding.
-    if let Some((_, smaller)) = MEMORY_UNITS.get(position + 1) {
-        bytes = (bytes / smaller).round_ties_even() * smaller;
+    if let Some((_, smaller)) = units.get(position + 1) {
+        converted = (converted / smaller).round_ties_even() * smaller;
     }
-    to_i64(bytes.round_ties_even())
+    to_i64(converted.round_ties_even())
 }
 
 /// Parses an integer setting as Patroni's `parse_int(value)` without a unit: JSON numbers
@@ -180,6 +208,26 @@ mod tests {
             ("08", None),
         ] {
             assert_eq!(parse_bytes(text), want, "{text:?}");
+        }
+    }
+
+    /// Durations parse like Patroni's `parse_int(value, 's')`.
+    #[test]
+    fn seconds_parse_like_patroni() {
+        for (value, want) in [
+            (json!(30), Some(30)),
+            (json!("30"), Some(30)),
+            (json!("1min"), Some(60)),
+            (json!(" 2 h "), Some(7200)),
+            (json!("1000 ms"), Some(1)),
+            (json!("2500ms"), Some(2)),
+            (json!(1.5), Some(2)),
+            (json!("-5"), Some(-5)),
+            (json!("1 fortnight"), None),
+            (json!(true), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(parse_seconds(&value), want, "{value}");
         }
     }
 

@@ -337,7 +337,7 @@ async fn unsupported_methods_are_501() {
     for (method, path) in [
         (Method::PUT, "/primary"),
         (Method::PATCH, "/patroni"),
-        (Method::POST, "/restart"),
+        (Method::POST, "/patroni"),
         (Method::DELETE, "/cluster"),
     ] {
         let answer = send(&app, request(method.clone(), path)).await;
