@@ -427,13 +427,22 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.dcs = DcsView::Unreachable;
     }
 
-    /// Compares this member's timeline with the leader's, as far as it can be told without a
-    /// replication connection: the leader's published timeline against the local one. A
-    /// former primary (control state of a primary) behind the leader's timeline has diverged;
-    /// the same timeline is in sync; anything else cannot be told.
+    /// Compares this member's timeline and position with the leader's, as Patroni's
+    /// `_check_timeline_and_lsn` does, with the leader's timeline history taken from the DCS
+    /// `history` key instead of a replication connection:
+    /// - same timeline: in sync; local timeline ahead: rewind;
+    /// - behind: the switch point where the local timeline ended on the leader's history
+    ///   decides. A server that shut down cleanly or was in recovery diverged when its
+    ///   position (checkpoint, or minimum recovery point) reached past that switch point (a
+    ///   clean shutdown checkpoint exactly at it is what a switchover leaves, not a divergence);
+    ///   a primary that crashed may have written past its last checkpoint, so it is always
+    ///   rewound (pg_rewind finds nothing to do when nothing diverged);
+    /// - no history line for the local timeline, or the local timeline's branch point is
+    ///   unknown: rewind when the data directory was a primary's, else in sync (a replica
+    ///   that only replayed what the leader sent).
     async fn check_timeline(&self, obs: &Observation, leader: &str) -> TimelineVerdict {
-        let Some(leader_tl) = obs
-            .cluster()
+        let cluster = obs.cluster();
+        let Some(leader_tl) = cluster
             .and_then(|c| c.member(leader))
             .and_then(|m| m.data.timeline)
         else {
@@ -450,13 +459,45 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         );
         let local_tl = u64::from(local_tl);
         if local_tl == leader_tl {
-            TimelineVerdict::InSync
-        } else if local_tl < leader_tl && state.was_primary() {
-            TimelineVerdict::NeedsRewind
-        } else if local_tl < leader_tl {
-            TimelineVerdict::InSync
-        } else {
-            TimelineVerdict::Undetermined
+            return TimelineVerdict::InSync;
+        }
+        if local_tl > leader_tl {
+            return TimelineVerdict::NeedsRewind;
+        }
+        let switchpoint = cluster
+            .and_then(|c| c.history.as_ref())
+            .and_then(|h| switchpoint(&h.lines, local_tl));
+        let clean = matches!(
+            state,
+            patroni_core::ha::ControlState::ShutDown
+                | patroni_core::ha::ControlState::ShutDownInRecovery
+        );
+        let in_recovery = matches!(
+            state,
+            patroni_core::ha::ControlState::ShutDownInRecovery
+                | patroni_core::ha::ControlState::InArchiveRecovery
+        );
+        match switchpoint {
+            Some(_) if !clean && !in_recovery => TimelineVerdict::NeedsRewind,
+            Some(sp) => {
+                let checkpoint = cd.checkpoint_lsn().map(|l| l.0).unwrap_or(u64::MAX);
+                let min_recovery = cd
+                    .min_recovery_end()
+                    .map(|(l, tl)| if u64::from(tl) == local_tl { l.0 } else { 0 })
+                    .unwrap_or(0);
+                let diverged = if in_recovery {
+                    checkpoint > sp || min_recovery > sp
+                } else {
+                    checkpoint >= sp
+                };
+                if diverged {
+                    TimelineVerdict::NeedsRewind
+                } else {
+                    TimelineVerdict::InSync
+                }
+            }
+            None if state.was_primary() => TimelineVerdict::NeedsRewind,
+            None => TimelineVerdict::InSync,
         }
     }
 
@@ -559,6 +600,16 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             tracing::warn!("failed to maintain replication slots: {e:#}");
         }
     }
+}
+
+/// Where `timeline` ended according to the DCS history lines `[timeline, lsn, ...]`.
+fn switchpoint(lines: &[serde_json::Value], timeline: u64) -> Option<u64> {
+    lines.iter().find_map(|line| {
+        let line = line.as_array()?;
+        (line.first()?.as_u64()? == timeline)
+            .then(|| line.get(1)?.as_u64())
+            .flatten()
+    })
 }
 
 /// The role of a server that runs and answers, for the callbacks.
