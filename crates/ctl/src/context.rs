@@ -1,0 +1,247 @@
+//! What every command starts from: the configuration (file from `-c`,
+//! `PATRONICTL_CONFIG_FILE` or `~/.config/patroni/patronictl.yaml`, plus `PATRONI_*`
+//! variables), a read-only Kubernetes DCS for the cluster named on the command line, and the
+//! REST client for members' APIs.
+//!
+//! # Guarantees
+//! Opening the DCS only lists and watches: patronictl never publishes a member key nor
+//! patches a pod. Writes happen only where a command asks for them (`edit-config`,
+//! `remove`, the DCS fallbacks of `switchover`/`flush`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use patroni_api::{ClusterDocument, ClusterView, GlobalFlags};
+use patroni_config::{Config, DcsConfig, Environment, KubernetesConfig};
+use patroni_core::Cluster;
+use patroni_dcs::{KubernetesDcs, Settings};
+use serde_json::{Value, json};
+
+use crate::cli::GroupArg;
+use crate::http::{Rest, TlsSettings};
+
+/// Lock ttl the read-only DCS is opened with (it never holds the lock).
+const CTL_TTL: Duration = Duration::from_secs(30);
+/// Budget of one DCS operation (Patroni's default `retry_timeout`).
+const CTL_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Patroni's default `loop_wait`.
+const DEFAULT_LOOP_WAIT: Duration = Duration::from_secs(10);
+
+/// The loaded configuration and clients.
+pub struct Ctl {
+    /// `scope` from the configuration, if any.
+    pub scope: Option<String>,
+    kubernetes: KubernetesConfig,
+    /// REST client for members' APIs.
+    pub rest: Rest,
+}
+
+/// One cluster opened in the DCS.
+pub struct Opened {
+    /// Cluster name.
+    pub name: String,
+    /// The DCS client (read-only unless a command writes).
+    pub dcs: KubernetesDcs,
+}
+
+/// The default configuration path: `$XDG_CONFIG_HOME/patroni/patronictl.yaml` or
+/// `~/.config/patroni/patronictl.yaml` (click's `get_app_dir`).
+pub fn default_config_path(env: &Environment) -> Option<PathBuf> {
+    let base = env
+        .get("XDG_CONFIG_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".config")))?;
+    Some(base.join("patroni").join("patronictl.yaml"))
+}
+
+/// Checks `-d/--dcs-url`: every scheme Patroni accepts there names a DCS other than Kubernetes.
+///
+/// # Errors
+/// Always, when a URL is given.
+pub fn check_dcs_url(url: Option<&str>) -> anyhow::Result<()> {
+    let Some(url) = url else { return Ok(()) };
+    let scheme = url.split_once("://").map_or("etcd", |(s, _)| s);
+    bail!(
+        "--dcs-url {url}: the \"{scheme}\" DCS is not supported; patroni-rs supports only kubernetes, configured in the configuration file"
+    )
+}
+
+/// Fills what a member's configuration requires but patronictl does not use, so that a
+/// patronictl-only file (`scope` + `kubernetes`) validates like a member's.
+fn pad_for_validation(raw: &mut Value) {
+    let Some(map) = raw.as_object_mut() else {
+        return;
+    };
+    map.entry("name").or_insert(json!("patronictl"));
+    map.entry("restapi")
+        .or_insert(json!({"listen": "127.0.0.1:8008", "connect_address": "127.0.0.1:8008"}));
+    if let Some(r) = map.get_mut("restapi").and_then(Value::as_object_mut) {
+        r.entry("listen").or_insert(json!("127.0.0.1:8008"));
+        r.entry("connect_address")
+            .or_insert(json!("127.0.0.1:8008"));
+    }
+    map.entry("postgresql").or_insert(json!({}));
+    if let Some(p) = map.get_mut("postgresql").and_then(Value::as_object_mut) {
+        p.entry("data_dir").or_insert(json!("/nonexistent"));
+        p.entry("listen").or_insert(json!("127.0.0.1:5432"));
+        p.entry("connect_address")
+            .or_insert(json!("127.0.0.1:5432"));
+    }
+}
+
+// === impl Ctl ===
+
+impl Ctl {
+    /// Loads the configuration as patronictl does.
+    ///
+    /// # Errors
+    /// A named file that cannot be read; an unusable configuration; a DCS other than Kubernetes.
+    pub fn load(
+        config_file: Option<&Path>,
+        dcs_url: Option<&str>,
+        insecure: bool,
+        env: &Environment,
+    ) -> anyhow::Result<Self> {
+        check_dcs_url(dcs_url)?;
+        let path = match config_file {
+            Some(p) => {
+                if std::fs::File::open(p).is_err() {
+                    bail!(
+                        "Provided config file {} not existing or no read rights. Check the -c/--config-file parameter",
+                        p.display()
+                    );
+                }
+                Some(p.to_path_buf())
+            }
+            None => default_config_path(env).filter(|p| std::fs::File::open(p).is_ok()),
+        };
+        let mut raw = match &path {
+            Some(p) => {
+                patroni_config::source::load_raw(&patroni_config::OsFilesystem, Some(p), env)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("read {}", p.display()))?
+                    .value
+            }
+            None => patroni_config::environment_configuration(env).value,
+        };
+        if raw.is_null() {
+            raw = json!({});
+        }
+        let has_scope = raw.get("scope").is_some();
+        if !has_scope {
+            raw["scope"] = json!("patronictl-no-scope");
+        }
+        pad_for_validation(&mut raw);
+        let (config, _warnings) = Config::from_value(&raw).map_err(|invalid| {
+            let problems: Vec<String> = invalid.errors.iter().map(|p| p.to_string()).collect();
+            anyhow::anyhow!("invalid configuration: {}", problems.join("; "))
+        })?;
+        Self::from_config(config, has_scope, insecure)
+    }
+
+    fn from_config(config: Config, has_scope: bool, insecure: bool) -> anyhow::Result<Self> {
+        let kubernetes = match &config.dcs {
+            DcsConfig::Kubernetes(k) => k.clone(),
+            DcsConfig::Unsupported { kind, .. } => {
+                bail!("the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes")
+            }
+        };
+        let auth = config
+            .ctl
+            .authentication
+            .clone()
+            .or_else(|| config.restapi.authentication.clone());
+        let tls = TlsSettings {
+            insecure: insecure || config.ctl.insecure,
+            cacert: config
+                .ctl
+                .cacert
+                .clone()
+                .or_else(|| config.restapi.cafile.clone()),
+            certfile: config.ctl.certfile.clone(),
+            keyfile: config.ctl.keyfile.clone(),
+        };
+        let rest = Rest::new(auth.map(|a| (a.username, a.password)), &tls)?;
+        Ok(Self {
+            scope: has_scope.then_some(config.scope),
+            kubernetes,
+            rest,
+        })
+    }
+
+    /// The cluster name: the argument, else `scope`.
+    ///
+    /// # Errors
+    /// Neither is set.
+    pub fn cluster_name(&self, arg: Option<&str>) -> anyhow::Result<String> {
+        match arg.map(String::from).or_else(|| self.scope.clone()) {
+            Some(n) => Ok(n),
+            None => bail!("Missing argument 'CLUSTER_NAME'"),
+        }
+    }
+
+    /// Opens the DCS of `name` (read-only: caches only).
+    ///
+    /// # Errors
+    /// `--group` other than 0; no usable Kubernetes client configuration.
+    pub async fn open(&self, name: &str, group: &GroupArg) -> anyhow::Result<Opened> {
+        if let Some(g) = group.group
+            && g != 0
+        {
+            bail!("Citus groups are not supported by patroni-rs (--group {g})");
+        }
+        let dcs = KubernetesDcs::start(Settings {
+            scope: name.to_string(),
+            name: "patronictl".into(),
+            kubernetes: self.kubernetes.clone(),
+            ttl: CTL_TTL,
+            loop_wait: DEFAULT_LOOP_WAIT,
+            retry_timeout: CTL_RETRY_TIMEOUT,
+            kubeconfig: None,
+        })
+        .await
+        .context("connect to Kubernetes")?;
+        Ok(Opened {
+            name: name.to_string(),
+            dcs,
+        })
+    }
+}
+
+// === impl Opened ===
+
+impl Opened {
+    /// A fresh view of the cluster.
+    ///
+    /// # Errors
+    /// The DCS cannot be read.
+    pub async fn cluster(&self) -> anyhow::Result<Cluster> {
+        self.dcs
+            .get_cluster()
+            .await
+            .context("read the cluster from Kubernetes")
+    }
+}
+
+/// The dynamic-configuration flags of `cluster` (Patroni's defaults without a `/config`).
+pub fn flags(cluster: &Cluster) -> GlobalFlags {
+    GlobalFlags::resolve(Some(cluster), &GlobalFlags::default())
+}
+
+/// `loop_wait` of the cluster's configuration, else 10.
+pub fn loop_wait(cluster: &Cluster) -> u64 {
+    flags(cluster).loop_wait
+}
+
+/// The `GET /cluster` document of `cluster`, as JSON.
+pub fn cluster_json(cluster: &Cluster, name: &str) -> Value {
+    let f = flags(cluster);
+    let doc = ClusterDocument::from(ClusterView {
+        cluster,
+        flags: &f,
+        scope: name,
+    });
+    serde_json::to_value(doc).unwrap_or_else(|_| json!({"members": []}))
+}
