@@ -4,8 +4,9 @@
 //! 1. **Allowlist**: when `restapi.allowlist` is set or `allowlist_include_members` is on, the
 //!    client IP must be in one of the networks (or be a member's `api_url` host) → else 403
 //!    `Access is denied`.
-//! 2. **Client certificate** (TLS `verify_client`): not yet, TLS is not served. The seam is
-//!    [`AccessPolicy::check`], which will take the peer certificate state.
+//! 2. **Client certificate** (TLS `verify_client` `optional` or `required`): the connection
+//!    must have presented a verified certificate ([`ClientCert`], set by
+//!    [`serve_tls`](crate::serve_tls)) → else 403 `client certificate required`.
 //! 3. **Basic auth**: when `restapi.authentication` is set, `Authorization: Basic <b64>` must
 //!    equal `base64(user:password)` (constant-time) → else 401 with
 //!    `WWW-Authenticate: Basic realm="Patroni"` and `no auth header received` or
@@ -30,6 +31,7 @@ use subtle::ConstantTimeEq;
 use crate::backend::Backend;
 use crate::reply::Reply;
 use crate::server::AppState;
+use crate::tls::ClientCert;
 
 /// Port used to resolve allowlist host names (as Patroni; only the addresses matter).
 const ALLOWLIST_RESOLVE_PORT: u16 = 8080;
@@ -57,6 +59,8 @@ pub struct IpNet {
 pub enum Denied {
     /// The client IP is not allowed (403).
     NotAllowed,
+    /// A client certificate was asked for and none was presented (403).
+    NoClientCert,
     /// Authentication is required and no `Authorization` header came (401).
     NoAuthHeader,
     /// The credentials are wrong or not `Basic` (401).
@@ -134,14 +138,31 @@ impl AccessPolicy {
         }
     }
 
-    /// Checks a request from `client` carrying `authorization`; `members` gives the cluster
-    /// view whose members are allowed (called only with `allowlist_include_members`).
+    /// Checks a request from `client` carrying `authorization` on a connection without a
+    /// client-certificate requirement; `members` gives the cluster view whose members are
+    /// allowed (called only with `allowlist_include_members`).
     ///
     /// # Errors
     /// [`Denied`] says which check failed, in Patroni's order.
     pub async fn check(
         &self,
         client: Option<IpAddr>,
+        authorization: Option<&HeaderValue>,
+        members: impl FnOnce() -> Option<Cluster>,
+    ) -> Result<(), Denied> {
+        self.check_with_cert(client, ClientCert::NotAsked, authorization, members)
+            .await
+    }
+
+    /// [`AccessPolicy::check`] on a connection whose client certificate is `cert`.
+    ///
+    /// # Errors
+    /// [`Denied`] says which check failed, in Patroni's order: allowlist, client
+    /// certificate, basic auth.
+    pub async fn check_with_cert(
+        &self,
+        client: Option<IpAddr>,
+        cert: ClientCert,
         authorization: Option<&HeaderValue>,
         members: impl FnOnce() -> Option<Cluster>,
     ) -> Result<(), Denied> {
@@ -159,6 +180,9 @@ impl AccessPolicy {
             if !allowed {
                 return Err(Denied::NotAllowed);
             }
+        }
+        if cert == ClientCert::Missing {
+            return Err(Denied::NoClientCert);
         }
         let Some(key) = &self.basic_key else {
             return Ok(());
@@ -268,6 +292,7 @@ impl IntoResponse for Denied {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             Denied::NotAllowed => (StatusCode::FORBIDDEN, "Access is denied"),
+            Denied::NoClientCert => (StatusCode::FORBIDDEN, "client certificate required"),
             Denied::NoAuthHeader => (StatusCode::UNAUTHORIZED, "no auth header received"),
             Denied::NotAuthenticated => (StatusCode::UNAUTHORIZED, "not authenticated"),
         };
@@ -295,11 +320,18 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Authorized {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
+        let cert = parts
+            .extensions
+            .get::<ClientCert>()
+            .copied()
+            .unwrap_or(ClientCert::NotAsked);
         let authorization = parts.headers.get(header::AUTHORIZATION);
         let result = state
             .settings
             .access
-            .check(client, authorization, || state.backend.cached_cluster())
+            .check_with_cert(client, cert, authorization, || {
+                state.backend.cached_cluster()
+            })
             .await;
         if let Err(denied) = result {
             tracing::info!(?client, ?denied, "refused access to an unsafe endpoint");
@@ -364,6 +396,43 @@ mod tests {
         assert!(
             !format!("{policy:?}").contains("dTpw"),
             "Debug hides the credentials"
+        );
+    }
+
+    /// The client-certificate check comes after the allowlist and before basic auth.
+    #[tokio::test]
+    async fn client_certificate_is_checked_between_allowlist_and_auth() {
+        let auth = BasicAuth {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let loopback: IpNet = "127.0.0.0/8".parse().expect("valid");
+        let policy = AccessPolicy::open()
+            .with_allowlist([loopback])
+            .with_basic_auth(&auth);
+        let good = HeaderValue::from_static("Basic dTpw");
+        let outside = Some(ip("10.0.0.1"));
+        let inside = Some(ip("127.0.0.1"));
+        let check = |client, cert, header| policy.check_with_cert(client, cert, header, || None);
+        assert_eq!(
+            check(outside, ClientCert::Missing, None).await,
+            Err(Denied::NotAllowed)
+        );
+        assert_eq!(
+            check(inside, ClientCert::Missing, Some(&good)).await,
+            Err(Denied::NoClientCert)
+        );
+        assert_eq!(
+            check(inside, ClientCert::Verified, None).await,
+            Err(Denied::NoAuthHeader)
+        );
+        assert_eq!(
+            check(inside, ClientCert::Verified, Some(&good)).await,
+            Ok(())
+        );
+        assert_eq!(
+            check(inside, ClientCert::NotAsked, Some(&good)).await,
+            Ok(())
         );
     }
 }

@@ -1,11 +1,14 @@
 //! The member REST API of patroni-rs: Patroni 4.x's health checks, status document, cluster
-//! information and switchover endpoints, with Patroni's paths, status codes, JSON and
-//! messages, served with axum.
+//! information, metrics, and the unsafe endpoints (switchover/failover, `/config` changes,
+//! restart, reload, reinitialize), with Patroni's paths, status codes, JSON and messages,
+//! served with axum over HTTP or HTTPS.
 //!
 //! The agent implements [`Backend`] (status snapshot, cached and fresh cluster views, candidate
-//! probe, `/failover` writes) and serves [`router`] on `restapi.listen` with [`bind`] and
-//! [`serve`]. Which endpoints exist and what each answers is listed in the `server` module
-//! doc; [`FakeBackend`] is the in-memory backend for tests.
+//! probe, writes of `/failover` and `/config`, restart, reload, reinitialize) and serves
+//! [`router`] on `restapi.listen` with [`bind`] and [`serve`], or, when `restapi.certfile` is
+//! set, with [`serve_tls`] and the acceptor of [`tls_acceptor`]. Which endpoints exist and
+//! what each answers is listed in the `server` module doc; [`FakeBackend`] is the in-memory
+//! backend for tests.
 //!
 //! ```no_run
 //! # async fn example(status: patroni_api::NodeStatus) -> std::io::Result<()> {
@@ -34,6 +37,7 @@ mod restart;
 mod routes;
 mod schedule;
 mod server;
+mod tls;
 mod units;
 mod url;
 
@@ -48,4 +52,5 @@ pub use model::{
     ClusterDocument, ClusterView, MemberDocument, Reported, ScheduledSwitchover, StatusDocument,
 };
 pub use node::{NodeStatus, ParamChange, PatroniInfo, ReplicationRow, Xlog};
-pub use server::{ApiSettings, InvalidHeader, bind, router, serve};
+pub use server::{ApiSettings, HANDSHAKE_TIMEOUT, InvalidHeader, bind, router, serve, serve_tls};
+pub use tls::{ClientCert, TlsAcceptor, TlsError, TlsSettings, tls_acceptor};

@@ -53,22 +53,28 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use patroni_config::model::restapi::ServerTokens;
 use patroni_config::{Address, RestApiConfig};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use crate::auth::AccessPolicy;
 use crate::backend::Backend;
 use crate::reply::ReplyKind;
 use crate::routes::{cluster, config, health, member, metrics, restart, status, switchover};
+use crate::tls::{ClientCert, TlsAcceptor};
 
 /// How the server presents itself and whom it lets in.
 #[derive(Debug, Clone)]
@@ -85,9 +91,9 @@ pub struct ApiSettings {
     pub access: AccessPolicy,
 }
 
-/// An invalid `http_extra_headers` entry.
+/// An invalid `http_extra_headers` or `https_extra_headers` entry.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid http_extra_headers entry {name:?}")]
+#[error("invalid http_extra_headers/https_extra_headers entry {name:?}")]
 pub struct InvalidHeader {
     /// The header's configured name.
     pub name: String,
@@ -125,7 +131,8 @@ impl ApiSettings {
     }
 
     /// The settings of a `restapi` section; `version` is the Patroni version reported (for
-    /// `server_tokens: minimal`). Resolves allowlist host names.
+    /// `server_tokens: minimal`). Resolves allowlist host names. With TLS on (`certfile`),
+    /// `https_extra_headers` follow `http_extra_headers`.
     ///
     /// # Errors
     /// [`InvalidHeader`] when an `http_extra_headers` name or value is not valid HTTP.
@@ -135,9 +142,12 @@ impl ApiSettings {
         scope: impl Into<String>,
         member: impl Into<String>,
     ) -> Result<Self, InvalidHeader> {
+        // Patroni adds `https_extra_headers` after the HTTP ones when TLS is on.
+        let https = cfg.certfile.is_some().then_some(&cfg.https_extra_headers);
         let extra_headers = cfg
             .http_extra_headers
             .iter()
+            .chain(https.into_iter().flatten())
             .map(|(name, value)| {
                 let invalid = || InvalidHeader { name: name.clone() };
                 Ok((
@@ -310,11 +320,9 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight. Handlers see the client address (for the allowlist).
-///
-/// TLS will come as a second entry point that wraps accepted connections; the router does
-/// not change.
+/// Serves `app` over plain HTTP on `listener` until `shutdown` completes, then finishes the
+/// requests in flight. Handlers see the client address (for the allowlist). See
+/// [`serve_tls`] for HTTPS.
 ///
 /// # Errors
 /// An I/O error of the listener.
@@ -329,4 +337,131 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Serves `app` over HTTPS on `listener` until `shutdown` completes, then lets the requests in
+/// flight finish and returns once every connection is closed. The same router as [`serve`]:
+/// handlers see the client address and, as a [`ClientCert`] extension, whether the client
+/// presented a verified certificate (for `verify_client: optional`).
+///
+/// A client whose handshake fails or takes longer than [`HANDSHAKE_TIMEOUT`] is dropped and
+/// logged at DEBUG; it never affects other connections. Connections speak HTTP/1.x.
+///
+/// # Errors
+/// None today (accept errors are logged and retried); `io::Result` mirrors [`serve`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a sender; `recv` returns `None` once all are gone.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("failed to accept a connection: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let connection = TlsConnection {
+            acceptor: acceptor.clone(),
+            app: app.clone(),
+            stop: stop_rx.clone(),
+            _open: open_tx.clone(),
+        };
+        tokio::spawn(connection.serve(tcp, peer));
+    }
+    drop(listener);
+    // No receiver left is fine: then no connection is open.
+    let _ = stop_tx.send(true);
+    drop(open_tx);
+    let _ = open_rx.recv().await;
+    Ok(())
+}
+
+/// Longest a TLS handshake may take (a client that connects and says nothing).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` (e.g. `EMFILE`) before accepting again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// One accepted TCP connection of [`serve_tls`].
+struct TlsConnection {
+    acceptor: TlsAcceptor,
+    app: Router,
+    /// Becomes `true` when the server shuts down.
+    stop: watch::Receiver<bool>,
+    /// Dropped when the connection ends; [`serve_tls`] waits for all of them.
+    _open: mpsc::Sender<()>,
+}
+
+// === impl TlsConnection ===
+
+impl TlsConnection {
+    /// Handshakes, then serves HTTP/1 on the stream until the client closes it or the server
+    /// stops (then gracefully: the request in flight finishes).
+    async fn serve(mut self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.inner.accept(tcp));
+        let tls = tokio::select! {
+            () = stopped(&mut self.stop) => return,
+            result = handshake => match result {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            },
+        };
+        let cert = if !self.acceptor.asks_client_cert {
+            ClientCert::NotAsked
+        } else if tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|certs| !certs.is_empty())
+        {
+            ClientCert::Verified
+        } else {
+            ClientCert::Missing
+        };
+        let app = self.app;
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(cert);
+            app.clone().oneshot(request)
+        });
+        let connection =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopped(&mut self.stop) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, "HTTPS connection ended with an error: {e}");
+        }
+    }
+}
+
+/// Completes once the server shuts down (or can no longer tell, which means it has).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = stop.wait_for(|stop| *stop).await.map(|_| ());
 }
