@@ -25,6 +25,7 @@
 
 mod auth;
 mod backend;
+mod client_tls;
 mod body;
 mod dynamic;
 mod failover;
@@ -46,6 +47,7 @@ pub use backend::{
     Backend, BackendError, FailoverKey, FakeBackend, FakeReaction, FakeState, HaSnapshot,
     ReinitializeRequest, RestartOutcome, RestartRequest,
 };
+pub use client_tls::{ClientTls, ClientTlsError};
 pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags, SyncMode};
 pub use metrics::render_metrics;
 pub use model::{

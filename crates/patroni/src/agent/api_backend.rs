@@ -175,6 +175,12 @@ impl<D: Dcs + 'static> AgentBackend<D> {
             peers: PeerClient::new(),
         }
     }
+
+    /// Probes candidates with `peers` (TLS settings of the cluster).
+    pub fn with_peers(mut self, peers: PeerClient) -> Self {
+        self.peers = peers;
+        self
+    }
 }
 
 impl<D: Dcs + 'static> Backend for AgentBackend<D> {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use patroni_api::{ApiSettings, HaSnapshot, bind, router, serve};
+use patroni_api::{ApiSettings, HaSnapshot, bind, router, serve, serve_tls, tls_acceptor};
 use patroni_config::{Config, DcsConfig};
 use patroni_core::Role;
 use patroni_dcs::{KubernetesDcs, Settings};
@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use self::api_backend::{AgentBackend, LoopStatus, Shared, Snapshot};
 use self::member_data::{ADVERTISED_PATRONI_VERSION, Identity, PgState, StatusExtras};
+use self::peers::PeerClient;
 use self::pgctl::RealPostgres;
 use self::runtime::Runtime;
 
@@ -93,7 +94,10 @@ pub async fn run(
     let shared = Arc::new(Shared::new(initial_snapshot(&config)));
 
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
-    let backend = Arc::new(AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)));
+    let peers = PeerClient::from_config(&config).context("set up TLS for peer requests")?;
+    let backend = Arc::new(
+        AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)).with_peers(peers.clone()),
+    );
     let settings = ApiSettings::try_from_config(
         &config.restapi,
         ADVERTISED_PATRONI_VERSION,
@@ -103,14 +107,19 @@ pub async fn run(
     .await
     .context("configure the REST API")?;
     let app = router(backend, settings);
+    let tls = tls_acceptor(&config.restapi).context("set up TLS for the REST API")?;
     let listener = bind(&config.restapi.listen, config.restapi.request_queue_size)
         .await
         .with_context(|| format!("listen on {:?}", config.restapi.listen))?;
-    tracing::info!(listen = ?config.restapi.listen, version = ADVERTISED_PATRONI_VERSION, "REST API listening");
-    let api = tokio::spawn(serve(listener, app, async move {
+    tracing::info!(listen = ?config.restapi.listen, tls = tls.is_some(), version = ADVERTISED_PATRONI_VERSION, "REST API listening");
+    let api_stopped = async move {
         let mut rx = api_stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
-    }));
+    };
+    let api = match tls {
+        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app, api_stopped)),
+        None => tokio::spawn(serve(listener, app, api_stopped)),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -127,6 +136,7 @@ pub async fn run(
         Arc::clone(&shared),
     )
     .with_reloader(reloader)
+    .with_peers(peers)
     .with_timing_hook({
         let dcs = Arc::clone(&dcs);
         Box::new(move |ttl, retry_timeout| dcs.set_timing(ttl, retry_timeout))

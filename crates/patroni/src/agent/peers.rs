@@ -3,12 +3,16 @@
 //! candidate probe of the API.
 //!
 //! Every request has [`PEER_TIMEOUT`] and no retries, as in Patroni; a member that does not
-//! answer in time, or answers something unreadable, counts as unreachable.
+//! answer in time, or answers something unreadable, counts as unreachable. `https` API URLs
+//! are spoken to as Patroni's daemon does: without verifying the server's certificate unless
+//! `ctl.certfile` is set (then against `ctl.cacert`, else `restapi.cafile`), presenting
+//! `ctl.certfile`/`ctl.keyfile` as client certificate.
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,7 +25,7 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// An HTTP client for member APIs. Cheap to clone.
 #[derive(Clone)]
 pub struct PeerClient {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 // === impl PeerClient ===
@@ -33,13 +37,44 @@ impl Default for PeerClient {
 }
 
 impl PeerClient {
-    /// A client with Patroni's timeouts.
+    /// A client with Patroni's timeouts that accepts any server certificate.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(PEER_TIMEOUT));
-        Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        let tls = patroni_api::ClientTls {
+            insecure: true,
+            ..Default::default()
+        };
+        // An insecure client without a client certificate reads no file: it cannot fail.
+        Self::with_tls(&tls).unwrap_or_else(|_| unreachable!("insecure TLS reads no file"))
+    }
+
+    /// A client for the members of a cluster configured as `config` says.
+    ///
+    /// # Errors
+    /// A `ctl` certificate file cannot be used.
+    pub fn from_config(
+        config: &patroni_config::Config,
+    ) -> Result<Self, patroni_api::ClientTlsError> {
+        let ctl = &config.ctl;
+        Self::with_tls(&patroni_api::ClientTls {
+            insecure: ctl.certfile.is_none(),
+            cacert: ctl.cacert.clone().or_else(|| config.restapi.cafile.clone()),
+            certfile: ctl.certfile.clone(),
+            keyfile: ctl.keyfile.clone(),
+        })
+    }
+
+    fn with_tls(tls: &patroni_api::ClientTls) -> Result<Self, patroni_api::ClientTlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(PEER_TIMEOUT));
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.client_config()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(https),
+        })
     }
 
     /// `GET url` as JSON, within [`PEER_TIMEOUT`]; `None` on any failure.

@@ -160,6 +160,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
+    /// Checks peers with `peers` (TLS settings of the cluster).
+    pub fn with_peers(mut self, peers: PeerClient) -> Self {
+        self.peers = peers;
+        self
+    }
+
     /// Re-reads the local configuration with `reloader` on `POST /reload` and SIGHUP.
     pub fn with_reloader(mut self, reloader: Reloader) -> Self {
         self.reloader = Some(reloader);

@@ -1,0 +1,173 @@
+//! TLS for clients of member REST APIs: the agent's peer checks and `patronictl`. Builds a
+//! rustls [`ClientConfig`](rustls::ClientConfig) from Patroni's `ctl`/`restapi` settings:
+//! a CA bundle (else the system's roots are not consulted: without a bundle nothing but an
+//! insecure client can connect), an optional client certificate, and an insecure mode that
+//! accepts any server certificate (Patroni's daemon talks to its peers this way unless
+//! `ctl.certfile` is set) while still checking handshake signatures.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// What a client presents and trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Accept any server certificate.
+    pub insecure: bool,
+    /// CA bundle to verify servers with.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub certfile: Option<PathBuf>,
+    /// Its key (defaults to `certfile`).
+    pub keyfile: Option<PathBuf>,
+}
+
+/// A TLS client setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientTlsError {
+    /// A PEM file cannot be read or holds nothing usable.
+    #[error("failed to read {field} {path}")]
+    Read {
+        /// The setting naming the file.
+        field: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the certificates or key.
+    #[error("failed to use {field} {path}")]
+    Rustls {
+        /// The setting naming the file.
+        field: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+// === impl ClientTls ===
+
+impl ClientTls {
+    /// The client configuration (ring provider, TLS 1.2 and 1.3).
+    ///
+    /// # Errors
+    /// [`ClientTlsError`] naming the setting whose file is unusable.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, ClientTlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|source| ClientTlsError::Rustls {
+                field: "protocol versions",
+                path: PathBuf::new(),
+                source,
+            })?;
+        let builder = match (&self.cacert, self.insecure) {
+            (Some(cacert), false) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in read_certs("ctl.cacert", cacert)? {
+                    roots.add(cert).map_err(|source| ClientTlsError::Rustls {
+                        field: "ctl.cacert",
+                        path: cacert.clone(),
+                        source,
+                    })?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            _ => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+        };
+        match &self.certfile {
+            Some(certfile) => {
+                let certs = read_certs("ctl.certfile", certfile)?;
+                let keyfile = self.keyfile.as_ref().unwrap_or(certfile);
+                let key =
+                    PrivateKeyDer::from_pem_file(keyfile).map_err(|source| ClientTlsError::Read {
+                        field: "ctl.keyfile",
+                        path: keyfile.clone(),
+                        source,
+                    })?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|source| ClientTlsError::Rustls {
+                        field: "ctl.certfile",
+                        path: certfile.clone(),
+                        source,
+                    })
+            }
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+}
+
+/// Every certificate of a PEM file.
+fn read_certs(
+    field: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ClientTlsError> {
+    let read = |source| ClientTlsError::Read {
+        field,
+        path: path.to_path_buf(),
+        source,
+    };
+    CertificateDer::pem_file_iter(path)
+        .map_err(read)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read)
+}
+
+/// Accepts any server certificate, still checking the handshake's signatures.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
