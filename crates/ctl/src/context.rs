@@ -32,7 +32,8 @@ const DEFAULT_LOOP_WAIT: Duration = Duration::from_secs(10);
 pub struct Ctl {
     /// `scope` from the configuration, if any.
     pub scope: Option<String>,
-    kubernetes: KubernetesConfig,
+    /// The `kubernetes` section; `None` when no DCS is configured.
+    kubernetes: Option<KubernetesConfig>,
     /// REST client for members' APIs.
     pub rest: Rest,
 }
@@ -68,27 +69,52 @@ pub fn check_dcs_url(url: Option<&str>) -> anyhow::Result<()> {
     )
 }
 
+/// The DCS sections Patroni knows.
+const DCS_KEYS: [&str; 7] = [
+    "consul",
+    "etcd",
+    "etcd3",
+    "exhibitor",
+    "kubernetes",
+    "raft",
+    "zookeeper",
+];
+
 /// Fills what a member's configuration requires but patronictl does not use, so that a
-/// patronictl-only file (`scope` + `kubernetes`) validates like a member's.
-fn pad_for_validation(raw: &mut Value) {
+/// patronictl-only file (`scope` + `kubernetes`) validates: the `postgresql` section is
+/// replaced by a placeholder (patronictl never reads it), `restapi` gets addresses, and a
+/// missing DCS section becomes an empty `kubernetes` one. Returns whether a DCS was configured.
+fn pad_for_validation(raw: &mut Value) -> bool {
     let Some(map) = raw.as_object_mut() else {
-        return;
+        return false;
     };
     map.entry("name").or_insert(json!("patronictl"));
-    map.entry("restapi")
-        .or_insert(json!({"listen": "127.0.0.1:8008", "connect_address": "127.0.0.1:8008"}));
-    if let Some(r) = map.get_mut("restapi").and_then(Value::as_object_mut) {
+    let restapi = map.entry("restapi").or_insert(json!({}));
+    if !restapi.is_object() {
+        *restapi = json!({});
+    }
+    if let Some(r) = restapi.as_object_mut() {
         r.entry("listen").or_insert(json!("127.0.0.1:8008"));
         r.entry("connect_address")
             .or_insert(json!("127.0.0.1:8008"));
     }
-    map.entry("postgresql").or_insert(json!({}));
-    if let Some(p) = map.get_mut("postgresql").and_then(Value::as_object_mut) {
-        p.entry("data_dir").or_insert(json!("/nonexistent"));
-        p.entry("listen").or_insert(json!("127.0.0.1:5432"));
-        p.entry("connect_address")
-            .or_insert(json!("127.0.0.1:5432"));
+    map.insert(
+        "postgresql".into(),
+        json!({
+            "data_dir": "/nonexistent",
+            "listen": "127.0.0.1:5432",
+            "connect_address": "127.0.0.1:5432",
+            "authentication": {
+                "superuser": {"username": "postgres"},
+                "replication": {"username": "replicator"}
+            }
+        }),
+    );
+    let has_dcs = DCS_KEYS.iter().any(|k| map.contains_key(*k));
+    if !has_dcs {
+        map.insert("kubernetes".into(), json!({"labels": {}}));
     }
+    has_dcs
 }
 
 // === impl Ctl ===
@@ -133,15 +159,20 @@ impl Ctl {
         if !has_scope {
             raw["scope"] = json!("patronictl-no-scope");
         }
-        pad_for_validation(&mut raw);
+        let has_dcs = pad_for_validation(&mut raw);
         let (config, _warnings) = Config::from_value(&raw).map_err(|invalid| {
             let problems: Vec<String> = invalid.errors.iter().map(|p| p.to_string()).collect();
             anyhow::anyhow!("invalid configuration: {}", problems.join("; "))
         })?;
-        Self::from_config(config, has_scope, insecure)
+        Self::from_config(config, has_scope, has_dcs, insecure)
     }
 
-    fn from_config(config: Config, has_scope: bool, insecure: bool) -> anyhow::Result<Self> {
+    fn from_config(
+        config: Config,
+        has_scope: bool,
+        has_dcs: bool,
+        insecure: bool,
+    ) -> anyhow::Result<Self> {
         let kubernetes = match &config.dcs {
             DcsConfig::Kubernetes(k) => k.clone(),
             DcsConfig::Unsupported { kind, .. } => {
@@ -166,7 +197,7 @@ impl Ctl {
         let rest = Rest::new(auth.map(|a| (a.username, a.password)), &tls)?;
         Ok(Self {
             scope: has_scope.then_some(config.scope),
-            kubernetes,
+            kubernetes: has_dcs.then_some(kubernetes),
             rest,
         })
     }
@@ -192,10 +223,13 @@ impl Ctl {
         {
             bail!("Citus groups are not supported by patroni-rs (--group {g})");
         }
+        let Some(kubernetes) = self.kubernetes.clone() else {
+            bail!("Can not find suitable configuration of distributed configuration store");
+        };
         let dcs = KubernetesDcs::start(Settings {
             scope: name.to_string(),
             name: "patronictl".into(),
-            kubernetes: self.kubernetes.clone(),
+            kubernetes,
             ttl: CTL_TTL,
             loop_wait: DEFAULT_LOOP_WAIT,
             retry_timeout: CTL_RETRY_TIMEOUT,
