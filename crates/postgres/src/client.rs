@@ -87,6 +87,11 @@ pub struct ServerStatus {
     pub replay_paused: bool,
     /// Standby: the WAL receiver's status (`streaming`, …), if one runs.
     pub wal_receiver: Option<String>,
+    /// `pg_postmaster_start_time()` in UTC as Python prints a datetime
+    /// (`2024-08-28 19:39:26.352526+00:00`).
+    pub postmaster_start_time: Option<String>,
+    /// `server_version_num` (`150004`).
+    pub server_version: Option<u32>,
 }
 
 /// A replication slot (`pg_replication_slots`).
@@ -164,7 +169,10 @@ SELECT pg_catalog.pg_is_in_recovery(),
                       pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused()
             ELSE false END,
-       (SELECT status FROM pg_catalog.pg_stat_get_wal_receiver())";
+       (SELECT status FROM pg_catalog.pg_stat_get_wal_receiver()),
+       pg_catalog.to_char(pg_catalog.pg_postmaster_start_time() AT TIME ZONE 'UTC',
+                          'YYYY-MM-DD HH24:MI:SS.US') || '+00:00',
+       pg_catalog.current_setting('server_version_num')::int";
 
 // === impl PgClient ===
 
@@ -240,6 +248,12 @@ impl PgClient {
             wal_receiver: row
                 .try_get(6)
                 .map_err(|source| QueryError::Query { what, source })?,
+            postmaster_start_time: row.try_get(7).ok().flatten(),
+            server_version: row
+                .try_get::<_, Option<i32>>(8)
+                .ok()
+                .flatten()
+                .and_then(|v| u32::try_from(v).ok()),
         })
     }
 

@@ -79,6 +79,20 @@ pub struct ScheduledRestart {
     pub postmaster_start_time: Option<String>,
 }
 
+// === impl ScheduledRestart ===
+
+impl ScheduledRestart {
+    /// The `scheduled_restart` document of the status and the member key: the request's
+    /// body plus the `postmaster_start_time` it was scheduled at.
+    pub fn document(&self) -> Map<String, Value> {
+        let mut doc = self.request.document.clone();
+        if let Some(start) = &self.postmaster_start_time {
+            doc.insert("postmaster_start_time".into(), start.clone().into());
+        }
+        doc
+    }
+}
+
 /// State shared by the HA loop and the API.
 pub struct Shared {
     snapshot: Mutex<Snapshot>,
@@ -185,7 +199,10 @@ impl<D: Dcs + 'static> AgentBackend<D> {
 
 impl<D: Dcs + 'static> Backend for AgentBackend<D> {
     async fn status(&self, _retry: bool) -> NodeStatus {
-        self.shared.get().status
+        let mut status = self.shared.get().status;
+        // Scheduling is answered at once; the loop republishes only at its next cycle.
+        status.scheduled_restart = self.shared.scheduled_restart().map(|s| s.document());
+        status
     }
 
     fn ha(&self) -> HaSnapshot {
@@ -300,7 +317,9 @@ impl<D: Dcs + 'static> Backend for AgentBackend<D> {
     async fn reinitialize(&self, request: ReinitializeRequest) -> Result<(), String> {
         let snap = self.shared.get();
         let cluster = snap.cluster.map(|(c, _)| c);
-        let leader = cluster.as_ref().and_then(|c| c.leader_name().map(str::to_owned));
+        let leader = cluster
+            .as_ref()
+            .and_then(|c| c.leader_name().map(str::to_owned));
         let Some(leader) = leader else {
             return Err("Cluster has no leader, can not reinitialize".into());
         };

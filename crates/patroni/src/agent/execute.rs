@@ -240,7 +240,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     }
 
     /// Starts Postgres in `role`.
-    pub(super) async fn start(&mut self, role: &StartRole, timeout: Option<Duration>) -> anyhow::Result<()> {
+    pub(super) async fn start(
+        &mut self,
+        role: &StartRole,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<()> {
         self.state_override = Some(PgState::Starting);
         let params = self.server_parameters();
         let timeout = self.start_timeout(timeout);

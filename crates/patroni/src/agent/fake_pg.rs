@@ -179,6 +179,8 @@ impl PostgresCtl for FakePostgres {
                 timeline,
                 replay_paused: false,
                 wal_receiver: None,
+                postmaster_start_time: None,
+                server_version: Some(150_000),
             },
             PgRole::Replica => ServerStatus {
                 in_recovery: true,
@@ -188,6 +190,8 @@ impl PostgresCtl for FakePostgres {
                 timeline,
                 replay_paused: false,
                 wal_receiver: Some("streaming".into()),
+                postmaster_start_time: None,
+                server_version: Some(150_000),
             },
         })
     }

@@ -86,6 +86,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.starting_since = None;
         self.crashed_as = None;
         self.wal_receiver = st.wal_receiver.clone();
+        self.server_facts = (st.postmaster_start_time.clone(), st.server_version);
         if st.in_recovery {
             self.last_role = Some(PgRole::Replica);
             PgServer::Replica(ReplicaState {

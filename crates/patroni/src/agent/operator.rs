@@ -189,8 +189,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             return;
         };
         let started = self.shared.get().status.postmaster_start_time;
-        if scheduled.postmaster_start_time.is_some() && started != scheduled.postmaster_start_time
-        {
+        if scheduled.postmaster_start_time.is_some() && started != scheduled.postmaster_start_time {
             tracing::info!("cancelling the scheduled restart: postgres restarted since");
             self.shared.take_scheduled_restart();
             return;
@@ -273,12 +272,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// The `scheduled_restart` document published in the status and the member key.
     pub(super) fn scheduled_restart_document(&self) -> Option<serde_json::Map<String, Value>> {
-        let scheduled = self.shared.scheduled_restart()?;
-        let mut doc = scheduled.request.document.clone();
-        if let Some(start) = scheduled.postmaster_start_time {
-            doc.insert("postmaster_start_time".into(), start.into());
-        }
-        Some(doc)
+        self.shared.scheduled_restart().map(|s| s.document())
     }
 
     /// `pending_restart_reason` as published.

@@ -93,7 +93,8 @@ pub trait PostgresCtl: Send + 'static {
         recovery: Option<&RecoveryConf>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Parameters whose change waits for a restart, with the value in effect.
-    fn pending_restart(&self) -> impl Future<Output = anyhow::Result<Vec<(String, String)>>> + Send;
+    fn pending_restart(&self)
+    -> impl Future<Output = anyhow::Result<Vec<(String, String)>>> + Send;
     /// Replaces the local configuration after a reload (replica methods, `pg_hba`).
     fn set_config(&mut self, config: Arc<Config>);
     /// Whether `standby.signal` (or `recovery.signal`) exists: the server would start in

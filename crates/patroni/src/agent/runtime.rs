@@ -100,6 +100,8 @@ pub struct Runtime<D, P> {
     pub(super) reconfigure: bool,
     /// Parameters whose change waits for a restart.
     pub(super) pending_restart: BTreeMap<String, ParamChange>,
+    /// `postmaster_start_time` and `server_version` of the last status query.
+    pub(super) server_facts: (Option<String>, Option<u32>),
 }
 
 /// See [`Runtime::with_timing_hook`].
@@ -157,6 +159,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             reloader: None,
             reconfigure: false,
             pending_restart: BTreeMap::new(),
+            server_facts: (None, None),
         }
     }
 
@@ -557,6 +560,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         };
         let mut status = node_status(&self.id, &local, state, &extras);
         status.pending_restart_reason = self.pending_restart_reason();
+        if running_role(&local).is_some() {
+            (status.postmaster_start_time, status.server_version) = self.server_facts.clone();
+        }
         status.scheduled_restart = self.scheduled_restart_document();
         let is_leader = cluster
             .as_ref()

@@ -113,8 +113,12 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
         Box::new(move || match load(path.as_deref(), &env) {
             Ok(loaded) => Ok(loaded.config),
             Err(LoadError::Invalid(invalid)) => {
-                let problems: Vec<String> = invalid.errors.iter().map(ToString::to_string).collect();
-                Err(anyhow::anyhow!("invalid configuration: {}", problems.join("; ")))
+                let problems: Vec<String> =
+                    invalid.errors.iter().map(ToString::to_string).collect();
+                Err(anyhow::anyhow!(
+                    "invalid configuration: {}",
+                    problems.join("; ")
+                ))
             }
             Err(LoadError::Source(e)) => Err(anyhow::Error::from(e)),
         })
