@@ -55,10 +55,15 @@ struct Ours<'a> {
 
 impl Ours<'_> {
     fn run(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_env(args, stdin, &[])
+    }
+
+    fn run_env(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         use std::io::Write;
         let mut child = self
             .host
             .command(ctl_binary())
+            .envs(env.iter().copied())
             .env("KUBECONFIG", self.kubeconfig)
             .env("PGPASSWORD", "lab-superuser-secret")
             .arg("-c")
@@ -325,6 +330,24 @@ async fn patronictl_commands(use_endpoints: bool) {
                 && shown.contains("work_mem: 8MB"),
             || format!("ours: {}\nPython show-config: {}", text(&o), text(&p)),
         );
+        let editor = dir.path().join("editor.sh");
+        std::fs::write(&editor, "#!/bin/sh\nsed -i 's/^ttl: .*/ttl: 25/' \"$1\"\n")
+            .expect("write editor");
+        std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod editor");
+        let o = ours.run_env(
+            &["edit-config"],
+            "y\n",
+            &[("EDITOR", editor.to_str().unwrap_or_default())],
+        );
+        let p = python(&["show-config"]);
+        steps.check(
+            "edit-config with $EDITOR: diff, confirmation, written",
+            stdout(&o).contains("-ttl: 20\n+ttl: 25\n")
+                && stdout(&o).contains("Apply these changes? [y/N]: Configuration changed")
+                && stdout(&p).contains("ttl: 25\n"),
+            || format!("ours: {}\nPython show-config: {}", text(&o), text(&p)),
+        );
         let o = ours.run(
             &[
                 "edit-config",
@@ -406,6 +429,32 @@ async fn patronictl_commands(use_endpoints: bool) {
         steps.check(
             "failover: Python's list shows the candidate as Leader",
             o.status.success() && seen,
+            || text(&o),
+        );
+        if seen {
+            leader = target;
+        }
+        let target = members
+            .iter()
+            .map(|m| m.name.clone())
+            .find(|n| *n != leader)
+            .unwrap_or_default();
+        let o = ours.run(&["switchover"], &format!("\n{target}\n\ny\n"));
+        let seen = python_sees_leader(
+            lab,
+            dir.path(),
+            &ns.name,
+            use_endpoints,
+            &target,
+            &members,
+            Duration::from_secs(90),
+        )
+        .await;
+        steps.check(
+            "switchover answering the prompts (Primary, Candidate, When, confirm)",
+            o.status.success()
+                && stdout(&o).contains(&format!("Are you sure you want to switchover cluster {SCOPE}, demoting current leader {leader}? [y/N]: "))
+                && seen,
             || text(&o),
         );
         if seen {
