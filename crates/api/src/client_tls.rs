@@ -17,6 +17,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 pub struct ClientTls {
     /// Accept any server certificate.
     pub insecure: bool,
+    /// Check that the server certificate names the host (patronictl); Patroni's daemon
+    /// verifies only the chain when talking to its peers.
+    pub verify_hostname: bool,
     /// CA bundle to verify servers with.
     pub cacert: Option<PathBuf>,
     /// Client certificate (PEM).
@@ -78,7 +81,23 @@ impl ClientTls {
                         source,
                     })?;
                 }
-                builder.with_root_certificates(roots)
+                if self.verify_hostname {
+                    builder.with_root_certificates(roots)
+                } else {
+                    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .build()
+                    .map_err(|e| ClientTlsError::Rustls {
+                        field: "ctl.cacert",
+                        path: cacert.clone(),
+                        source: rustls::Error::General(e.to_string()),
+                    })?;
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+                }
             }
             _ => builder
                 .dangerous()
@@ -121,6 +140,58 @@ fn read_certs(
         .map_err(read)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(read)
+}
+
+/// Verifies the server's chain against the CA but not the name it is for.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // webpki checks the chain first; a name mismatch is reported only for a good chain.
+        match self.0.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// Accepts any server certificate, still checking the handshake's signatures.

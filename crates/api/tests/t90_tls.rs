@@ -14,6 +14,7 @@ use common::*;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use patroni_api::{
+    ClientTls,
     ApiSettings, FakeBackend, TlsAcceptor, TlsError, TlsSettings, bind, router, serve_tls,
     tls_acceptor,
 };
@@ -153,11 +154,22 @@ async fn call(
                 .map_err(|e| e.to_string())?
         }
     };
+    call_with(config, "127.0.0.1", addr, method, path).await
+}
+
+/// Calls the server over TLS with `config`, asking for the server name `name`.
+async fn call_with(
+    config: rustls::ClientConfig,
+    name: &str,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+) -> Result<(StatusCode, String), String> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
     let tls = connector
         .connect(name, tcp)
         .await
@@ -404,4 +416,59 @@ fn tls_follows_the_restapi_section() {
         !format!("{settings:?}").contains("pw"),
         "Debug hides the password"
     );
+}
+
+/// The agent's peer client (`ClientTls` without host name checks, as Patroni's daemon) accepts
+/// a server whose certificate is signed by the CA but names another host, and presents its
+/// client certificate; a client checking host names refuses the same server; an insecure one
+/// accepts it; one trusting another CA refuses it.
+#[tokio::test]
+async fn peer_client_verifies_the_chain_but_not_the_host_name() {
+    let pki = Pki::new();
+    std::fs::write(pki.path("client.crt"), &pki.client_cert_pem).expect("write client cert");
+    std::fs::write(pki.path("client.key"), &pki.client_key_pem).expect("write client key");
+    let acceptor = pki
+        .settings(VerifyClient::Required)
+        .acceptor()
+        .expect("acceptor");
+    let server = start(acceptor).await;
+    let peer = ClientTls {
+        insecure: false,
+        verify_hostname: false,
+        cacert: Some(pki.path("ca.pem")),
+        certfile: Some(pki.path("client.crt")),
+        keyfile: Some(pki.path("client.key")),
+    };
+    let config = peer.client_config().expect("client config");
+    let (status, _) = call_with(config, "10.0.0.9", server.addr, Method::GET, "/patroni")
+        .await
+        .expect("served despite the name mismatch");
+    assert_eq!(status, StatusCode::OK);
+    let strict = ClientTls {
+        verify_hostname: true,
+        ..peer.clone()
+    };
+    let config = strict.client_config().expect("client config");
+    let refused = call_with(config, "10.0.0.9", server.addr, Method::GET, "/patroni").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let insecure = ClientTls {
+        insecure: true,
+        cacert: None,
+        ..peer.clone()
+    };
+    let config = insecure.client_config().expect("client config");
+    assert!(
+        call_with(config, "10.0.0.9", server.addr, Method::GET, "/patroni")
+            .await
+            .is_ok()
+    );
+    let other = Pki::new();
+    let wrong_ca = ClientTls {
+        cacert: Some(other.path("ca.pem")),
+        ..peer
+    };
+    let config = wrong_ca.client_config().expect("client config");
+    let refused = call_with(config, "10.0.0.9", server.addr, Method::GET, "/patroni").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let _ = server.stop.send(());
 }

@@ -5,7 +5,8 @@
 //! Every request has [`PEER_TIMEOUT`] and no retries, as in Patroni; a member that does not
 //! answer in time, or answers something unreadable, counts as unreachable. `https` API URLs
 //! are spoken to as Patroni's daemon does: without verifying the server's certificate unless
-//! `ctl.certfile` is set (then against `ctl.cacert`, else `restapi.cafile`), presenting
+//! `ctl.certfile` is set (then its chain against `ctl.cacert`, else `restapi.cafile`, but not
+//! the host name it is for), presenting
 //! `ctl.certfile`/`ctl.keyfile` as client certificate.
 
 use std::time::Duration;
@@ -18,6 +19,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use patroni_core::ha::{PeerReply, PeerStatus, PeerTarget};
 use serde_json::Value;
+
+/// `e` and its sources on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// How long one member may take to answer `GET /patroni` (Patroni: 2 s).
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,6 +73,7 @@ impl PeerClient {
             cacert: ctl.cacert.clone().or_else(|| config.restapi.cafile.clone()),
             certfile: ctl.certfile.clone(),
             keyfile: ctl.keyfile.clone(),
+            verify_hostname: false,
         })
     }
 
@@ -81,11 +95,26 @@ impl PeerClient {
     pub async fn get_json(&self, url: &str) -> Option<Value> {
         let uri: hyper::Uri = url.parse().ok()?;
         let fetch = async {
-            let response = self.client.get(uri).await.ok()?;
-            let body = response.into_body().collect().await.ok()?.to_bytes();
-            serde_json::from_slice::<Value>(&body).ok()
+            let response = self.client.get(uri).await.map_err(|e| error_chain(&e))?;
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| error_chain(&e))?
+                .to_bytes();
+            serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
         };
-        tokio::time::timeout(PEER_TIMEOUT, fetch).await.ok()?
+        match tokio::time::timeout(PEER_TIMEOUT, fetch).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                tracing::warn!("Request failed: GET {url} ({e})");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("Request failed: GET {url} (timed out)");
+                None
+            }
+        }
     }
 
     /// Asks every target in parallel.
