@@ -1,8 +1,8 @@
 //! TLS for clients of member REST APIs: the agent's peer checks and `patronictl`. Builds a
 //! rustls [`ClientConfig`](rustls::ClientConfig) from Patroni's `ctl`/`restapi` settings:
-//! a CA bundle (else the system's roots are not consulted: without a bundle nothing but an
-//! insecure client can connect), an optional client certificate, and an insecure mode that
-//! accepts any server certificate (Patroni's daemon talks to its peers this way unless
+//! a CA bundle (else the system's roots), an optional client certificate, host name checks
+//! on or off (Patroni's daemon verifies only the chain of its peers), and an insecure mode
+//! that accepts any server certificate (`-k`; the daemon talks to its peers this way unless
 //! `ctl.certfile` is set) while still checking handshake signatures.
 
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub struct ClientTls {
     /// Check that the server certificate names the host (patronictl); Patroni's daemon
     /// verifies only the chain when talking to its peers.
     pub verify_hostname: bool,
-    /// CA bundle to verify servers with.
+    /// CA bundle to verify servers with (else the system's roots).
     pub cacert: Option<PathBuf>,
     /// Client certificate (PEM).
     pub certfile: Option<PathBuf>,
@@ -72,15 +72,28 @@ impl ClientTls {
                 source,
             })?;
         let builder = match (&self.cacert, self.insecure) {
-            (Some(cacert), false) => {
+            (_, true) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+            (cacert, false) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in read_certs("ctl.cacert", cacert)? {
-                    roots.add(cert).map_err(|source| ClientTlsError::Rustls {
-                        field: "ctl.cacert",
-                        path: cacert.clone(),
-                        source,
-                    })?;
+                match cacert {
+                    Some(cacert) => {
+                        for cert in read_certs("ctl.cacert", cacert)? {
+                            roots.add(cert).map_err(|source| ClientTlsError::Rustls {
+                                field: "ctl.cacert",
+                                path: cacert.clone(),
+                                source,
+                            })?;
+                        }
+                    }
+                    None => {
+                        for cert in rustls_native_certs::load_native_certs().certs {
+                            let _ = roots.add(cert);
+                        }
+                    }
                 }
+                let cacert = cacert.clone().unwrap_or_default();
                 if self.verify_hostname {
                     builder.with_root_certificates(roots)
                 } else {
@@ -99,20 +112,18 @@ impl ClientTls {
                         .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
                 }
             }
-            _ => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
         };
         match &self.certfile {
             Some(certfile) => {
                 let certs = read_certs("ctl.certfile", certfile)?;
                 let keyfile = self.keyfile.as_ref().unwrap_or(certfile);
-                let key =
-                    PrivateKeyDer::from_pem_file(keyfile).map_err(|source| ClientTlsError::Read {
+                let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|source| {
+                    ClientTlsError::Read {
                         field: "ctl.keyfile",
                         path: keyfile.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|source| ClientTlsError::Rustls {
@@ -156,13 +167,10 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         // webpki checks the chain first; a name mismatch is reported only for a good chain.
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. },

@@ -25,8 +25,8 @@
 
 mod auth;
 mod backend;
-mod client_tls;
 mod body;
+mod client_tls;
 mod dynamic;
 mod failover;
 mod metrics;

@@ -14,9 +14,8 @@ use common::*;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use patroni_api::{
-    ClientTls,
-    ApiSettings, FakeBackend, TlsAcceptor, TlsError, TlsSettings, bind, router, serve_tls,
-    tls_acceptor,
+    ApiSettings, ClientTls, FakeBackend, TlsAcceptor, TlsError, TlsSettings, bind, router,
+    serve_tls, tls_acceptor,
 };
 use patroni_config::model::restapi::VerifyClient;
 use patroni_config::{Address, RestApiConfig};

@@ -19,7 +19,7 @@ use patroni_dcs::{KubernetesDcs, Settings};
 use serde_json::{Value, json};
 
 use crate::cli::GroupArg;
-use crate::http::{Rest, TlsSettings};
+use crate::http::{ClientTls, Rest};
 
 /// Lock ttl the read-only DCS is opened with (it never holds the lock).
 const CTL_TTL: Duration = Duration::from_secs(30);
@@ -184,8 +184,9 @@ impl Ctl {
             .authentication
             .clone()
             .or_else(|| config.restapi.authentication.clone());
-        let tls = TlsSettings {
+        let tls = ClientTls {
             insecure: insecure || config.ctl.insecure,
+            verify_hostname: true,
             cacert: config
                 .ctl
                 .cacert

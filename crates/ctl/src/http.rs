@@ -6,8 +6,6 @@
 //! Every request has a connect timeout ([`CONNECT_TIMEOUT`]) and an overall one
 //! ([`REQUEST_TIMEOUT`]), so an unreachable member fails with a clear error instead of hanging.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -18,9 +16,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+pub use patroni_api::ClientTls;
 use serde_json::Value;
 
 /// How long connecting to a member may take.
@@ -28,19 +24,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole request may take: `POST /restart` waits for PostgreSQL to start and
 /// `POST /switchover` for the new leader, so this is generous.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// TLS settings of the client.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// Skip server certificate verification.
-    pub insecure: bool,
-    /// CA bundle to verify servers with (else the system roots).
-    pub cacert: Option<PathBuf>,
-    /// Client certificate.
-    pub certfile: Option<PathBuf>,
-    /// Client key (defaults to `certfile`).
-    pub keyfile: Option<PathBuf>,
-}
 
 /// A member API's answer.
 #[derive(Debug, Clone)]
@@ -65,49 +48,8 @@ impl Rest {
     ///
     /// # Errors
     /// Unreadable certificate files.
-    pub fn new(auth: Option<(String, String)>, tls: &TlsSettings) -> anyhow::Result<Self> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("set up TLS")?;
-        let builder = if tls.insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            match &tls.cacert {
-                Some(path) => {
-                    for cert in CertificateDer::pem_file_iter(path)
-                        .with_context(|| format!("read {}", path.display()))?
-                    {
-                        roots
-                            .add(cert.with_context(|| format!("read {}", path.display()))?)
-                            .with_context(|| format!("use the CA in {}", path.display()))?;
-                    }
-                }
-                None => {
-                    for cert in rustls_native_certs::load_native_certs().certs {
-                        let _ = roots.add(cert);
-                    }
-                }
-            }
-            builder.with_root_certificates(roots)
-        };
-        let config = match &tls.certfile {
-            Some(certfile) => {
-                let certs = CertificateDer::pem_file_iter(certfile)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .with_context(|| format!("read {}", certfile.display()))?;
-                let keyfile = tls.keyfile.as_ref().unwrap_or(certfile);
-                let key = PrivateKeyDer::from_pem_file(keyfile)
-                    .with_context(|| format!("read {}", keyfile.display()))?;
-                builder
-                    .with_client_auth_cert(certs, key)
-                    .context("use the client certificate")?
-            }
-            None => builder.with_no_client_auth(),
-        };
+    pub fn new(auth: Option<(String, String)>, tls: &ClientTls) -> anyhow::Result<Self> {
+        let config = tls.client_config().context("set up TLS")?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.enforce_http(false);
@@ -190,55 +132,6 @@ pub fn endpoint_url(api_url: &str, endpoint: Option<&str>) -> anyhow::Result<Str
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     Ok(format!("{scheme}://{authority}/{endpoint}"))
-}
-
-/// Accepts any server certificate (`-k`, `ctl.insecure`), still checking signatures.
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
