@@ -2,7 +2,8 @@
 //! on unsafe endpoints, `PATCH /config` applied live (a reloadable parameter everywhere
 //! without a restart, `ttl`), a restart-only parameter reported as `pending_restart` and
 //! applied by `POST /restart {"restart_pending": true}`, a scheduled restart, bad bodies
-//! answered 400, `POST /reinitialize` of a replica, `POST /reload`, `GET /metrics`, and pause
+//! answered 400, `POST /reinitialize` of a replica, `POST /reload`, `GET /metrics`, a
+//! scheduled switchover (nothing before its time, the candidate leads after it), and pause
 //! mode: while paused a stopped primary is neither restarted nor replaced; on resume the
 //! cluster has a primary again.
 
@@ -86,6 +87,7 @@ async fn rest_operations_on_a_real_cluster() {
     .await;
     let replica = (primary + 1) % 3;
     let other = (primary + 2) % 3;
+    let mut primary = primary;
 
     {
         tracing::info!("--- unsafe endpoints need basic auth; bad bodies are 400");
@@ -135,10 +137,21 @@ async fn rest_operations_on_a_real_cluster() {
         assert_eq!(config["ttl"], 25);
         assert_eq!(config["postgresql"]["parameters"]["work_mem"], "8MB");
         assert_eq!(config["loop_wait"], LOOP_WAIT, "other keys kept: {config}");
-        let starts: Vec<Value> = members
-            .iter()
-            .map(|m| status_doc(m).expect("status")["postmaster_start_time"].clone())
-            .collect();
+        let starts: Vec<Value> = wait_for(
+            Duration::from_secs(20),
+            "every member reports its postmaster start time",
+            &members,
+            || {
+                members
+                    .iter()
+                    .map(|m| {
+                        let t = status_doc(m)?["postmaster_start_time"].clone();
+                        t.is_string().then_some(t)
+                    })
+                    .collect()
+            },
+        )
+        .await;
         wait_for(
             Duration::from_secs(30),
             "work_mem = 8MB on every member",
@@ -313,6 +326,48 @@ async fn rest_operations_on_a_real_cluster() {
         let line = format!("patroni_primary{{scope=\"{scope}\",name=\"{name}\"}} 1");
         assert!(a.body.contains(&line), "no {line:?} in\n{}", a.body);
         assert!(!a.body.contains("patroni_master"), "{}", a.body);
+    }
+    {
+        tracing::info!("--- a scheduled switchover happens at its time, not before");
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
+        let body = json!({
+            "leader": members[primary].name,
+            "candidate": members[other].name,
+            "scheduled_at": at.to_string(),
+        });
+        let a = api(
+            &members[primary],
+            "POST",
+            "/switchover",
+            Some(&body.to_string()),
+            true,
+        )
+        .expect("answer");
+        assert_eq!((a.status, a.body.as_str()), (202, "Switchover scheduled"));
+        let a = api(&members[replica], "GET", "/cluster", None, false).expect("answer");
+        assert_eq!(
+            a.json()["scheduled_switchover"]["to"],
+            members[other].name.as_str(),
+            "{}",
+            a.body
+        );
+        while jiff::Timestamp::now() < at - jiff::SignedDuration::from_secs(2) {
+            assert_eq!(
+                writable(&members),
+                [members[primary].name.clone()],
+                "switched over before the scheduled time"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let new = members[other].name.clone();
+        wait_for(
+            Duration::from_secs(60),
+            "the candidate leads after the scheduled time",
+            &members,
+            || (writable(&members) == [new.as_str()]).then_some(()),
+        )
+        .await;
+        primary = other;
     }
     {
         tracing::info!("--- pause: a stopped primary is neither restarted nor replaced");
