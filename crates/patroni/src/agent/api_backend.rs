@@ -386,6 +386,77 @@ mod tests {
             .expect("the loop was woken");
     }
 
+    /// Reload and reinitialise requests are queued for the loop, which is woken; one restart
+    /// can be scheduled at a time and cancelled once; the status shows it at once.
+    #[tokio::test(start_paused = true)]
+    async fn commands_are_queued_and_one_restart_is_scheduled() {
+        let store = MemoryStore::new();
+        let dcs = Arc::new(store.member("m0", Duration::from_secs(30)));
+        let shared = shared(Duration::from_secs(30));
+        let mut cluster = dcs.get_cluster().await.expect("view");
+        cluster.leader = Some(patroni_core::Leader {
+            version: "1".into(),
+            name: "m1".into(),
+            member: None,
+        });
+        shared.update(|s| s.cluster = Some((cluster, Instant::now())));
+        let backend = AgentBackend::new(Arc::clone(&shared), dcs);
+        backend.reload().await;
+        tokio::time::timeout(Duration::from_millis(10), shared.wake.notified())
+            .await
+            .expect("the loop was woken");
+        assert_eq!(
+            backend.reinitialize(ReinitializeRequest::default()).await,
+            Ok(())
+        );
+        let commands = shared.take_commands();
+        assert!(matches!(
+            commands.as_slice(),
+            [Command::Reload, Command::Reinitialize(_)]
+        ));
+        let mut document = Map::new();
+        document.insert("schedule".into(), "2030-01-01T00:00:00+00:00".into());
+        let request = RestartRequest {
+            schedule: Some(jiff::Timestamp::UNIX_EPOCH),
+            document,
+            ..Default::default()
+        };
+        assert!(backend.schedule_restart(request.clone()).await);
+        assert!(!backend.schedule_restart(request).await);
+        let status = backend.status(false).await;
+        assert_eq!(
+            status.scheduled_restart.expect("shown")["schedule"],
+            "2030-01-01T00:00:00+00:00"
+        );
+        assert!(backend.cancel_scheduled_restart().await);
+        assert!(!backend.cancel_scheduled_restart().await);
+    }
+
+    /// Reinitialisation is refused on the leader and without a leader, as Patroni refuses it.
+    #[tokio::test(start_paused = true)]
+    async fn reinitialize_is_refused_on_the_leader_and_without_one() {
+        let store = MemoryStore::new();
+        let dcs = Arc::new(store.member("m0", Duration::from_secs(30)));
+        let shared = shared(Duration::from_secs(30));
+        let backend = AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs));
+        assert_eq!(
+            backend.reinitialize(ReinitializeRequest::default()).await,
+            Err("Cluster has no leader, can not reinitialize".into())
+        );
+        let mut cluster = dcs.get_cluster().await.expect("view");
+        cluster.leader = Some(patroni_core::Leader {
+            version: "1".into(),
+            name: "m0".into(),
+            member: None,
+        });
+        shared.update(|s| s.cluster = Some((cluster, Instant::now())));
+        assert_eq!(
+            backend.reinitialize(ReinitializeRequest::default()).await,
+            Err("I am the leader, can not reinitialize".into())
+        );
+        assert!(shared.take_commands().is_empty());
+    }
+
     /// The cached cluster is served only while younger than the ttl; the loop's lateness
     /// shows as `loop_overdue`.
     #[tokio::test(start_paused = true)]

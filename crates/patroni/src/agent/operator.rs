@@ -104,7 +104,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// Rewrites the configuration files of the running server and reloads it, if the
     /// configuration changed since it was written.
-    pub(super) async fn apply_reconfigure(&mut self, obs: &Observation) {
+    pub(super) async fn apply_reconfigure(&mut self) {
         if !self.reconfigure {
             return;
         }
@@ -131,7 +131,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 self.reconfigure = true;
             }
         }
-        let _ = obs;
     }
 
     /// Reads which parameters wait for a restart (only while the server runs).

@@ -311,7 +311,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let all_done = self.execute_all(&decision.actions, &obs).await?;
         let busy = decision.actions.first().map(Action::task_name);
         if busy.is_none() && !stopping {
-            self.apply_reconfigure(&obs).await;
+            self.apply_reconfigure().await;
         }
         self.answer_restarts(restarts, busy.clone(), &obs).await;
         if !stopping {
