@@ -20,18 +20,6 @@ use hyper_util::rt::TokioExecutor;
 use patroni_core::ha::{PeerReply, PeerStatus, PeerTarget};
 use serde_json::Value;
 
-/// `e` and its sources on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// How long one member may take to answer `GET /patroni` (Patroni: 2 s).
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -95,12 +83,16 @@ impl PeerClient {
     pub async fn get_json(&self, url: &str) -> Option<Value> {
         let uri: hyper::Uri = url.parse().ok()?;
         let fetch = async {
-            let response = self.client.get(uri).await.map_err(|e| error_chain(&e))?;
+            let response = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| error_chain(&e))?
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?
                 .to_bytes();
             serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
         };
