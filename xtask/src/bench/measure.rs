@@ -34,6 +34,8 @@ pub(crate) struct Idle {
     pub rss_kb: Vec<u64>,
     /// RssAnon (private, not file-backed) of each agent at the end of the window.
     pub anon_kb: Vec<u64>,
+    /// VmRSS of each agent at the end of the window by kind of mapping.
+    pub breakdown: Vec<RssBreakdown>,
     /// (utime + stime) of each agent over the window, in % of one core.
     pub cpu_pct: Vec<f64>,
     /// Requests of the whole cluster to the API server, per minute.
@@ -127,6 +129,91 @@ fn status_kb(pid: u32, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// Resident memory of one agent by kind of mapping, in kB: the `Rss:` of
+/// every mapping in `/proc/PID/smaps`, summed by what is mapped.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RssBreakdown {
+    /// The agent binary's executable segment (`.text`).
+    pub binary_code: u64,
+    /// The agent binary's read-only segments (`.rodata`, `.eh_frame`,
+    /// relocations, RELRO data once relocated).
+    pub binary_rodata: u64,
+    /// The agent binary's writable segment (`.data`, `.got`).
+    pub binary_data: u64,
+    /// Shared libraries (libc, libm, libgcc_s, the dynamic loader).
+    pub libraries: u64,
+    /// The `[heap]` (brk) mapping of the main thread's malloc arena.
+    pub heap: u64,
+    /// Anonymous mappings: thread stacks, other threads' malloc arenas,
+    /// large allocations.
+    pub anonymous: u64,
+    /// Everything else: `[stack]`, `[vdso]`, `[vvar]`.
+    pub other: u64,
+}
+
+impl RssBreakdown {
+    /// The sum of every kind (VmRSS).
+    pub fn total(&self) -> u64 {
+        self.binary_code
+            + self.binary_rodata
+            + self.binary_data
+            + self.libraries
+            + self.heap
+            + self.anonymous
+            + self.other
+    }
+}
+
+/// [`RssBreakdown`] of `pid`, from `/proc/PID/smaps`.
+pub(crate) fn rss_breakdown(pid: u32) -> Option<RssBreakdown> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let exe = exe.to_string_lossy();
+    let exe = exe.trim_end_matches(" (deleted)");
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    Some(parse_smaps(&smaps, exe))
+}
+
+/// Sums the `Rss:` lines of `smaps` by mapping; `exe` is the agent binary's path.
+fn parse_smaps(smaps: &str, exe: &str) -> RssBreakdown {
+    let mut b = RssBreakdown::default();
+    let mut slot: Option<fn(&mut RssBreakdown) -> &mut u64> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_header = fields.first().is_some_and(|range| {
+            range.split_once('-').is_some_and(|(a, z)| {
+                u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(z, 16).is_ok()
+            })
+        });
+        if is_header {
+            let perms = fields.get(1).copied().unwrap_or("");
+            let path = fields.get(5..).map(|p| p.join(" ")).unwrap_or_default();
+            let path = path.trim_end_matches(" (deleted)");
+            slot = Some(if path == exe {
+                if perms.contains('x') {
+                    |b| &mut b.binary_code
+                } else if perms.contains('w') {
+                    |b| &mut b.binary_data
+                } else {
+                    |b| &mut b.binary_rodata
+                }
+            } else if path.contains(".so") {
+                |b| &mut b.libraries
+            } else if path == "[heap]" {
+                |b| &mut b.heap
+            } else if path.is_empty() {
+                |b| &mut b.anonymous
+            } else {
+                |b| &mut b.other
+            });
+        } else if fields.first() == Some(&"Rss:")
+            && let (Some(f), Some(kb)) = (slot, fields.get(1).and_then(|v| v.parse::<u64>().ok()))
+        {
+            *f(&mut b) += kb;
+        }
+    }
+    b
+}
+
 fn clock_ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -173,6 +260,13 @@ pub(crate) fn idle(
         .iter()
         .filter_map(|p| status_kb(*p, "RssAnon:"))
         .collect();
+    let breakdown: Vec<RssBreakdown> = pids.iter().filter_map(|p| rss_breakdown(*p)).collect();
+    for (pid, b) in pids.iter().zip(&breakdown) {
+        println!(
+            "bench: agent {pid} RSS by mapping (kB): {b:?}, total {}",
+            b.total()
+        );
+    }
     let api_per_min = match (api_before, api_after) {
         (Some(b), Some(a)) => Some((a - b) * 60.0 / elapsed),
         _ => None,
@@ -180,6 +274,7 @@ pub(crate) fn idle(
     Ok(Idle {
         rss_kb,
         anon_kb,
+        breakdown,
         cpu_pct,
         api_per_min,
     })
@@ -384,4 +479,41 @@ pub(crate) fn sigterm_gap(cluster: &mut Cluster) -> anyhow::Result<f64> {
     );
     cluster.restore(leader)?;
     Ok(gap.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_smaps;
+
+    #[test]
+    fn smaps_rss_is_summed_by_kind_of_mapping() {
+        let smaps = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /opt/patroni (deleted)
+Size:               1024 kB
+Rss:                 100 kB
+55d0a0100000-55d0a0900000 r-xp 00100000 fd:01 123 /opt/patroni (deleted)
+Rss:                2000 kB
+55d0a0900000-55d0a0a00000 r--p 00900000 fd:01 123 /opt/patroni (deleted)
+Rss:                 300 kB
+55d0a0a00000-55d0a0a10000 rw-p 00a00000 fd:01 123 /opt/patroni (deleted)
+Rss:                  40 kB
+55d0a1000000-55d0a1100000 rw-p 00000000 00:00 0 [heap]
+Rss:                 500 kB
+7f0000000000-7f0000200000 rw-p 00000000 00:00 0
+Rss:                  64 kB
+7f0000200000-7f0000300000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                 900 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+Rss:                  12 kB
+";
+        let b = parse_smaps(smaps, "/opt/patroni");
+        assert_eq!(b.binary_code, 2000);
+        assert_eq!(b.binary_rodata, 400);
+        assert_eq!(b.binary_data, 40);
+        assert_eq!(b.heap, 500);
+        assert_eq!(b.anonymous, 64);
+        assert_eq!(b.libraries, 900);
+        assert_eq!(b.other, 12);
+        assert_eq!(b.total(), 3916);
+    }
 }

@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     output: PathBuf,
+    /// Measure this agent binary instead of building the release one (to
+    /// compare builds; the report then names it).
+    #[arg(long)]
+    binary: Option<PathBuf>,
 }
 
 const SCOPE: &str = "bench";
@@ -73,7 +77,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let binary = build_release_agent()?;
+    let binary = match &args.binary {
+        Some(path) => path
+            .canonicalize()
+            .with_context(|| format!("locate {}", path.display()))?,
+        None => build_release_agent()?,
+    };
     let dir = std::env::temp_dir().join(format!("patroni-bench-lab-{}", std::process::id()));
     println!("bench: starting a lab in {}", dir.display());
     let lab = Lab::start(&dir, std::process::id() as i32).context("start the lab")?;
@@ -100,6 +109,7 @@ fn args_summary(args: &BenchArgs, runs: u32) -> report::Settings {
         runs,
         use_endpoints: args.use_endpoints,
         idle_secs: args.idle_secs,
+        binary: args.binary.clone(),
     }
 }
 
@@ -132,6 +142,7 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             );
             results.rss_kb.extend(idle.rss_kb);
             results.anon_kb.extend(idle.anon_kb);
+            results.breakdown.extend(idle.breakdown);
             results.cpu_pct.extend(idle.cpu_pct);
             results.api_per_min.extend(idle.api_per_min);
             let t = measure::failover(&mut cluster)?;

@@ -97,7 +97,12 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
         .map(PathBuf::from)
         .or_else(|| config.postgresql.data_dir.parent().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/"));
+    // The HA loop runs on this thread (`block_on`); one worker is enough for the rest (REST API
+    // connections, DCS watches, log forwarding), which is idle most of the time, and keeps the
+    // API answering while the loop is busy. Each extra worker costs a thread stack and a malloc
+    // arena of resident memory (docs/benchmarks.md, "Agent memory").
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
