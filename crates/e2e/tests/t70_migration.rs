@@ -674,6 +674,41 @@ async fn migration(use_endpoints: bool) {
         write_everywhere(&nodes, primary, v).await;
     }
 
+    {
+        tracing::info!("--- our leader publishes slots and retain_slots as Patroni's does");
+        let leader_object = if use_endpoints {
+            scope.to_string()
+        } else {
+            format!("{scope}-leader")
+        };
+        let mut names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        names.sort();
+        let published = patroni_testlab::wait_until(
+            Duration::from_secs(30),
+            "slots and retain_slots on the leader object".into(),
+            || async {
+                let annotations = if use_endpoints {
+                    let api: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
+                        kube::Api::namespaced(ns.client.clone(), &ns.name);
+                    api.get(&leader_object).await.ok()?.metadata.annotations?
+                } else {
+                    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                        kube::Api::namespaced(ns.client.clone(), &ns.name);
+                    api.get(&leader_object).await.ok()?.metadata.annotations?
+                };
+                let retain: Vec<String> =
+                    serde_json::from_str(annotations.get("retain_slots")?).ok()?;
+                let slots: serde_json::Map<String, Value> =
+                    serde_json::from_str(annotations.get("slots")?).ok()?;
+                let mut keys: Vec<String> = slots.keys().cloned().collect();
+                keys.sort();
+                (retain == names && keys == names).then_some(())
+            },
+        )
+        .await;
+        assert!(published.is_ok(), "{published:?}\n{}", logs(&nodes));
+    }
+
     tracing::info!("--- every write on every member; patronictl list is consistent");
     let all: String = (1..=v).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     for n in &nodes {

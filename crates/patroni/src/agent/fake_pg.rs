@@ -319,6 +319,10 @@ impl PostgresCtl for FakePostgres {
         Ok(())
     }
 
+    async fn physical_slot_positions(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        Ok(BTreeMap::new())
+    }
+
     async fn reconfigure(
         &mut self,
         _: &ServerParameters,

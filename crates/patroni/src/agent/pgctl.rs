@@ -85,6 +85,10 @@ pub trait PostgresCtl: Send + 'static {
     /// On a primary: a physical slot for each of `wanted`; inactive physical slots not in
     /// `wanted` are dropped.
     fn sync_slots(&self, wanted: &[String]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Physical replication slots and their `restart_lsn` (slots without one are left out).
+    fn physical_slot_positions(
+        &self,
+    ) -> impl Future<Output = anyhow::Result<std::collections::BTreeMap<String, u64>>> + Send;
     /// Rewrites the configuration files (`recovery`: the standby settings, `None` for a
     /// primary) and reloads the running server.
     fn reconfigure(
@@ -353,6 +357,21 @@ impl PostgresCtl for RealPostgres {
             }
         }
         Ok(())
+    }
+
+    async fn physical_slot_positions(
+        &self,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let client = self.pg.connect().await.context("connect")?;
+        let slots = client
+            .replication_slots()
+            .await
+            .context("list replication slots")?;
+        Ok(slots
+            .into_iter()
+            .filter(|s| s.slot_type == "physical")
+            .filter_map(|s| Some((s.name, s.restart_lsn?.0)))
+            .collect())
     }
 
     async fn reconfigure(

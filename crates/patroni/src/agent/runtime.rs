@@ -102,6 +102,8 @@ pub struct Runtime<D, P> {
     pub(super) pending_restart: BTreeMap<String, ParamChange>,
     /// `postmaster_start_time` and `server_version` of the last status query.
     pub(super) server_facts: (Option<String>, Option<u32>),
+    /// Member slots the leader retains, with when each was last seen (`retain_slots`).
+    retain_slots: BTreeMap<String, Tick>,
 }
 
 /// See [`Runtime::with_timing_hook`].
@@ -160,6 +162,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             reconfigure: false,
             pending_restart: BTreeMap::new(),
             server_facts: (None, None),
+            retain_slots: BTreeMap::new(),
         }
     }
 
@@ -391,8 +394,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 Err(e) => self.dcs_failed(obs, "acquire the leader lock", e),
             },
             Action::RenewLeader { last_lsn } => {
+                let (slots, retain_slots) = match last_lsn {
+                    Some(lsn) => self.leader_slots(obs, lsn, now).await,
+                    None => (None, None),
+                };
                 let update = LeaderStatusUpdate {
                     last_lsn,
+                    slots,
+                    retain_slots,
                     ..Default::default()
                 };
                 match dcs.update_leader(&update).await {
@@ -420,6 +429,60 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
             other => tracing::warn!(action = ?other, "not a query"),
         }
+    }
+
+    /// What the leader publishes about replication slots with its lock, as Patroni 4 does
+    /// while `member_slots_ttl > 0`: `slots` = every physical slot's `restart_lsn` plus its own
+    /// slot name at its WAL position (so replicas advance their copies), and `retain_slots` =
+    /// the member slots seen within `member_slots_ttl` (so a member that is briefly gone keeps
+    /// its slot on whoever leads).
+    async fn leader_slots(
+        &mut self,
+        obs: &Observation,
+        last_lsn: u64,
+        now: Tick,
+    ) -> (Option<BTreeMap<String, u64>>, Option<Vec<String>>) {
+        let ttl = Duration::from_secs(self.dynamic.member_slots_ttl);
+        if ttl.is_zero() || !self.dynamic.postgresql.use_slots {
+            return (None, None);
+        }
+        let mut slots = match self.pg.physical_slot_positions().await {
+            Ok(slots) => slots,
+            Err(e) => {
+                tracing::debug!("failed to read replication slots: {e:#}");
+                BTreeMap::new()
+            }
+        };
+        let own = patroni_postgres::slot_name_from_member_name(&self.id.name);
+        slots.insert(own.clone(), last_lsn);
+        let mut members: std::collections::BTreeSet<String> = obs
+            .cluster()
+            .map(|c| {
+                c.members
+                    .iter()
+                    .filter(|m| {
+                        !m.data
+                            .tags
+                            .as_ref()
+                            .is_some_and(|t| MemberTags::from_json(t).nostream)
+                    })
+                    .map(|m| patroni_postgres::slot_name_from_member_name(&m.name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.insert(own);
+        for name in slots.keys().filter(|n| members.contains(*n)) {
+            self.retain_slots.insert(name.clone(), now);
+        }
+        self.retain_slots.retain(|name, seen| {
+            let keep = now.saturating_sub(*seen) < ttl;
+            if !keep {
+                tracing::info!(slot = %name, "replication slot of an absent member expired");
+            }
+            keep
+        });
+        let retain: Vec<String> = self.retain_slots.keys().cloned().collect();
+        (Some(slots), (!retain.is_empty()).then_some(retain))
     }
 
     fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
@@ -596,18 +659,23 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
-    /// The primary keeps a physical slot for every other member and drops inactive physical
-    /// slots of members that are gone.
+    /// The primary keeps a physical slot for every other member, and for members gone for
+    /// less than `member_slots_ttl` (`retain_slots`), and drops inactive physical slots of
+    /// members gone for longer.
     pub(super) async fn maintain_slots(&self, cluster: &Cluster) {
         if !self.dynamic.postgresql.use_slots {
             return;
         }
-        let wanted: Vec<String> = cluster
+        let own = patroni_postgres::slot_name_from_member_name(&self.id.name);
+        let mut wanted: Vec<String> = cluster
             .members
             .iter()
-            .filter(|m| m.name != self.id.name)
             .map(|m| patroni_postgres::slot_name_from_member_name(&m.name))
+            .chain(self.retain_slots.keys().cloned())
+            .filter(|name| *name != own)
             .collect();
+        wanted.sort();
+        wanted.dedup();
         if let Err(e) = self.pg.sync_slots(&wanted).await {
             tracing::warn!("failed to maintain replication slots: {e:#}");
         }
