@@ -344,6 +344,7 @@ change is not in these):
 | opt \"s\", fat LTO, 1 CGU | 7.0 MB | 6 676 | 1 928 | 2 404 | 1 216 | 12 032 |
 | opt \"s\", fat LTO, 1 CGU, panic abort | 6.2 MB | 5 948 | 1 740 | 2 376 | 1 108 | 11 164 |
 | opt \"z\", fat LTO, 1 CGU, panic abort | 5.2 MB | 5 028 | 1 704 | 2 344 | 1 180 | 10 244 |
+| **chosen**: opt \"z\", fat LTO, 1 CGU, 1 worker thread (`cargo xtask bench`, 5 runs of 60 s idle) | 6.0 MB | 5 464 | 1 940 | 2 424 | 1 172 | 10 904 |
 
 `strip` does not change the RSS (symbols are not in a loaded segment); it \
 takes the file from 22.7 MB to under 10 MB. `panic = \"abort\"` would save \
@@ -351,21 +352,22 @@ another ~0.9 MB but is not used: today a panic in a spawned task (one REST \
 API connection, a DCS watch, a log forwarder) ends only that task, as an \
 exception in one of Patroni's threads does; with abort it would end the \
 agent and leave PostgreSQL running unmanaged until the agent is restarted. \
-A from-scratch release build takes about 4 min on 2 cores either way (fat \
-LTO's single-unit optimization and link of the `patroni` crate is ~1.5 min \
-of it, peak ~1.2 GB); CI builds only the dev profile.
+A from-scratch release build took 3.5–4 min on 2 cores for every variant \
+(4.5 min for the old profile, under load), peak ~1.1 GB; with fat LTO a \
+change to the agent alone costs ~2 min of release rebuild (one-unit \
+optimization of the whole program). CI builds only the dev profile.
 
 Left above the 8 MB target, by mapping (see the table above):
 
 - **Shared libraries, ~2.3 MiB**: libc (~1.5 MiB), libm (~0.55 MiB), \
   ld.so, libgcc_s. Only static linking (`-C target-feature=+crt-static`, or \
   musl) would cut this; with glibc it breaks NSS lookups.
-- **Read-only data, ~1.7 MiB**: `.rodata`, `.eh_frame`, and the PIE \
+- **Read-only data, ~1.9 MiB**: `.rodata`, `.eh_frame`, and the PIE \
   relocations — `.rela.dyn` (~0.45 MB, read at start-up) and \
   `.data.rel.ro` (~0.35 MB, written by the loader, so private). A non-PIE \
   build (`-C relocation-model=static`, a rustflag in `.cargo/config.toml`, \
   which a profile cannot set) would remove most of the ~0.8 MB.
-- **Code, ~5 MiB**: the dependencies. In the opt-3 build the largest were \
+- **Code, ~5.3 MiB**: the dependencies. In the opt-3 build the largest were \
   core/alloc generics (~3.3 MB), `rustls` (0.5 MB), `kube_client` (0.5 MB), \
   two YAML parsers — `serde_saphyr` + `granit_parser` (0.75 MB, pulled in \
   by kube's kubeconfig support) besides `serde_yaml_ng` — \
