@@ -329,10 +329,12 @@ REST API), and the kernel maps the page-cached file pages around each fault \
 (`fault_around_bytes`, 64 KiB by default), so the resident code is about the \
 size of `.text`. Shrinking the code is what shrinks the RSS. \
 `[profile.release]` in `Cargo.toml` is now `opt-level = \"z\"`, \
-`lto = \"fat\"`, `codegen-units = 1`, `strip = true` (before: Cargo's \
-defaults, opt-level 3, no LTO, 16 codegen units, unstripped), and the \
-runtime has one worker thread instead of one per core (the HA loop runs on \
-the main thread).
+`lto = \"fat\"`, `codegen-units = 1`, `strip = true`, with the crypto \
+crates (`ring`, `sha2`, `hmac`, `digest`, `block-buffer`, `md-5`, \
+`postgres-protocol`) kept at opt-level 3 (before: Cargo's defaults, \
+opt-level 3, no LTO, 16 codegen units, unstripped), and the runtime has one \
+worker thread instead of one per core (the HA loop runs on the main \
+thread).
 
 Variants measured on 2026-11-22 with `cargo xtask bench --runs 1 \
 --idle-secs 15 --binary …` (3 agents each, median, kB; the worker-thread \
@@ -344,7 +346,26 @@ change is not in these):
 | opt \"s\", fat LTO, 1 CGU | 7.0 MB | 6 676 | 1 928 | 2 404 | 1 216 | 12 032 |
 | opt \"s\", fat LTO, 1 CGU, panic abort | 6.2 MB | 5 948 | 1 740 | 2 376 | 1 108 | 11 164 |
 | opt \"z\", fat LTO, 1 CGU, panic abort | 5.2 MB | 5 028 | 1 704 | 2 344 | 1 180 | 10 244 |
-| **chosen**: opt \"z\", fat LTO, 1 CGU, 1 worker thread (`cargo xtask bench`, 5 runs of 60 s idle) | 6.0 MB | 5 464 | 1 940 | 2 424 | 1 172 | 10 904 |
+| opt \"z\", fat LTO, 1 CGU, 1 worker thread (`cargo xtask bench`, 5 runs of 60 s idle) | 6.0 MB | 5 464 | 1 940 | 2 424 | 1 172 | 10 904 |
+| **chosen**: the same with the crypto crates at opt-level 3 (`cargo xtask bench`, 5 runs of 60 s idle) | 6.2 MB | 5 716 | 1 904 | 2 340 | 1 212 | 11 120 |
+
+Idle CPU and HA timings of some of them, one run each, 60 s idle window, \
+run one after the other (per-agent CPU is counted in 10 ms ticks, so one \
+60 s window resolves ~0.017 %; single timings are noisy):
+
+| Build | VmRSS (kB, median) | idle CPU per agent | switchover | SIGTERM gap |
+|---|---|---|---|---|
+| before: opt 3, no LTO, 2 workers | 16 544 | 0.10–0.13 % | 0.21 s | 0.19 s |
+| opt \"z\" everywhere, panic abort, 2 workers | 10 240 | 0.17–0.25 % | 0.26 s | 0.27 s |
+| opt \"z\" everywhere, 1 worker | 10 664 | 0.13–0.20 % | 0.45 s | 0.27 s |
+| **chosen**: opt \"z\", crypto at 3, 1 worker | 11 172 | 0.13–0.15 % | 0.33 s | 0.25 s |
+
+With everything at \"z\" an idle agent used about twice the CPU of the \
+opt-level 3 build (the 5-run bench of that build: 0.23 % per agent against \
+0.10 % before); the crypto crates at opt-level 3 (TLS to the API server \
+every cycle) bring most of that back for ~0.2 MB of code. The worker-thread \
+change saves ~0.1 MB of anonymous memory (a thread stack and a malloc \
+arena).
 
 `strip` does not change the RSS (symbols are not in a loaded segment); it \
 takes the file from 22.7 MB to under 10 MB. `panic = \"abort\"` would save \
@@ -361,19 +382,22 @@ Left above the 8 MB target, by mapping (see the table above):
 
 - **Shared libraries, ~2.3 MiB**: libc (~1.5 MiB), libm (~0.55 MiB), \
   ld.so, libgcc_s. Only static linking (`-C target-feature=+crt-static`, or \
-  musl) would cut this; with glibc it breaks NSS lookups.
+  musl) would cut this; a static glibc still loads NSS modules at run time \
+  for name lookups.
 - **Read-only data, ~1.9 MiB**: `.rodata`, `.eh_frame`, and the PIE \
   relocations — `.rela.dyn` (~0.45 MB, read at start-up) and \
   `.data.rel.ro` (~0.35 MB, written by the loader, so private). A non-PIE \
   build (`-C relocation-model=static`, a rustflag in `.cargo/config.toml`, \
-  which a profile cannot set) would remove most of the ~0.8 MB.
-- **Code, ~5.3 MiB**: the dependencies. In the opt-3 build the largest were \
+  which a profile cannot set) would remove most of the ~0.8 MB (an estimate \
+  from the section sizes, not measured).
+- **Code, ~5.6 MiB**: the dependencies. In the opt-3 build the largest were \
   core/alloc generics (~3.3 MB), `rustls` (0.5 MB), `kube_client` (0.5 MB), \
-  two YAML parsers — `serde_saphyr` + `granit_parser` (0.75 MB, pulled in \
-  by kube's kubeconfig support) besides `serde_yaml_ng` — \
-  `regex_automata` + `regex_syntax` + `aho_corasick` (0.7 MB, from \
-  `tracing-subscriber`'s `env-filter`), `clap_builder` (0.2 MB) and \
-  `jsonpath_rust` (0.15 MB, kube's exec/auth-provider support).
+  two YAML parsers — `serde_saphyr` + `granit_parser` (0.75 MB, a non-optional \
+  dependency of `kube-client`) besides `serde_yaml_ng` — \
+  `regex_automata` + `regex_syntax` + `aho_corasick` (0.7 MB, needed both \
+  by `tracing-subscriber`'s `env-filter` and by `jsonpath-rust`, another \
+  non-optional dependency of `kube-client`), `clap_builder` (0.2 MB) and \
+  `jsonpath_rust` itself (0.15 MB).
 - **Heap, thread stacks, `[stack]`: ~1.1 MiB**, of which the main thread's \
   stack (~0.15 MiB, the HA loop's futures are polled there).
 ";
