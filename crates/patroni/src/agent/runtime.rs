@@ -312,7 +312,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             tracing::info!(actions = ?decision.actions, "{}", decision.message);
         }
         let all_done = self.execute_all(&decision.actions, &obs).await?;
-        let busy = decision.actions.first().map(Action::task_name);
+        let busy = decision
+            .actions
+            .first()
+            .map(Action::task_name)
+            .or_else(|| stopping.then(|| "shutdown".to_owned()));
         if busy.is_none() && !stopping {
             self.apply_reconfigure().await;
         }
