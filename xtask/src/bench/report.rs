@@ -268,9 +268,9 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
     writeln!(o)?;
     writeln!(
         o,
-        "Python Patroni (4.1.5) was not measured for comparison: it would double \
-         the run time of the bench on this 2-core machine. The same harness can \
-         measure it by starting its `patroni` binary instead of ours."
+        "Python Patroni 4.1.5 measured with the same harness (`--binary` running \
+         `python -m patroni`): see \
+         [benchmarks-python-patroni.md](benchmarks-python-patroni.md)."
     )?;
     Ok(o)
 }
