@@ -137,6 +137,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         venv.display(),
         ctl.display()
     );
+    if let Some(ours) = binary.parent().map(|d| d.join("patronictl")) {
+        println!(
+            "  or with ours:  KUBECONFIG={k} {} -c {} list",
+            ours.display(),
+            ctl.display()
+        );
+    }
     println!(
         "  switchover:    cargo xtask lab exec member-0 -- curl -s -XPOST http://<primary-ip>:8008/switchover -d '{{\"leader\":\"<primary>\",\"candidate\":\"member-1\"}}'"
     );
@@ -147,13 +154,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the `patroni` binary and returns its path.
+/// Builds the `patroni` and `patronictl` binaries and returns the agent's path.
 fn build_agent() -> anyhow::Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "patroni", "--bin", "patroni"])
+        .args(["build", "--quiet", "-p", "patroni", "-p", "patroni-ctl", "--bins"])
         .status()?;
     if !status.success() {
-        bail!("cargo build -p patroni failed");
+        bail!("cargo build -p patroni -p patroni-ctl failed");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
