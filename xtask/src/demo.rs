@@ -157,7 +157,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// Builds the `patroni` and `patronictl` binaries and returns the agent's path.
 fn build_agent() -> anyhow::Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "patroni", "-p", "patroni-ctl", "--bins"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "patroni",
+            "-p",
+            "patroni-ctl",
+            "--bins",
+        ])
         .status()?;
     if !status.success() {
         bail!("cargo build -p patroni -p patroni-ctl failed");
