@@ -130,7 +130,7 @@ async fn ha_cluster(use_endpoints: bool) {
                     &members[p].host,
                     &members[p].host,
                     &members[p].spec,
-                    "select count(*) from pg_stat_replication where state = 'streaming'",
+                    STREAMING_REPLICAS,
                 )?;
                 (n == "2").then_some(())
             },

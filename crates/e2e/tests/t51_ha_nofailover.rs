@@ -31,7 +31,7 @@ async fn nofailover_replica_is_never_promoted() {
                 &members[0].host,
                 &members[0].host,
                 &members[0].spec,
-                "select count(*) from pg_stat_replication where state = 'streaming'",
+                STREAMING_REPLICAS,
             )?;
             (writable(&members) == ["m0"] && n == "1").then_some(())
         })
@@ -75,7 +75,7 @@ async fn nofailover_replica_is_never_promoted() {
                     &members[0].host,
                     &members[0].host,
                     &members[0].spec,
-                    "select count(*) from pg_stat_replication where state = 'streaming'",
+                    STREAMING_REPLICAS,
                 )?;
                 (writable(&members) == ["m0"] && n == "1").then_some(())
             },
@@ -106,7 +106,7 @@ async fn lagging_replica_is_never_promoted() {
                     &members[p].host,
                     &members[p].host,
                     &members[p].spec,
-                    "select count(*) from pg_stat_replication where state = 'streaming'",
+                    STREAMING_REPLICAS,
                 )?;
                 (n == "1").then_some(p)
             },

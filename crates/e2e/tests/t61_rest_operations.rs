@@ -80,7 +80,7 @@ async fn rest_operations_on_a_real_cluster() {
             &members[i].host,
             &members[i].host,
             &members[i].spec,
-            "select count(*) from pg_stat_replication where state = 'streaming'",
+            STREAMING_REPLICAS,
         )?;
         (n == "2").then_some(i)
     })

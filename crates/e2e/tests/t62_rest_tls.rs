@@ -111,7 +111,7 @@ async fn rest_api_over_tls_with_client_certificates() {
             &members[p].host,
             &members[p].host,
             &members[p].spec,
-            "select count(*) from pg_stat_replication where state = 'streaming'",
+            STREAMING_REPLICAS,
         )?;
         (n == "1").then_some((p, 1 - p))
     })

@@ -15,6 +15,11 @@ pub const FORM_TIMEOUT: Duration = Duration::from_secs(150);
 /// Failover after the leader dies: at most the ttl plus a few loops.
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How many replicas stream from the queried primary: WAL senders in `streaming` state, not
+/// counting a `pg_basebackup` still cloning a new member (its WAL stream is `streaming` too).
+pub const STREAMING_REPLICAS: &str = "select count(*) from pg_stat_replication \
+     where state = 'streaming' and application_name <> 'pg_basebackup'";
+
 /// One member: its host, configuration and running agent.
 pub struct Member {
     pub name: String,
