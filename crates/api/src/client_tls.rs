@@ -74,7 +74,10 @@ impl ClientTls {
         let builder = match (&self.cacert, self.insecure) {
             (_, true) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+                .with_custom_certificate_verifier(Arc::new(LaxVerifier {
+                    provider,
+                    chain: None,
+                })),
             (cacert, false) => {
                 let mut roots = rustls::RootCertStore::empty();
                 match cacert {
@@ -99,7 +102,7 @@ impl ClientTls {
                 } else {
                     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                         Arc::new(roots),
-                        provider,
+                        Arc::clone(&provider),
                     )
                     .build()
                     .map_err(|e| ClientTlsError::Rustls {
@@ -109,7 +112,10 @@ impl ClientTls {
                     })?;
                     builder
                         .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+                        .with_custom_certificate_verifier(Arc::new(LaxVerifier {
+                            provider,
+                            chain: Some(webpki),
+                        }))
                 }
             }
         };
@@ -153,11 +159,15 @@ fn read_certs(
         .map_err(read)
 }
 
-/// Verifies the server's chain against the CA but not the name it is for.
+/// Verifies the server's chain against the CA (`chain`) but not the name it is for, or, without
+/// a CA, accepts any certificate; the handshake's signatures are always checked.
 #[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct LaxVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for LaxVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -166,11 +176,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
         // webpki checks the chain first; a name mismatch is reported only for a good chain.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. },
@@ -185,50 +195,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// Accepts any server certificate, still checking the handshake's signatures.
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -242,11 +213,13 @@ impl ServerCertVerifier for NoVerify {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
