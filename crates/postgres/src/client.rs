@@ -92,6 +92,9 @@ pub struct ServerStatus {
     pub postmaster_start_time: Option<String>,
     /// `server_version_num` (`150004`).
     pub server_version: Option<u32>,
+    /// Parameters whose new value waits for a restart (`pg_settings.pending_restart`), with
+    /// the value in effect (`current_setting`), sorted by name.
+    pub pending_restart: Vec<(String, String)>,
 }
 
 /// A replication slot (`pg_replication_slots`).
@@ -172,7 +175,9 @@ SELECT pg_catalog.pg_is_in_recovery(),
        (SELECT status FROM pg_catalog.pg_stat_get_wal_receiver()),
        pg_catalog.to_char(pg_catalog.pg_postmaster_start_time() AT TIME ZONE 'UTC',
                           'YYYY-MM-DD HH24:MI:SS.US') || '+00:00',
-       pg_catalog.current_setting('server_version_num')::int";
+       pg_catalog.current_setting('server_version_num')::int,
+       (SELECT pg_catalog.array_agg(name || '=' || pg_catalog.current_setting(name) ORDER BY name)
+          FROM pg_catalog.pg_settings WHERE pending_restart)";
 
 // === impl PgClient ===
 
@@ -254,6 +259,17 @@ impl PgClient {
                 .ok()
                 .flatten()
                 .and_then(|v| u32::try_from(v).ok()),
+            pending_restart: row
+                .try_get::<_, Option<Vec<String>>>(9)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|item| {
+                    let (name, value) = item.split_once('=')?;
+                    Some((name.to_owned(), value.to_owned()))
+                })
+                .collect(),
         })
     }
 
@@ -440,30 +456,6 @@ impl PgClient {
             .await
             .map_err(q)?;
         Ok(done)
-    }
-
-    /// Parameters whose new value waits for a restart (`pg_settings.pending_restart`), with
-    /// the value in effect (`current_setting`), sorted by name.
-    ///
-    /// # Errors
-    /// The query fails.
-    pub async fn pending_restart(&self) -> Result<Vec<(String, String)>, QueryError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
-                 WHERE pending_restart ORDER BY name",
-                &[],
-            )
-            .await
-            .map_err(|source| QueryError::Query {
-                what: "read parameters pending a restart",
-                source,
-            })?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
-            .collect())
     }
 
     /// `pg_reload_conf()`.

@@ -181,6 +181,7 @@ impl PostgresCtl for FakePostgres {
                 wal_receiver: None,
                 postmaster_start_time: None,
                 server_version: Some(150_000),
+                pending_restart: Vec::new(),
             },
             PgRole::Replica => ServerStatus {
                 in_recovery: true,
@@ -192,6 +193,7 @@ impl PostgresCtl for FakePostgres {
                 wal_receiver: Some("streaming".into()),
                 postmaster_start_time: None,
                 server_version: Some(150_000),
+                pending_restart: Vec::new(),
             },
         })
     }
@@ -332,10 +334,6 @@ impl PostgresCtl for FakePostgres {
             anyhow::ensure!(s.running.is_some(), "not running");
             Ok(())
         })
-    }
-
-    async fn pending_restart(&self) -> anyhow::Result<Vec<(String, String)>> {
-        Ok(Vec::new())
     }
 
     fn set_config(&mut self, _: Arc<patroni_config::Config>) {}

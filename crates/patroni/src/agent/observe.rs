@@ -87,6 +87,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.crashed_as = None;
         self.wal_receiver = st.wal_receiver.clone();
         self.server_facts = (st.postmaster_start_time.clone(), st.server_version);
+        self.note_pending_restart(&st.pending_restart);
         if st.in_recovery {
             self.last_role = Some(PgRole::Replica);
             PgServer::Replica(ReplicaState {

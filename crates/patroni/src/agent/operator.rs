@@ -133,30 +133,24 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
-    /// Reads which parameters wait for a restart (only while the server runs).
-    pub(super) async fn refresh_pending_restart(&mut self, running: bool) {
-        if !running {
+    /// Records which parameters wait for a restart, as the last status query reported them
+    /// (`name`, value in effect), with the configured value each waits for.
+    pub(super) fn note_pending_restart(&mut self, rows: &[(String, String)]) {
+        if rows.is_empty() {
+            self.pending_restart.clear();
             return;
         }
-        match self.pg.pending_restart().await {
-            Ok(rows) => {
-                let params = self.server_parameters();
-                self.pending_restart = rows
-                    .into_iter()
-                    .map(|(name, old)| {
-                        let new = params.get(&name).unwrap_or_default().to_owned();
-                        (
-                            name,
-                            ParamChange {
-                                old_value: old,
-                                new_value: new,
-                            },
-                        )
-                    })
-                    .collect();
-            }
-            Err(e) => tracing::debug!("failed to read parameters pending a restart: {e:#}"),
-        }
+        let params = self.server_parameters();
+        self.pending_restart = rows
+            .iter()
+            .map(|(name, old)| {
+                let change = ParamChange {
+                    old_value: old.clone(),
+                    new_value: params.get(name).unwrap_or_default().to_owned(),
+                };
+                (name.clone(), change)
+            })
+            .collect();
     }
 
     /// Answers this cycle's restart requests: `busy` names the action the cycle carried out,

@@ -96,9 +96,6 @@ pub trait PostgresCtl: Send + 'static {
         params: &ServerParameters,
         recovery: Option<&RecoveryConf>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Parameters whose change waits for a restart, with the value in effect.
-    fn pending_restart(&self)
-    -> impl Future<Output = anyhow::Result<Vec<(String, String)>>> + Send;
     /// Replaces the local configuration after a reload (replica methods, `pg_hba`).
     fn set_config(&mut self, config: Arc<Config>);
     /// Whether `standby.signal` (or `recovery.signal`) exists: the server would start in
@@ -385,11 +382,6 @@ impl PostgresCtl for RealPostgres {
             .await
             .context("write the configuration")?;
         self.pg.reload().context("reload postgres")
-    }
-
-    async fn pending_restart(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let client = self.pg.connect().await.context("connect")?;
-        Ok(client.pending_restart().await?)
     }
 
     fn set_config(&mut self, config: Arc<Config>) {

@@ -580,8 +580,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Publishes the member key (when the DCS answered) and the API snapshot.
     async fn publish(&mut self, obs: &Observation) {
         let local = self.observe(self.tick()).await;
-        self.refresh_pending_restart(running_role(&local).is_some())
-            .await;
         if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
             self.callback_runner.fire(cb);
         }
