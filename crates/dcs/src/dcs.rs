@@ -30,9 +30,20 @@ pub struct LeaderStatusUpdate {
 /// The operations of a DCS the HA loop uses.
 pub trait Dcs: Send + Sync {
     /// The current cluster view.
+    ///
+    /// # Guarantees
+    /// A lock reported free because it expired comes from a read of the store made after
+    /// this call started, never only from a cache that may be stale (a suspended process,
+    /// a lagging watch): deciding to race for the lock needs a fresh judgement.
     fn get_cluster(&self) -> impl Future<Output = Result<Cluster>> + Send;
-    /// Tries to take the free leader lock.
-    fn attempt_to_acquire_leader(&self) -> impl Future<Output = Result<bool>> + Send;
+    /// Tries to take the free leader lock, conditionally on the leader object being where
+    /// `seen` says (its [`Leader::version`](patroni_core::Leader) in the view the decision was
+    /// made from; `None` when that view had no leader object). A lock renewed or taken since
+    /// that view is never overwritten: `Ok(false)`.
+    fn attempt_to_acquire_leader(
+        &self,
+        seen: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Renews the lock this member holds.
     fn update_leader(
         &self,
@@ -73,8 +84,8 @@ impl Dcs for crate::KubernetesDcs {
         crate::KubernetesDcs::get_cluster(self).await
     }
 
-    async fn attempt_to_acquire_leader(&self) -> Result<bool> {
-        crate::KubernetesDcs::attempt_to_acquire_leader(self).await
+    async fn attempt_to_acquire_leader(&self, seen: Option<&str>) -> Result<bool> {
+        crate::KubernetesDcs::attempt_to_acquire_leader(self, seen).await
     }
 
     async fn update_leader(&self, s: &LeaderStatusUpdate) -> Result<bool> {

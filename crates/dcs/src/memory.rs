@@ -45,6 +45,10 @@ struct State {
     history: Option<String>,
     failover: Option<Failover>,
     members: BTreeMap<String, (u64, MemberData)>,
+    /// Members whose next `get_cluster` returns a view taken before a pause this long.
+    frozen: BTreeMap<String, Duration>,
+    /// Members that tried to take the lock from a view older than its last change.
+    stale_attempts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +85,25 @@ impl MemoryStore {
     /// Makes every operation fail as unreachable (`false`) or work again.
     pub fn set_reachable(&self, reachable: bool) {
         self.lock().reachable_denied = !reachable;
+    }
+
+    /// Simulates member `name`'s process being suspended right after it reads the DCS: its
+    /// next `get_cluster` takes the view, then sleeps `pause` (tokio's clock) before returning
+    /// it, so the member decides from a view `pause` old.
+    pub fn freeze_after_read(&self, name: &str, pause: Duration) {
+        self.lock().frozen.insert(name.to_string(), pause);
+    }
+
+    /// Members that tried to take the lock from a view older than the lock's last change
+    /// (refused, but a decision made from a stale view), in order.
+    pub fn stale_acquire_attempts(&self) -> Vec<String> {
+        self.lock().stale_attempts.clone()
+    }
+
+    /// Who holds the lock now, and the version of the leader entry.
+    pub fn holder(&self) -> (Option<String>, u64) {
+        let s = self.lock();
+        (s.holder(Instant::now()).map(String::from), s.leader_version)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -168,12 +191,24 @@ impl MemoryDcs {
 
 impl Dcs for MemoryDcs {
     async fn get_cluster(&self) -> Result<Cluster> {
-        Ok(self.guard()?.view(Instant::now()))
+        let (view, pause) = {
+            let mut s = self.guard()?;
+            (s.view(Instant::now()), s.frozen.remove(&self.name))
+        };
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+        Ok(view)
     }
 
-    async fn attempt_to_acquire_leader(&self) -> Result<bool> {
+    async fn attempt_to_acquire_leader(&self, seen: Option<&str>) -> Result<bool> {
         let now = Instant::now();
         let mut s = self.guard()?;
+        let current = (s.leader_version > 0).then(|| s.leader_version.to_string());
+        if seen != current.as_deref() {
+            s.stale_attempts.push(self.name.clone());
+            return Ok(false);
+        }
         if s.holder(now).is_some() {
             return Ok(false);
         }
@@ -310,14 +345,63 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(30);
 
+    /// The leader version in `m`'s current view.
+    async fn seen(m: &MemoryDcs) -> Option<String> {
+        m.get_cluster().await.expect("ok").leader.map(|l| l.version)
+    }
+
+    /// A decision made from a view older than the lock's last change never takes the lock,
+    /// even once the lock is free again.
+    #[tokio::test(start_paused = true)]
+    async fn acquire_from_an_old_view_is_refused() {
+        let store = MemoryStore::new();
+        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
+        assert!(a.attempt_to_acquire_leader(None).await.expect("ok"));
+        let old = seen(&b).await;
+        assert!(
+            a.update_leader(&LeaderStatusUpdate::default())
+                .await
+                .expect("ok")
+        );
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        assert!(
+            !b.attempt_to_acquire_leader(old.as_deref())
+                .await
+                .expect("ok")
+        );
+        assert!(
+            b.attempt_to_acquire_leader(seen(&b).await.as_deref())
+                .await
+                .expect("ok")
+        );
+    }
+
+    /// A frozen read returns the view as it was before the pause.
+    #[tokio::test(start_paused = true)]
+    async fn freeze_after_read_returns_the_old_view() {
+        let store = MemoryStore::new();
+        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
+        store.freeze_after_read("b", Duration::from_secs(10));
+        let (view, taken) = tokio::join!(b.get_cluster(), async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            a.attempt_to_acquire_leader(None).await
+        });
+        assert!(taken.expect("ok"));
+        assert!(
+            !view.expect("ok").is_locked(),
+            "the view predates the acquisition"
+        );
+        assert!(b.get_cluster().await.expect("ok").is_locked());
+    }
+
     /// Exactly one of several members takes a free lock; it expires ttl
     /// after the last renewal and then counts a transition.
     #[tokio::test(start_paused = true)]
     async fn one_winner_then_expiry_after_ttl() {
         let store = MemoryStore::new();
         let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        assert!(a.attempt_to_acquire_leader().await.expect("reachable"));
-        assert!(!b.attempt_to_acquire_leader().await.expect("reachable"));
+        assert!(a.attempt_to_acquire_leader(None).await.expect("reachable"));
+        assert!(!b.attempt_to_acquire_leader(None).await.expect("reachable"));
         tokio::time::advance(Duration::from_secs(20)).await;
         assert!(
             a.update_leader(&LeaderStatusUpdate {
@@ -337,7 +421,11 @@ mod tests {
                 .expect("ok"),
             "expired lock cannot be renewed"
         );
-        assert!(b.attempt_to_acquire_leader().await.expect("ok"));
+        assert!(
+            b.attempt_to_acquire_leader(seen(&b).await.as_deref())
+                .await
+                .expect("ok")
+        );
         let s = store.lock();
         assert_eq!((s.transitions, s.status.last_lsn), (1, 7));
     }
@@ -347,13 +435,17 @@ mod tests {
     async fn release_and_unreachable() {
         let store = MemoryStore::new();
         let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        assert!(a.attempt_to_acquire_leader().await.expect("ok"));
+        assert!(a.attempt_to_acquire_leader(None).await.expect("ok"));
         assert!(
             !b.delete_leader(None).await.expect("ok"),
             "only the holder releases"
         );
         assert!(a.delete_leader(Some(9)).await.expect("ok"));
-        assert!(b.attempt_to_acquire_leader().await.expect("ok"));
+        assert!(
+            b.attempt_to_acquire_leader(seen(&b).await.as_deref())
+                .await
+                .expect("ok")
+        );
         store.set_reachable(false);
         assert!(
             b.get_cluster()
@@ -370,7 +462,7 @@ mod tests {
         let (a, b) = (store.member("a", TTL), store.member("b", TTL));
         let (woke, _) = tokio::join!(b.watch(Duration::from_secs(10)), async {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            a.attempt_to_acquire_leader().await
+            a.attempt_to_acquire_leader(None).await
         });
         assert!(woke);
         assert!(!b.watch(Duration::from_secs(10)).await, "nothing changed");

@@ -92,8 +92,10 @@ async fn lock_race(use_endpoints: bool) {
     let mut previous: Option<String> = None;
     for round in 0..ROUNDS {
         tracing::info!("--- round {round}: everyone races for the free lock");
+        let mut seen = Vec::new();
         for c in &contenders {
             let view = c.dcs.get_cluster().await.expect("view");
+            seen.push(view.leader.as_ref().map(|l| l.version.clone()));
             assert!(
                 !view.is_locked(),
                 "round {round}: {} sees the lock held by {:?}",
@@ -101,7 +103,13 @@ async fn lock_race(use_endpoints: bool) {
                 view.leader_name()
             );
         }
-        let results = join_all(contenders.iter().map(|c| c.dcs.attempt_to_acquire_leader())).await;
+        let results = join_all(
+            contenders
+                .iter()
+                .zip(&seen)
+                .map(|(c, v)| c.dcs.attempt_to_acquire_leader(v.as_deref())),
+        )
+        .await;
         let winners: Vec<&Contender> = contenders
             .iter()
             .zip(&results)
@@ -352,9 +360,9 @@ async fn wakes(use_endpoints: bool) {
         let start = tokio::time::Instant::now();
         let (woke, acquired) = tokio::join!(m1.watch(long), async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            m0.attempt_to_acquire_leader().await
+            acquire(&m0).await
         });
-        assert!(acquired.expect("acquire"));
+        assert!(acquired);
         assert!(
             woke && start.elapsed() < Duration::from_secs(5),
             "woke={woke} after {:?}",
@@ -403,4 +411,79 @@ async fn leader_and_config_changes_wake_members_in_configmaps_mode() {
 #[tokio::test]
 async fn leader_and_config_changes_wake_members_in_endpoints_mode() {
     wakes(true).await;
+}
+
+/// Issue #11: a race decided from an old view never takes a lock that was taken since, even
+/// when another reader of the same member (the REST API's `GET /cluster`, patronictl) built a
+/// newer view in between; and a lock that looks expired in the cache is confirmed with the
+/// API server before it is reported free.
+async fn stale_view(use_endpoints: bool) {
+    init_tracing();
+    let lab = Lab::shared();
+    let ns = lab
+        .namespace(if use_endpoints {
+            "t30-stale-ep"
+        } else {
+            "t30-stale-cm"
+        })
+        .await
+        .expect("namespace");
+    let scope = "stale";
+    let _hosts = member_pods(lab, &ns, scope, 2).await;
+    let k8s = kubernetes_config(&ns.name, use_endpoints);
+    let m0 = dcs(lab, scope, "m0", k8s.clone(), TTL).await;
+    let m1 = dcs(lab, scope, "m1", k8s, TTL).await;
+    let old_view = {
+        tracing::info!("--- m1 sees the lock free");
+        let view = m1.get_cluster().await.expect("view");
+        assert!(!view.is_locked());
+        view.leader.map(|l| l.version)
+    };
+    {
+        tracing::info!("--- m0 takes it; another reader of m1 sees that");
+        assert!(acquire(&m0).await);
+        let seen = wait_until(Duration::from_secs(10), "m1 sees m0".into(), || async {
+            let v = m1.get_cluster().await.ok()?;
+            (v.leader_name() == Some("m0")).then_some(())
+        })
+        .await;
+        assert!(seen.is_ok(), "{seen:?}");
+    }
+    {
+        tracing::info!("--- m1 acts on its old decision: refused, m0 keeps the lock");
+        assert!(
+            !m1.attempt_to_acquire_leader(old_view.as_deref())
+                .await
+                .expect("acquire")
+        );
+        let a = leader_annotations(&ns.client, &ns.name, use_endpoints, scope).await;
+        assert_eq!(a.get("leader").map(String::as_str), Some("m0"));
+        assert_eq!(a.get("transitions").map(String::as_str), Some("0"), "{a:?}");
+    }
+    {
+        tracing::info!("--- m0 keeps renewing: m1's view never shows the lock free");
+        for _ in 0..8 {
+            tokio::time::sleep(TTL / 2).await;
+            m0.get_cluster().await.expect("view");
+            assert!(
+                m0.update_leader(None, None, None, None)
+                    .await
+                    .expect("renew")
+            );
+            let view = m1.get_cluster().await.expect("view");
+            assert_eq!(view.leader_name(), Some("m0"));
+        }
+    }
+}
+
+/// See [`stale_view`].
+#[tokio::test]
+async fn a_race_from_an_old_view_never_takes_a_newer_lock_in_configmaps_mode() {
+    stale_view(false).await;
+}
+
+/// See [`stale_view`].
+#[tokio::test]
+async fn a_race_from_an_old_view_never_takes_a_newer_lock_in_endpoints_mode() {
+    stale_view(true).await;
 }

@@ -77,7 +77,7 @@ async fn patronictl_reads_our_cluster(use_endpoints: bool) {
                 .await
                 .expect("config")
         );
-        assert!(m0.attempt_to_acquire_leader().await.expect("acquire"));
+        assert!(acquire(m0).await);
         wait_for_leader(m0, "m0").await;
         assert!(
             m0.update_leader(Some(lsn), None, None, None)
@@ -326,7 +326,7 @@ async fn lock_passes_between_python_and_rust_members() {
         })
         .await
         .expect("release seen");
-        assert!(ours.attempt_to_acquire_leader().await.expect("acquire"));
+        assert!(acquire(&ours).await);
         let a = annotations().await;
         assert_eq!(a.get("leader").map(String::as_str), Some("m1"));
         assert_eq!(a.get("transitions").map(String::as_str), Some("1"));

@@ -53,7 +53,7 @@ async fn touch_all(
         let node = dcs(lab, scope, &format!("m{i}"), cfg.clone(), TTL).await;
         node.get_cluster().await.expect("view");
         if i == 0 && !node.get_cluster().await.expect("view").is_locked() {
-            assert!(node.attempt_to_acquire_leader().await.expect("acquire"));
+            assert!(acquire(&node).await);
         }
         wait_until(
             Duration::from_secs(10),

@@ -33,8 +33,16 @@ fn lock_from_inside(settings: Settings) -> (bool, u64, bool) {
         let dcs = KubernetesDcs::start(settings)
             .await
             .expect("start the DCS in the pod");
-        dcs.get_cluster().await.expect("view");
-        let acquired = dcs.attempt_to_acquire_leader().await.expect("acquire");
+        let seen = dcs
+            .get_cluster()
+            .await
+            .expect("view")
+            .leader
+            .map(|l| l.version);
+        let acquired = dcs
+            .attempt_to_acquire_leader(seen.as_deref())
+            .await
+            .expect("acquire");
         let reads = dcs
             .requests()
             .snapshot()

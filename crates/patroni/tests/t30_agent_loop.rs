@@ -237,3 +237,56 @@ async fn dcs_outage_demotes_the_primary_and_nobody_promotes_until_it_is_back() {
         a.task.abort();
     }
 }
+
+/// Issue #11: a member suspended right after it read a view in which the lock was free
+/// (SIGSTOP, a frozen VM) never races from that view once it resumes, after another member
+/// took the lock meanwhile; it follows the new leader.
+#[tokio::test(start_paused = true)]
+async fn a_member_resumed_after_a_pause_never_races_from_its_old_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let (mut agents, old_index) = form_cluster(dir.path(), &store, &world).await;
+    let old = format!("10.0.0.{old_index}");
+    let others: Vec<usize> = (0..3).filter(|i| *i != old_index).collect();
+    let (frozen, racer) = (others[0], others[1]);
+    {
+        tracing::info!(
+            "--- the leader dies; once its lock expired, both replicas freeze after their next read"
+        );
+        agents[old_index].task.abort();
+        world.crash(&old);
+        run_until(&world, TTL * 2, "lock expired", || {
+            store.holder().0.is_none()
+        })
+        .await;
+        store.freeze_after_read(&format!("m{frozen}"), TTL + Duration::from_secs(10));
+        store.freeze_after_read(&format!("m{racer}"), Duration::from_secs(3));
+    }
+    {
+        tracing::info!("--- the briefly frozen member takes over");
+        let want = format!("10.0.0.{racer}");
+        run_until(&world, Duration::from_secs(30), "racer promoted", || {
+            world.primaries() == [want.clone()]
+        })
+        .await;
+    }
+    {
+        tracing::info!("--- the long-frozen member resumes: no race from its old view, it follows");
+        let want = format!("10.0.0.{frozen}");
+        tokio::time::sleep(TTL + Duration::from_secs(10)).await;
+        run_until(
+            &world,
+            Duration::from_secs(30),
+            "frozen member replica",
+            || world.servers()[&want].running == Some(PgRole::Replica),
+        )
+        .await;
+        assert_eq!(store.stale_acquire_attempts(), Vec::<String>::new());
+        assert_eq!(store.holder().0, Some(format!("m{racer}")));
+        assert_eq!(world.primaries(), [format!("10.0.0.{racer}")]);
+    }
+    for a in &mut agents {
+        a.task.abort();
+    }
+}

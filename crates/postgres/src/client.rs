@@ -432,6 +432,30 @@ impl PgClient {
             })
     }
 
+    /// Whether this server is a primary whose `pg_control` names its current timeline: it ran
+    /// a checkpoint since its promotion, so `pg_rewind` from it sees the new timeline
+    /// (Patroni's `check_leader_has_run_checkpoint`).
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn checkpointed_on_current_timeline(&self) -> Result<bool, QueryError> {
+        let what = "check the checkpoint timeline";
+        let row = self
+            .client
+            .query_one(
+                "SELECT NOT pg_catalog.pg_is_in_recovery() \
+                 AND ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(\
+                 pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int = timeline_id \
+                 FROM pg_catalog.pg_control_checkpoint()",
+                &[],
+            )
+            .await
+            .map_err(|source| QueryError::Query { what, source })?;
+        row.try_get::<_, Option<bool>>(0)
+            .map(|v| v.unwrap_or(false))
+            .map_err(|source| QueryError::Query { what, source })
+    }
+
     /// `pg_promote(wait => true)`: ends recovery; returns whether promotion finished within
     /// `wait` (whole seconds, at least 1).
     ///

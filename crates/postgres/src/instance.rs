@@ -24,6 +24,7 @@ use crate::files::FileError;
 use crate::initdb::{InitdbError, InitdbSpec, initdb};
 use crate::launcher::{Launcher, Programs};
 use crate::layout::Layout;
+use crate::lsn::Lsn;
 use crate::params::ServerParameters;
 use crate::postmaster::{Postmaster, PostmasterError, StartSpec, StopMode, StopOutcome};
 use crate::postmaster_pid::PostmasterStatus;
@@ -145,6 +146,9 @@ pub enum InstanceError {
     /// A blocking file task panicked or was cancelled.
     #[error("file task did not finish: {0}")]
     Task(String),
+    /// Crash recovery in single-user mode failed.
+    #[error("crash recovery in single-user mode")]
+    CrashRecovery(#[source] ToolError),
 }
 
 /// One local PostgreSQL instance and its postmaster, if running.
@@ -256,6 +260,39 @@ impl Postgres {
             options,
             restore_target_wal,
         })
+        .await
+    }
+
+    /// Crash recovery of the stopped data directory in single-user mode, leaving it cleanly
+    /// shut down on the last timeline it wrote (recovery signal files removed first, as
+    /// Patroni's `ensure_clean_shutdown`).
+    ///
+    /// # Errors
+    /// It runs, the signal files cannot be removed, or `postgres --single` fails.
+    pub async fn single_user_recovery(&mut self) -> Result<(), InstanceError> {
+        if self.is_running() {
+            return Err(InstanceError::AlreadyRunning(
+                self.pid().unwrap_or_default(),
+            ));
+        }
+        self.spec
+            .layout
+            .remove_recovery_signals()
+            .map_err(InstanceError::Files)?;
+        crate::recover::single_user_recovery(&self.spec.programs, self.spec.layout.data_dir())
+            .await
+            .map_err(InstanceError::CrashRecovery)
+    }
+
+    /// Where the checkpoint record at `lsn` on `timeline` ends (`pg_waldump`); `None` when
+    /// that cannot be read.
+    pub async fn checkpoint_end(&self, timeline: u32, lsn: Lsn) -> Option<Lsn> {
+        crate::recover::checkpoint_end(
+            &self.spec.programs,
+            self.spec.layout.data_dir(),
+            timeline,
+            lsn,
+        )
         .await
     }
 

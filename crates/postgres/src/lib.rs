@@ -27,6 +27,7 @@ mod lsn;
 mod params;
 mod postmaster;
 mod postmaster_pid;
+mod recover;
 mod recovery;
 mod render;
 mod replica;
@@ -59,6 +60,7 @@ pub use postmaster::{
     PostmasterError, READY_POLL_INTERVAL, StartSpec, StopMode, StopOutcome,
 };
 pub use postmaster_pid::{PostmasterPid, PostmasterPidError, PostmasterStatus};
+pub use recover::{checkpoint_end_from_waldump, parse_postmaster_opts, single_user_args};
 pub use recovery::{FollowSpec, RecoveryConf, RecoverySignal, UpstreamAddress};
 pub use render::{
     ConfParams, HEADER, escape_conf_value, render_appended_pg_hba, render_pg_hba, render_pg_ident,

@@ -173,6 +173,14 @@ pub enum Action {
         /// The leader to rewind from.
         from: Upstream,
     },
+    /// Crash recovery of the stopped data directory in single-user mode (no connections:
+    /// never a second writable primary), leaving it cleanly shut down with `pg_control` on
+    /// the last timeline it wrote, so its divergence from the leader can be judged (Patroni's
+    /// `doing crash recovery in a single user mode`). Long-running; its end is reported in
+    /// `AgentMemory::finished`.
+    /// Requires: Postgres is stopped, did not shut down cleanly as a primary, and this member
+    /// does not hold the lock.
+    RecoverCrash,
     /// Delete the data directory's contents. Requires: Postgres is stopped
     /// (by an earlier action of the same decision if it ran) and `reason`
     /// holds: a reinitialise request, a failed rewind with
@@ -317,6 +325,7 @@ impl Action {
             } => "starting primary after failure".into(),
             Action::StartPostgres { .. } => "restarting after failure".into(),
             Action::Rewind { from } => format!("running pg_rewind from {}", from.member),
+            Action::RecoverCrash => "doing crash recovery in a single user mode".into(),
             Action::FollowLeader { .. } => "changing primary_conninfo and restarting".into(),
             Action::RemoveDataDirectory { .. } => "reinitialize".into(),
             Action::StopPostgres { .. } => "stop".into(),

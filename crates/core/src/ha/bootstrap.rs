@@ -84,8 +84,8 @@ pub(super) fn after_bootstrap(ctx: &Ctx<'_>) -> Option<Decision> {
     }
     let sysid = ctx.data()?.sysid.clone();
     match ctx.lock() {
-        None => Some(Decision::ask(
-            Action::AcquireLeader,
+        None => Some(super::race::acquire_step(
+            ctx,
             "taking the leader lock after bootstrap",
         )),
         Some(LockOutcome::Acquired | LockOutcome::Renewed) => Some(Decision::new(

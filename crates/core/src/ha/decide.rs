@@ -49,6 +49,12 @@ fn decide_unprefixed(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {
     if let Some(running) = &obs.memory.in_progress {
         return in_progress(&ctx, running);
     }
+    // A reinitialise request comes before a server that keeps failing to start: it is the
+    // way out of that (issue #11: a forced reinitialise was answered and never run while
+    // PostgreSQL crash-looped).
+    if let Some(d) = obs.requests.reinit.and_then(|r| reinitialize(&ctx, r)) {
+        return d;
+    }
     if let Some(d) = leader::starting(&ctx) {
         return d;
     }
@@ -56,9 +62,6 @@ fn decide_unprefixed(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {
         return d;
     }
     if let Some(d) = after_failed_start(&ctx) {
-        return d;
-    }
-    if let Some(d) = obs.requests.reinit.and_then(|r| reinitialize(&ctx, r)) {
         return d;
     }
     match &obs.postgres {

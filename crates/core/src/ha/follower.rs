@@ -83,6 +83,9 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
     if holder {
         return recover_holder(ctx, stopped);
     }
+    if let Some(d) = crash_recovery(ctx, data, stopped) {
+        return d;
+    }
     if let Some(d) = repair_divergence(ctx, data, false, true) {
         return d;
     }
@@ -97,6 +100,32 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
         }],
         "starting as a secondary",
     )
+}
+
+/// §6.1: a data directory that did not shut down cleanly as a primary (crashed, or stopped
+/// immediately after losing the lock) is first recovered in single-user mode when the
+/// cluster has no leader or a rewind may follow, as Patroni does: only then does
+/// `pg_control` name the timeline it last wrote, which the divergence check needs (a
+/// primary killed right after its promotion still shows the old timeline). Once per
+/// failure: a failed attempt is not repeated in the next cycle.
+fn crash_recovery(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) -> Option<Decision> {
+    use super::ControlState::{InCrashRecovery, InProduction, ShuttingDown};
+    let unclean = matches!(
+        stopped.control,
+        InProduction | ShuttingDown | InCrashRecovery
+    );
+    let can_rewind = ctx.cfg.use_pg_rewind && data.pg_rewind_usable;
+    let just_failed = ctx
+        .obs
+        .memory
+        .finished
+        .as_ref()
+        .is_some_and(|f| matches!(f.action, Action::RecoverCrash) && !f.succeeded);
+    (unclean && (!ctx.cluster.is_locked() || can_rewind) && !just_failed).then(|| {
+        let action = Action::RecoverCrash;
+        let message = action.task_name();
+        Decision::new(vec![action], message)
+    })
 }
 
 /// §6.1 for the lock holder (lock renewed this cycle).
@@ -152,12 +181,14 @@ fn repair_divergence(
     let can_rewind = cfg.use_pg_rewind && data.pg_rewind_usable;
     let can_reclone = cfg.remove_data_directory_on_diverged_timelines;
     let leader = ctx.leader_upstream()?;
+    let leader_tl = leader_timeline(ctx).unwrap_or(0);
     let check = ctx
         .obs
         .memory
         .timeline_check
         .as_ref()
-        .filter(|c| c.leader == leader.member);
+        .filter(|c| c.leader == leader.member)
+        .filter(|c| c.leader_timeline == leader_tl || c.verdict == TimelineVerdict::RewindFailed);
     let stop = |mut actions: Vec<Action>| {
         if running {
             actions.insert(

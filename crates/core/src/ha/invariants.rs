@@ -11,10 +11,12 @@
 //!   `nofailover` member, never beyond `maximum_lag_on_failover`, in pause
 //!   only for the named failover candidate;
 //! - `AcquireLeader` only while unlocked, never by a `nofailover` replica,
-//!   in pause only by a running primary or the named candidate;
+//!   in pause only by a running primary or the named candidate, and only from
+//!   a DCS view read after the agent last resumed from a suspension;
 //! - a running primary (not paused, not bootstrapping, not shutting down)
 //!   ends the cycle holding a freshly written lock, or demotes/stops, or is
-//!   within `retry_timeout` of its last renewal while the DCS is unreachable;
+//!   within `retry_timeout` of its last renewal while the DCS is unreachable,
+//!   or reads the DCS again at once because its view predates a suspension;
 //! - `Bootstrap` only after winning the `initialize` race, and neither it
 //!   nor `CloneReplica` over existing data;
 //! - `RemoveDataDirectory` only for a reinitialise request or as the
@@ -50,6 +52,8 @@ pub enum Violation {
     PromoteInPause,
     /// `AcquireLeader` by a member that may not take the lock now.
     AcquireNotAllowed,
+    /// `AcquireLeader` decided from a DCS view that predates the agent's last suspension.
+    AcquireFromStaleView,
     /// A running primary keeps running without a confirmed lock.
     PrimaryWithoutLock,
     /// `Bootstrap` without winning the `initialize` race in this cycle.
@@ -112,7 +116,12 @@ pub fn check(
             return Err(Violation::PostgresTouchedInPause(format!("{action:?}")));
         }
     }
-    if decision.is_final() && primary_keeps_running_unlocked(obs, cfg, now, actions) {
+    // A view that predates a suspension says nothing about the lock: reading it again at
+    // once, before anything else, is the one thing a primary may do instead.
+    let rereads = obs.view_predates_pause()
+        && actions.is_empty()
+        && decision.next_cycle_at.is_some_and(|at| at <= now);
+    if decision.is_final() && !rereads && primary_keeps_running_unlocked(obs, cfg, now, actions) {
         return Err(Violation::PrimaryWithoutLock);
     }
     Ok(())
@@ -144,6 +153,9 @@ fn acquire(obs: &Observation) -> Result<(), Violation> {
     if locked || (obs.me.tags.nofailover() && !primary) || (obs.paused && !primary && !is_candidate)
     {
         return Err(Violation::AcquireNotAllowed);
+    }
+    if obs.view_predates_pause() {
+        return Err(Violation::AcquireFromStaleView);
     }
     Ok(())
 }
@@ -216,6 +228,7 @@ fn server_precondition(obs: &Observation, action: &Action, earlier: &[Action]) -
             matches!(server, Some(PgServer::Stopped(_))) || stopped_earlier
         }
         Action::FollowLeader { .. } => matches!(server, Some(PgServer::Replica(_))),
+        Action::RecoverCrash => matches!(server, Some(PgServer::Stopped(_))),
         _ => true,
     }
 }
@@ -233,7 +246,10 @@ fn touches_postgres_in_pause(obs: &Observation, action: &Action) -> bool {
             mode: DemoteMode::Graceful,
             ..
         } => candidate(obs).is_none_or(|c| c == obs.me.name),
-        Action::Demote { .. } | Action::StartPostgres { .. } | Action::Rewind { .. } => true,
+        Action::Demote { .. }
+        | Action::StartPostgres { .. }
+        | Action::Rewind { .. }
+        | Action::RecoverCrash => true,
         Action::StopPostgres { .. } => !reinit && !failed_bootstrap,
         Action::RemoveDataDirectory { .. } | Action::CloneReplica { .. } => !reinit,
         _ => false,

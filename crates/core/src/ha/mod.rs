@@ -38,8 +38,8 @@
 //!
 //! Standby clusters, failsafe mode (read as off), synchronous replication
 //! management on the primary (only the race eligibility rules are here),
-//! the pre-promote backoff, watchdog, scheduled restarts, single-user crash
-//! recovery before a rewind, replication slots and callbacks.
+//! the pre-promote backoff, watchdog, scheduled restarts, replication slots and
+//! callbacks.
 
 mod action;
 mod bootstrap;
@@ -57,6 +57,7 @@ mod postgres;
 mod race;
 mod schedule;
 mod tags;
+pub mod timeline;
 
 #[cfg(test)]
 mod tests;

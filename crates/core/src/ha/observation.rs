@@ -41,6 +41,10 @@ pub struct Observation {
     pub requests: Requests,
     /// Answers to this cycle's queries.
     pub cycle: CycleOutcomes,
+    /// When (on the runtime's monotonic clock) the runtime started reading the DCS view in
+    /// `dcs`; `None` when not known. Compared with [`AgentMemory::resumed_at`]: a view read
+    /// before the agent was suspended may be arbitrarily old.
+    pub view_read_at: Option<Tick>,
 }
 
 /// This member's identity.
@@ -91,6 +95,10 @@ pub struct AgentMemory {
     /// [`Action::CheckTimeline`] and [`Action::Rewind`], and clears it when
     /// the data directory is replaced (clone, promotion).
     pub timeline_check: Option<TimelineCheck>,
+    /// When the runtime last noticed that this process had been suspended (it woke up, or
+    /// was about to act on a view, much later than it should have: SIGSTOP, a frozen VM, a
+    /// long CPU-throttle stall). A view read before this is never used to take the lock.
+    pub resumed_at: Option<Tick>,
 }
 
 /// A long-running action that ended.
@@ -107,6 +115,10 @@ pub struct Finished {
 pub struct TimelineCheck {
     /// The leader compared with; a check for another leader is ignored.
     pub leader: String,
+    /// The leader's timeline (as it published it) at the time of the check; a check made
+    /// against an older timeline of the same leader is ignored (it promoted again, or had
+    /// not published its new timeline yet).
+    pub leader_timeline: u64,
     /// What was found.
     pub verdict: TimelineVerdict,
     /// When; an `Undetermined` result is asked again in a later cycle.
@@ -185,7 +197,16 @@ impl Observation {
             memory: AgentMemory::default(),
             requests: Requests::default(),
             cycle: CycleOutcomes::default(),
+            view_read_at: None,
         }
+    }
+
+    /// Whether the DCS view may predate a suspension of this process: it was read before
+    /// (or at) the last resumption, or when it was read is not known after one.
+    pub fn view_predates_pause(&self) -> bool {
+        self.memory
+            .resumed_at
+            .is_some_and(|resumed| self.view_read_at.is_none_or(|read| read <= resumed))
     }
 
     /// The cluster, when the DCS answered.

@@ -24,7 +24,7 @@ pub(super) fn unlocked(ctx: &Ctx<'_>) -> Decision {
         ),
         None => match health::is_healthiest(ctx) {
             Need::Peers => peers_step(ctx),
-            Need::Ready(true) => Decision::ask(Action::AcquireLeader, "racing for the leader lock"),
+            Need::Ready(true) => acquire_step(ctx, "racing for the leader lock"),
             Need::Ready(false) if ctx.tags().nofailover() => follower::follow(
                 ctx,
                 "demoting self because I am not allowed to become primary",
@@ -37,6 +37,20 @@ pub(super) fn unlocked(ctx: &Ctx<'_>) -> Decision {
             ),
         },
     }
+}
+
+/// The query that takes the lock, unless the DCS view may predate a suspension of this
+/// process: then the view is read again at once instead (issue #11: a former leader resumed
+/// after `ttl` judged its own stale record expired and took the lock of the member promoted
+/// meanwhile).
+pub(super) fn acquire_step(ctx: &Ctx<'_>, message: &str) -> Decision {
+    if ctx.obs.view_predates_pause() {
+        return Decision::report(
+            "not racing for the leader lock: the DCS view predates a suspension of this agent; reading it again",
+        )
+        .with_next_cycle_at(Some(ctx.now));
+    }
+    Decision::ask(Action::AcquireLeader, message)
 }
 
 /// §4.3: the lock is ours. Clean the failover key (in pause keep its

@@ -30,24 +30,43 @@ fn all_present(obj: &KindObject, wanted: &Annotations) -> bool {
 // === impl KubernetesDcs: the lock ===
 
 impl KubernetesDcs {
-    /// Tries to take the leader lock. `transitions` counts +1 when the lock
-    /// changes hands (including after a release); re-taking one's own lock
-    /// keeps the count and `acquireTime`.
+    /// Tries to take the leader lock, conditionally on the leader object still being at
+    /// `seen`: the resourceVersion of the leader object in the view the decision to race
+    /// was made from (`None`: the view had no leader object, so the write is a create).
+    /// `transitions` counts +1 when the lock changes hands (including after a release);
+    /// re-taking one's own lock keeps the count and `acquireTime`.
+    ///
+    /// # Guarantees
+    /// Nothing is written when the object moved past `seen` with a different leader record
+    /// (another member renewed or took the lock since): a decision made from an old view,
+    /// e.g. after this process was suspended, can never overwrite a newer lock (issue #11).
+    /// A newer version whose record is unchanged (only `optime` or slots moved) is a safe
+    /// base for the compare-and-swap.
     ///
     /// # Errors
     /// [`Error::Unreachable`](crate::Error::Unreachable) when the API cannot be reached within
     /// `retry_timeout` (a DCS error); a refused write is `Ok(false)`.
-    pub async fn attempt_to_acquire_leader(&self) -> Result<bool> {
+    pub async fn attempt_to_acquire_leader(&self, seen: Option<&str>) -> Result<bool> {
         let inner = &self.inner;
         let timing = inner.timing();
         let now = now_iso();
-        let (record, mut version) = {
-            let track = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
-            (
-                track.observer.record().clone(),
-                track.leader_version.clone(),
-            )
+        let record = match seen {
+            None => BTreeMap::new(),
+            Some(v) => {
+                let track = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+                match track.record_at(v) {
+                    Some(r) => r.clone(),
+                    None => {
+                        tracing::info!(
+                            version = v,
+                            "not taking the leader lock: the view it was decided from is gone"
+                        );
+                        return Ok(false);
+                    }
+                }
+            }
         };
+        let mut version = seen.map(str::to_string);
         let mut a = Annotations::from([
             (key::LEADER.to_string(), Some(inner.name.clone())),
             (key::TTL.to_string(), Some(timing.ttl.as_secs().to_string())),
@@ -72,11 +91,13 @@ impl KubernetesDcs {
             }
             a.insert(key::TRANSITIONS.to_string(), Some(transitions.to_string()));
         }
-        // A newer cached copy whose lock annotations are unchanged (only optime
-        // or slots moved) is a safe base for the CAS.
+        // A newer cached copy whose lock record is the one decided from (only optime or
+        // slots moved) is a safe base for the CAS.
         if let (Some(v), Some(cached)) = (&version, inner.kinds.get(&inner.names.leader()))
             && &cached.resource_version != v
-            && a.keys().all(|k| cached.annotations.get(k) == record.get(k))
+            && patroni_core::LEADER_RECORD_KEYS
+                .iter()
+                .all(|k| cached.annotations.get(*k) == record.get(*k))
         {
             version = Some(cached.resource_version.clone());
         }

@@ -43,9 +43,12 @@ pub use self::client::ClientSource;
 pub use self::labels::{LabelPatch, labels_match, target_labels};
 pub use self::names::{Mode, Names};
 pub use self::objects::{KindObject, PodObject};
+use self::retry::Retry;
 use crate::accounting::RequestCounter;
 use crate::{Error, Result};
 
+/// Least time given to the read that confirms an expired lock.
+const CONFIRM_MIN: Duration = Duration::from_secs(1);
 /// Extra time non-holders wait in `watch`, so their cycles trail the leader's.
 const NON_LEADER_EXTRA_WAIT: Duration = Duration::from_millis(500);
 
@@ -109,11 +112,46 @@ struct Inner {
     origin: tokio::time::Instant,
 }
 
+/// How many leader-object versions [`LockTrack`] remembers the record of.
+const SEEN_VERSIONS: usize = 16;
+
 #[derive(Debug, Default)]
 struct LockTrack {
     observer: LockObserver,
-    /// resourceVersion of the leader object in the last view.
-    leader_version: Option<String>,
+    /// The leader record at each of the last [`SEEN_VERSIONS`] resourceVersions of the leader
+    /// object that a view was built from, newest last. A lock write is conditional on the
+    /// version the caller's decision was made from, and takes `transitions`/`acquireTime`
+    /// from the record at that version, never from a newer view that another reader (the
+    /// REST API, patronictl) built in the meantime.
+    seen: std::collections::VecDeque<(String, BTreeMap<String, String>)>,
+}
+
+// === impl LockTrack ===
+
+impl LockTrack {
+    /// Remembers the record of the leader object at `version`.
+    fn remember(&mut self, version: &str, annotations: &BTreeMap<String, String>) {
+        if self.seen.iter().any(|(v, _)| v == version) {
+            return;
+        }
+        let record = patroni_core::LEADER_RECORD_KEYS
+            .iter()
+            .filter_map(|k| annotations.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        self.seen.push_back((version.to_string(), record));
+        while self.seen.len() > SEEN_VERSIONS {
+            self.seen.pop_front();
+        }
+    }
+
+    /// The record of the leader object at `version`, if a view was built from it lately.
+    fn record_at(&self, version: &str) -> Option<&BTreeMap<String, String>> {
+        self.seen
+            .iter()
+            .rev()
+            .find(|(v, _)| v == version)
+            .map(|(_, r)| r)
+    }
 }
 
 // === impl KubernetesDcs ===
@@ -287,6 +325,26 @@ impl Inner {
         }
     }
 
+    /// Feeds the leader object of `kinds` to the lock observer and judges the lock.
+    fn observe_lock(&self, kinds: &BTreeMap<String, KindObject>) -> LockState {
+        let leader_obj = kinds.get(&self.names.leader());
+        let mut track = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match leader_obj {
+            Some(o) => {
+                track.remember(&o.resource_version, &o.annotations);
+                track
+                    .observer
+                    .observe(&o.annotations, self.tick(), self.timing().ttl)
+            }
+            None => {
+                track
+                    .observer
+                    .observe(&BTreeMap::new(), self.tick(), self.timing().ttl);
+                LockState::Free
+            }
+        }
+    }
+
     async fn get_cluster(&self) -> Result<Cluster> {
         let retry = self.timing().retry_timeout;
         let deadline = tokio::time::Instant::now() + retry;
@@ -303,22 +361,34 @@ impl Inner {
         let (Some(kinds), Some(pods)) = (self.kinds.snapshot(), self.pods.snapshot()) else {
             return Err(Error::NotReady(retry));
         };
-        let leader_obj = kinds.get(&self.names.leader());
-        let lock_state = {
-            let mut track = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            track.leader_version = leader_obj.map(|o| o.resource_version.clone());
-            match leader_obj {
-                Some(o) => track
-                    .observer
-                    .observe(&o.annotations, self.tick(), self.timing().ttl),
+        let mut kinds = kinds;
+        let mut lock_state = self.observe_lock(&kinds);
+        if lock_state == LockState::Free
+            && kinds
+                .get(&self.names.leader())
+                .is_some_and(|o| o.annotations.get("leader").is_some_and(|l| !l.is_empty()))
+        {
+            // The cache says a held lock expired. A cache can be arbitrarily stale (this
+            // process may have been suspended, a watch may lag): confirm with a read from the
+            // API server before anyone decides to take the lock (issue #11).
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let retry = Retry::new(remaining.max(CONFIRM_MIN), &self.k8s.retriable_http_codes);
+            let name = self.names.leader();
+            let fresh = retry
+                .run("read the leader object", || self.kinds_api.get_opt(&name))
+                .await?
+                .map(KindObject::from);
+            match fresh {
+                Some(o) => {
+                    self.kinds.set(o.clone());
+                    kinds.insert(name, o);
+                }
                 None => {
-                    track
-                        .observer
-                        .observe(&BTreeMap::new(), self.tick(), self.timing().ttl);
-                    LockState::Free
+                    kinds.remove(&name);
                 }
             }
-        };
+            lock_state = self.observe_lock(&kinds);
+        }
         let view = view::build(&self.names, &kinds, &pods, &lock_state);
         if let Ok(mut last) = self.last_warnings.lock()
             && *last != view.warnings

@@ -76,6 +76,21 @@ pub async fn member_pods(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -
 }
 
 /// Waits until `node`'s view shows `name` holding the lock.
+/// Reads `node`'s view and races for the lock from it (the leader version it saw).
+#[allow(dead_code)]
+pub async fn acquire(node: &KubernetesDcs) -> bool {
+    let seen = node
+        .get_cluster()
+        .await
+        .expect("view")
+        .leader
+        .map(|l| l.version);
+    node.attempt_to_acquire_leader(seen.as_deref())
+        .await
+        .expect("acquire")
+}
+
+#[allow(dead_code)]
 pub async fn wait_for_leader(node: &KubernetesDcs, name: &str) {
     patroni_testlab::wait_until(
         Duration::from_secs(10),

@@ -153,6 +153,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 tracing::info!("promoting");
                 let wait = self.start_timeout(None);
                 self.pg.promote(wait).await?;
+                // Right away, as Patroni's `ensure_checkpoint_after_promote`: until the first
+                // checkpoint on the new timeline, `pg_control` names the old one, and a crash
+                // now would leave a data directory that looks in sync with its successor.
+                if let Err(e) = self.pg.checkpoint().await {
+                    tracing::warn!("failed to run CHECKPOINT after the promotion: {e:#}");
+                }
                 self.callback(PgEvent::Promoted);
                 self.last_role = Some(PgRole::Primary);
                 self.upstream = None;
@@ -174,7 +180,18 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 self.callback(PgEvent::Followed);
                 Ok(())
             }
-            Action::Rewind { from } => self.rewind(from).await,
+            Action::Rewind { from } => {
+                let leader_timeline = obs_leader_timeline(obs.cluster(), &from.member);
+                self.rewind(from, leader_timeline).await
+            }
+            Action::RecoverCrash => {
+                self.state_override = Some(PgState::Stopped);
+                tracing::info!("doing crash recovery in a single user mode");
+                self.pg.recover_crash().await?;
+                self.crashed_as = None;
+                self.memory.timeline_check = None;
+                Ok(())
+            }
             Action::RemoveDataDirectory { reason } => {
                 tracing::info!(?reason, "removing the data directory");
                 self.pg.remove_data().await?;
@@ -307,32 +324,25 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         Ok(())
     }
 
-    /// `pg_rewind` from the leader. `pg_rewind` needs a cleanly shut down target: a running
-    /// server is stopped fast; one that crashed is first recovered by starting it as a standby
-    /// that follows nobody (read-only, so never a second primary) and stopping it fast, which
-    /// stands in for Patroni's single-user crash recovery.
-    async fn rewind(&mut self, from: &Upstream) -> anyhow::Result<()> {
+    /// `pg_rewind` from the leader, once the leader has checkpointed since its promotion
+    /// (else `pg_rewind` reads the old timeline from its `pg_control` and finds nothing to do;
+    /// not being able to make sure of that is no failed rewind: it is tried again). The
+    /// target must be shut down cleanly: a running server is stopped fast, one that crashed
+    /// is first recovered in single-user mode (never a server that accepts connections).
+    async fn rewind(&mut self, from: &Upstream, leader_timeline: u64) -> anyhow::Result<()> {
         self.state_override = Some(PgState::Rewinding);
-        let running = self.pg.is_running();
-        if !running && !self.shut_down_cleanly().await {
-            tracing::info!("recovering from a crash before pg_rewind, as a standby of nobody");
-            let params = self.server_parameters();
-            let recovery = self.recovery(None)?;
-            let timeout = self.start_timeout(None);
-            self.last_role = Some(PgRole::Replica);
-            self.pg
-                .start(&params, Some(&recovery), timeout)
-                .await
-                .context("crash recovery before pg_rewind")?;
-        }
-        if running {
-            self.stop_with_callback(PgStopMode::Fast).await?;
-        } else {
-            // Only the crash recovery above (if any) to undo: no callback, as in Patroni.
-            self.stop(PgStopMode::Fast).await?;
-        }
         let address = parse_conn_url(&from.conn_url)
             .with_context(|| format!("parse conn_url {:?}", from.conn_url))?;
+        self.pg
+            .leader_checkpointed(&address)
+            .await
+            .with_context(|| format!("prepare pg_rewind from {}", from.member))?;
+        if self.pg.is_running() {
+            self.stop_with_callback(PgStopMode::Fast).await?;
+        } else if !self.shut_down_cleanly().await {
+            tracing::info!("doing crash recovery in a single user mode before pg_rewind");
+            self.pg.recover_crash().await?;
+        }
         tracing::info!(leader = %from.member, "running pg_rewind");
         let result = self.pg.rewind_from(&address).await;
         let verdict = if result.is_ok() {
@@ -342,6 +352,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         };
         self.memory.timeline_check = Some(TimelineCheck {
             leader: from.member.clone(),
+            leader_timeline,
             verdict,
             checked_at: self.tick(),
         });
@@ -417,6 +428,7 @@ fn is_long(action: &Action) -> bool {
             | Action::Promote
             | Action::Demote { .. }
             | Action::Rewind { .. }
+            | Action::RecoverCrash
     )
 }
 
@@ -557,4 +569,12 @@ mod tests {
         let e = refused(Ok(false), "release the leader lock").expect_err("refused");
         assert!(format!("{e:#}").contains("refused"));
     }
+}
+
+/// The timeline `member` published, as seen in `cluster` (0 when unknown).
+fn obs_leader_timeline(cluster: Option<&patroni_core::Cluster>, member: &str) -> u64 {
+    cluster
+        .and_then(|c| c.member(member))
+        .and_then(|m| m.data.timeline)
+        .unwrap_or(0)
 }

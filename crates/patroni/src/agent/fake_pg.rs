@@ -307,6 +307,25 @@ impl PostgresCtl for FakePostgres {
         Ok(())
     }
 
+    async fn leader_checkpointed(&self, _: &UpstreamAddress) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn recover_crash(&mut self) -> anyhow::Result<()> {
+        self.with(|s| {
+            anyhow::ensure!(s.running.is_none(), "running");
+            if let Some(d) = &mut s.data {
+                d.stopped_state = "shut down";
+            }
+            s.standby_signal = false;
+            Ok(())
+        })
+    }
+
+    async fn checkpoint_end(&self, _: u32, _: u64) -> Option<u64> {
+        None
+    }
+
     async fn remove_data(&mut self) -> anyhow::Result<()> {
         self.with(|s| s.data = None);
         Ok(())

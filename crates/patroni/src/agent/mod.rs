@@ -9,6 +9,7 @@
 
 pub mod api_backend;
 pub mod callbacks;
+mod divergence;
 pub mod execute;
 pub mod fake_pg;
 pub mod member_data;

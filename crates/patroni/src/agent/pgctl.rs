@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use patroni_config::Config;
 use patroni_postgres::{
-    BASEBACKUP_RETRY_DELAY, ControlData, DataDirState, HistoryLine, Postgres, RecoveryConf,
-    ReplicaMethod, ServerParameters, ServerStatus, StopMode, UpstreamAddress,
+    BASEBACKUP_RETRY_DELAY, ControlData, DataDirState, HistoryLine, PgClient, Postgres,
+    RecoveryConf, ReplicaMethod, ServerParameters, ServerStatus, StopMode, UpstreamAddress,
     create_replication_users, remove_contents_async, run_post_bootstrap, set_superuser_password,
 };
 
@@ -78,6 +78,20 @@ pub trait PostgresCtl: Send + 'static {
         &mut self,
         source: &UpstreamAddress,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Makes sure the leader at `source` checkpointed since its promotion (so `pg_rewind`
+    /// from it sees its new timeline): checks, runs `CHECKPOINT` on it when it has not and
+    /// the credentials allow, and checks again.
+    ///
+    /// # Errors
+    /// It cannot be reached, is not a primary, or has still not checkpointed (try later).
+    fn leader_checkpointed(
+        &self,
+        source: &UpstreamAddress,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Crash recovery of the stopped data directory in single-user mode.
+    fn recover_crash(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Where the checkpoint record at `lsn` on `timeline` ends (`pg_waldump`), if readable.
+    fn checkpoint_end(&self, timeline: u32, lsn: u64) -> impl Future<Output = Option<u64>> + Send;
     /// Empties the data directory.
     fn remove_data(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Renames the data directory to `<dir>.failed`.
@@ -312,6 +326,43 @@ impl PostgresCtl for RealPostgres {
             )
             .await
             .context("run pg_rewind")
+    }
+
+    async fn leader_checkpointed(&self, source: &UpstreamAddress) -> anyhow::Result<()> {
+        let spec = self.pg.spec();
+        let user = spec.rewind.as_ref().unwrap_or(&spec.superuser);
+        let params = patroni_postgres::ConnParams::for_user(&source.host, source.port, user)
+            .with("dbname", spec.database.clone())
+            .with("connect_timeout", "3");
+        let client = PgClient::connect(&params)
+            .await
+            .context("connect to the leader")?;
+        if client.checkpointed_on_current_timeline().await? {
+            return Ok(());
+        }
+        tracing::info!(leader = %source.host, "running CHECKPOINT on the leader before pg_rewind");
+        if let Err(e) = client.checkpoint().await {
+            tracing::info!("failed to run CHECKPOINT on the leader: {e:#}");
+        }
+        anyhow::ensure!(
+            client.checkpointed_on_current_timeline().await?,
+            "the leader has not run a checkpoint since its promotion yet"
+        );
+        Ok(())
+    }
+
+    async fn recover_crash(&mut self) -> anyhow::Result<()> {
+        self.pg
+            .single_user_recovery()
+            .await
+            .context("crash recovery in single-user mode")
+    }
+
+    async fn checkpoint_end(&self, timeline: u32, lsn: u64) -> Option<u64> {
+        self.pg
+            .checkpoint_end(timeline, patroni_postgres::Lsn(lsn))
+            .await
+            .map(|l| l.0)
     }
 
     async fn remove_data(&mut self) -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ use patroni_api::ParamChange;
 use patroni_config::{Config, DynamicConfig};
 use patroni_core::ha::{
     Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, LockOutcome, MemberTags,
-    Observation, PgRole, PgServer, SynchronousMode, TimelineCheck, TimelineVerdict, decide,
+    Observation, PgRole, PgServer, SynchronousMode, TimelineCheck, decide,
 };
 use patroni_core::{Cluster, Role, Tick};
 use patroni_dcs::{Dcs, LeaderStatusUpdate};
@@ -41,6 +41,10 @@ use super::pgctl::PostgresCtl;
 const MAX_STEPS: usize = 8;
 /// How long the shutdown sequence may take before the agent gives up and exits.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
+/// Slack on top of the longest legitimate age of a view the lock is raced with.
+const STALE_VIEW_MARGIN: Duration = Duration::from_secs(1);
+/// A wake-up this much later than its deadline means the process was suspended.
+const LATE_WAKE: Duration = Duration::from_secs(1);
 /// Pause between shutdown attempts whose actions failed.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(1);
 
@@ -254,6 +258,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             _ = dcs.watch(remaining) => {}
             () = shared.wake.notified() => {}
         }
+        let late = Instant::now().saturating_duration_since(deadline);
+        if late > LATE_WAKE {
+            tracing::warn!(late = ?late, "this agent was suspended: woke up late");
+            self.memory.resumed_at = Some(self.tick());
+        }
     }
 
     /// One cycle: observe, decide (with queries), act, publish.
@@ -261,6 +270,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.shared.update(|s| s.loop_status = LoopStatus::Deciding);
         let (reinit, restarts) = self.take_commands();
         let now = self.tick();
+        let view_read_at = now;
         let dcs = match self.dcs.get_cluster().await {
             Ok(cluster) => {
                 self.dcs_last_seen = unix_now().as_secs();
@@ -294,6 +304,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.memory = memory;
         obs.requests.shutdown = stopping;
         obs.requests.reinit = reinit;
+        obs.view_read_at = Some(view_read_at);
         let mut steps = 0;
         let decision = loop {
             let d = decide(&obs, &self.ha, now);
@@ -389,14 +400,55 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 Ok(won) => obs.cycle.initialize = Some(won),
                 Err(e) => self.dcs_failed(obs, "take the initialize key", e),
             },
-            Action::AcquireLeader => match dcs.attempt_to_acquire_leader().await {
-                Ok(true) => {
-                    tracing::info!("acquired the leader lock");
-                    self.lock_held(obs, now, LockOutcome::Acquired);
+            Action::AcquireLeader => {
+                let age = self
+                    .tick()
+                    .saturating_sub(obs.view_read_at.unwrap_or_default());
+                if age > self.stale_view_limit() {
+                    // Reading the view, the peers and deciding take at most retry_timeout and
+                    // the peer timeout: this process was suspended in between (issue #11).
+                    let at = self.tick();
+                    tracing::warn!(
+                        age = ?age,
+                        "not racing for the leader lock: the DCS view is too old, this agent was suspended"
+                    );
+                    self.memory.resumed_at = Some(at);
+                    obs.memory.resumed_at = Some(at);
+                    return;
                 }
-                Ok(false) => obs.cycle.lock = Some(LockOutcome::Refused),
-                Err(e) => self.dcs_failed(obs, "acquire the leader lock", e),
-            },
+                let seen = obs
+                    .cluster()
+                    .and_then(|c| c.leader.as_ref())
+                    .map(|l| l.version.clone());
+                self.acquire(obs, now, seen.as_deref()).await;
+            }
+            other => self.query_more(other, obs, now).await,
+        }
+    }
+
+    /// The oldest a DCS view may be when this member races for the lock with it: the read
+    /// (at most `retry_timeout`), the peer checks and a margin.
+    fn stale_view_limit(&self) -> Duration {
+        self.ha.retry_timeout + super::peers::PEER_TIMEOUT + STALE_VIEW_MARGIN
+    }
+
+    /// [`Action::AcquireLeader`], conditional on the leader object version `seen`.
+    async fn acquire(&mut self, obs: &mut Observation, now: Tick, seen: Option<&str>) {
+        let dcs = Arc::clone(&self.dcs);
+        match dcs.attempt_to_acquire_leader(seen).await {
+            Ok(true) => {
+                tracing::info!("acquired the leader lock");
+                self.lock_held(obs, now, LockOutcome::Acquired);
+            }
+            Ok(false) => obs.cycle.lock = Some(LockOutcome::Refused),
+            Err(e) => self.dcs_failed(obs, "acquire the leader lock", e),
+        }
+    }
+
+    /// The queries other than taking the lock.
+    async fn query_more(&mut self, query: Action, obs: &mut Observation, now: Tick) {
+        let dcs = Arc::clone(&self.dcs);
+        match query {
             Action::RenewLeader { last_lsn } => {
                 let (slots, retain_slots) = match last_lsn {
                     Some(lsn) => self.leader_slots(obs, lsn, now).await,
@@ -421,10 +473,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 obs.cycle.peers = Some(self.peers.check(&members).await);
             }
             Action::CheckTimeline { leader } => {
-                let verdict = self.check_timeline(obs, &leader.member).await;
+                let (verdict, leader_timeline) = self.check_timeline(obs, &leader.member).await;
                 tracing::info!(leader = %leader.member, ?verdict, "timeline check");
                 let check = TimelineCheck {
                     leader: leader.member,
+                    leader_timeline,
                     verdict,
                     checked_at: now,
                 };
@@ -501,80 +554,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             tracing::warn!("failed to {what}: {e:#}");
         }
         obs.dcs = DcsView::Unreachable;
-    }
-
-    /// Compares this member's timeline and position with the leader's, as Patroni's
-    /// `_check_timeline_and_lsn` does, with the leader's timeline history taken from the DCS
-    /// `history` key instead of a replication connection:
-    /// - same timeline: in sync; local timeline ahead: rewind;
-    /// - behind: the switch point where the local timeline ended on the leader's history
-    ///   decides. A server that shut down cleanly or was in recovery diverged when its
-    ///   position (checkpoint, or minimum recovery point) reached past that switch point (a
-    ///   clean shutdown checkpoint exactly at it is what a switchover leaves, not a divergence);
-    ///   a primary that crashed may have written past its last checkpoint, so it is always
-    ///   rewound (pg_rewind finds nothing to do when nothing diverged);
-    /// - no history line for the local timeline, or the local timeline's branch point is
-    ///   unknown: rewind when the data directory was a primary's, else in sync (a replica
-    ///   that only replayed what the leader sent).
-    async fn check_timeline(&self, obs: &Observation, leader: &str) -> TimelineVerdict {
-        let cluster = obs.cluster();
-        let Some(leader_tl) = cluster
-            .and_then(|c| c.member(leader))
-            .and_then(|m| m.data.timeline)
-        else {
-            return TimelineVerdict::Undetermined;
-        };
-        let Ok(cd) = self.pg.controldata().await else {
-            return TimelineVerdict::Undetermined;
-        };
-        let Ok(local_tl) = cd.checkpoint_timeline() else {
-            return TimelineVerdict::Undetermined;
-        };
-        let state = patroni_core::ha::ControlState::from_controldata(
-            cd.get("Database cluster state").unwrap_or_default(),
-        );
-        let local_tl = u64::from(local_tl);
-        if local_tl == leader_tl {
-            return TimelineVerdict::InSync;
-        }
-        if local_tl > leader_tl {
-            return TimelineVerdict::NeedsRewind;
-        }
-        let switchpoint = cluster
-            .and_then(|c| c.history.as_ref())
-            .and_then(|h| switchpoint(&h.lines, local_tl));
-        let clean = matches!(
-            state,
-            patroni_core::ha::ControlState::ShutDown
-                | patroni_core::ha::ControlState::ShutDownInRecovery
-        );
-        let in_recovery = matches!(
-            state,
-            patroni_core::ha::ControlState::ShutDownInRecovery
-                | patroni_core::ha::ControlState::InArchiveRecovery
-        );
-        match switchpoint {
-            Some(_) if !clean && !in_recovery => TimelineVerdict::NeedsRewind,
-            Some(sp) => {
-                let checkpoint = cd.checkpoint_lsn().map(|l| l.0).unwrap_or(u64::MAX);
-                let min_recovery = cd
-                    .min_recovery_end()
-                    .map(|(l, tl)| if u64::from(tl) == local_tl { l.0 } else { 0 })
-                    .unwrap_or(0);
-                let diverged = if in_recovery {
-                    checkpoint > sp || min_recovery > sp
-                } else {
-                    checkpoint >= sp
-                };
-                if diverged {
-                    TimelineVerdict::NeedsRewind
-                } else {
-                    TimelineVerdict::InSync
-                }
-            }
-            None if state.was_primary() => TimelineVerdict::NeedsRewind,
-            None => TimelineVerdict::InSync,
-        }
     }
 
     /// Publishes the member key (when the DCS answered) and the API snapshot.
@@ -682,16 +661,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             tracing::warn!("failed to maintain replication slots: {e:#}");
         }
     }
-}
-
-/// Where `timeline` ended according to the DCS history lines `[timeline, lsn, ...]`.
-fn switchpoint(lines: &[serde_json::Value], timeline: u64) -> Option<u64> {
-    lines.iter().find_map(|line| {
-        let line = line.as_array()?;
-        (line.first()?.as_u64()? == timeline)
-            .then(|| line.get(1)?.as_u64())
-            .flatten()
-    })
 }
 
 /// The role of a server that runs and answers, for the callbacks.

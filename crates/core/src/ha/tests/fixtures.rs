@@ -355,8 +355,14 @@ fn answer(obs: &mut Observation, now: Tick, rt: &Runtime, q: &Action) {
             );
         }
         Action::CheckTimeline { leader } => {
+            let leader_timeline = obs
+                .cluster()
+                .and_then(|c| c.member(&leader.member))
+                .and_then(|m| m.data.timeline)
+                .unwrap_or(0);
             obs.memory.timeline_check = Some(TimelineCheck {
                 leader: leader.member.clone(),
+                leader_timeline,
                 verdict: rt.timeline.unwrap_or_else(missing(q)),
                 checked_at: now,
             });

@@ -7,6 +7,7 @@ mod fixtures;
 mod t10_bootstrap;
 mod t20_leader;
 mod t30_race;
+mod t35_resumed_after_pause;
 mod t40_failover;
 mod t50_follower;
 mod t60_outage_pause_shutdown;

@@ -143,15 +143,27 @@ fn crashed_replica_restarts_as_secondary() {
     assert_final(&c, &[start_following("pg-0")], "starting as a secondary");
 }
 
-/// A crashed primary without the lock restarts as replica, after checking
+/// A crashed primary without the lock is first recovered in single-user mode (Patroni:
+/// `doing crash recovery in a single user mode`), then restarts as replica after checking
 /// its timeline when rewind is possible.
 #[test]
-fn crashed_primary_without_lock_restarts_as_replica_after_timeline_check() {
+fn crashed_primary_without_lock_recovers_then_restarts_as_replica_after_timeline_check() {
     let o = obs(
         "pg-1",
         three(),
         stopped(ControlState::InProduction, Some(PgRole::Primary)),
     );
+    let c = run(o, &rewinding(), NOW, &Runtime::none());
+    assert_final(
+        &c,
+        &[Action::RecoverCrash],
+        "doing crash recovery in a single user mode",
+    );
+    let mut o = obs("pg-1", three(), stopped(ControlState::ShutDown, None));
+    o.memory.finished = Some(crate::ha::Finished {
+        action: Action::RecoverCrash,
+        succeeded: true,
+    });
     let c = run(
         o,
         &rewinding(),
@@ -224,6 +236,7 @@ fn failed_rewind_removes_data_only_when_allowed() {
     let mut o = obs("pg-1", three(), stopped(ControlState::ShutDown, None));
     o.memory.timeline_check = Some(TimelineCheck {
         leader: "pg-0".into(),
+        leader_timeline: 1,
         verdict: TimelineVerdict::RewindFailed,
         checked_at: NOW - secs(10),
     });
@@ -281,6 +294,7 @@ fn undetermined_timeline_check_is_retried_next_cycle() {
     let mut o = o;
     o.memory.timeline_check = Some(TimelineCheck {
         leader: "pg-0".into(),
+        leader_timeline: 1,
         verdict: TimelineVerdict::Undetermined,
         checked_at: NOW,
     });
@@ -337,4 +351,94 @@ fn freshly_cloned_replica_is_started() {
     let o = obs("pg-2", three(), stopped(ControlState::InProduction, None));
     let c = run(o, &cfg(), NOW, &Runtime::none());
     assert_final(&c, &[start_following("pg-0")], "starting as a secondary");
+}
+
+/// A server that did not shut down cleanly as a primary (crashed, or stopped immediately
+/// after losing the lock) is first recovered in single-user mode; after that attempt failed
+/// it is not repeated in the next cycle.
+#[test]
+fn unclean_primary_data_is_recovered_in_single_user_mode_first() {
+    for control in [
+        ControlState::InProduction,
+        ControlState::ShuttingDown,
+        ControlState::InCrashRecovery,
+    ] {
+        let o = obs("pg-1", three(), stopped(control, None));
+        let c = run(o, &rewinding(), NOW, &Runtime::none());
+        assert_final(
+            &c,
+            &[Action::RecoverCrash],
+            "doing crash recovery in a single user mode",
+        );
+    }
+    let mut o = obs("pg-1", three(), stopped(ControlState::InProduction, None));
+    o.memory.finished = Some(crate::ha::Finished {
+        action: Action::RecoverCrash,
+        succeeded: false,
+    });
+    let c = run(
+        o,
+        &rewinding(),
+        NOW,
+        &Runtime::none().timeline(TimelineVerdict::Undetermined),
+    );
+    assert_final(&c, &[start_following("pg-0")], "starting as a secondary");
+}
+
+/// A verdict for an older timeline of the same leader is not used: the leader promoted
+/// again (or had not published its new timeline when the check ran), so it is asked anew.
+#[test]
+fn timeline_check_against_an_older_leader_timeline_is_asked_again() {
+    let mut cl = three();
+    for m in &mut cl.members {
+        if m.name == "pg-0" {
+            m.data.timeline = Some(2);
+        }
+    }
+    let mut o = obs("pg-1", cl, replica(Some("pg-0"), LAST_LSN));
+    o.memory.timeline_check = Some(TimelineCheck {
+        leader: "pg-0".into(),
+        leader_timeline: 1,
+        verdict: TimelineVerdict::InSync,
+        checked_at: NOW - secs(10),
+    });
+    let c = run(
+        o,
+        &rewinding(),
+        NOW,
+        &Runtime::none().timeline(TimelineVerdict::NeedsRewind),
+    );
+    assert_eq!(c.queries, [Action::CheckTimeline { leader: up("pg-0") }]);
+    assert_final(
+        &c,
+        &[Action::Rewind { from: up("pg-0") }],
+        "running pg_rewind from pg-0",
+    );
+}
+
+/// A forced reinitialise runs while the server keeps failing to start (issue #11).
+#[test]
+fn reinit_request_runs_after_a_failed_start() {
+    let mut o = obs(
+        "pg-1",
+        three(),
+        stopped(ControlState::ShutDownInRecovery, None),
+    );
+    o.memory.finished = Some(crate::ha::Finished {
+        action: start_following("pg-0"),
+        succeeded: false,
+    });
+    o.requests.reinit = Some(crate::ha::ReinitRequest { from_leader: false });
+    let c = run(o, &rewinding(), NOW, &Runtime::none());
+    assert_eq!(
+        c.decision.actions,
+        [
+            Action::RemoveDataDirectory {
+                reason: RemovalReason::ReinitRequested
+            },
+            Action::CloneReplica {
+                source: CloneSource::Leader(up("pg-0"))
+            }
+        ]
+    );
 }

@@ -1,0 +1,103 @@
+//! The I/O half of [`Action::CheckTimeline`](patroni_core::ha::Action): where the local server
+//! stands (the live replay position and timeline of a running standby, else `pg_controldata`
+//! of the stopped data directory), the leader's timeline and history from the DCS, and, when
+//! the core's rule asks for it, the end of a former primary's last checkpoint record
+//! (`pg_waldump`). The rule itself is [`patroni_core::ha::timeline::divergence`].
+
+use patroni_core::Role;
+use patroni_core::ha::timeline::{self, Divergence, LocalPosition};
+use patroni_core::ha::{ControlState, Observation, PgServer, TimelineVerdict};
+use patroni_dcs::Dcs;
+
+use super::pgctl::PostgresCtl;
+use super::runtime::Runtime;
+
+// === impl Runtime (divergence) ===
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// Compares this member's timeline and position with `leader`'s, as Patroni's
+    /// `_check_timeline_and_lsn`, with the leader's timeline history taken from the DCS
+    /// `history` key instead of a replication connection. Returns the verdict and the
+    /// leader's published timeline it was made against.
+    pub(super) async fn check_timeline(
+        &self,
+        obs: &Observation,
+        leader: &str,
+    ) -> (TimelineVerdict, u64) {
+        let cluster = obs.cluster();
+        let Some(leader_member) = cluster.and_then(|c| c.member(leader)) else {
+            return (TimelineVerdict::Undetermined, 0);
+        };
+        let Some(leader_tl) = leader_member.data.timeline else {
+            return (TimelineVerdict::Undetermined, 0);
+        };
+        if leader_member
+            .data
+            .role
+            .as_deref()
+            .and_then(|r| r.parse::<Role>().ok())
+            != Some(Role::Primary)
+        {
+            tracing::info!(%leader, "the leader is not running as primary yet: no timeline check");
+            return (TimelineVerdict::Undetermined, leader_tl);
+        }
+        let Some(local) = self.local_position(obs).await else {
+            return (TimelineVerdict::Undetermined, leader_tl);
+        };
+        tracing::info!(
+            timeline = local.timeline,
+            lsn = %patroni_postgres::Lsn(local.lsn),
+            in_recovery = local.in_recovery,
+            leader_timeline = leader_tl,
+            "local timeline and position"
+        );
+        let history = cluster
+            .and_then(|c| c.history.as_ref())
+            .map(|h| timeline::history_switchpoints(&h.lines))
+            .unwrap_or_default();
+        let verdict = match timeline::divergence(local, leader_tl, &history) {
+            Divergence::Verdict(v) => v,
+            Divergence::NeedCheckpointEnd {
+                timeline,
+                lsn,
+                switchpoint,
+            } => {
+                let end = match u32::try_from(timeline) {
+                    Ok(tl) => self.pg.checkpoint_end(tl, lsn).await,
+                    Err(_) => None,
+                };
+                timeline::after_checkpoint_end(end, switchpoint)
+            }
+        };
+        (verdict, leader_tl)
+    }
+
+    /// Where the local server stands: a running standby's replay position and timeline, else
+    /// the cleanly stopped data directory's `pg_controldata`; `None` when unknown (starting,
+    /// crashed and not yet recovered).
+    async fn local_position(&self, obs: &Observation) -> Option<LocalPosition> {
+        match obs.postgres.server() {
+            Some(PgServer::Replica(r)) if r.timeline.is_some() => {
+                return Some(LocalPosition {
+                    in_recovery: true,
+                    timeline: r.timeline.unwrap_or_default(),
+                    lsn: r.replay_lsn,
+                });
+            }
+            Some(PgServer::Stopped(_) | PgServer::Replica(_)) => {}
+            _ => return None,
+        }
+        let cd = self.pg.controldata().await.ok()?;
+        let state =
+            ControlState::from_controldata(cd.get("Database cluster state").unwrap_or_default());
+        let checkpoint = (
+            u64::from(cd.checkpoint_timeline().ok()?),
+            cd.checkpoint_lsn().ok()?.0,
+        );
+        let min_recovery = cd
+            .min_recovery_end()
+            .map(|(lsn, tl)| (u64::from(tl), lsn.0))
+            .unwrap_or((0, 0));
+        LocalPosition::from_controldata(state, checkpoint, min_recovery)
+    }
+}
