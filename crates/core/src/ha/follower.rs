@@ -43,7 +43,11 @@ pub(super) fn follow(ctx: &Ctx<'_>, demote_reason: &str, follow_reason: &str) ->
         let behind_leader = leader_timeline(ctx)
             .is_some_and(|leader_tl| replica.timeline.is_some_and(|mine| mine < leader_tl));
         let ask = ctx.obs.memory.first_cycle || behind_leader;
-        if let Some(d) = repair_divergence(ctx, data, true, ask) {
+        // Still behind and not streaming: a verdict of "in sync" may have been made while
+        // this standby was still receiving from the old primary past the fork point (issue
+        // #11); judge again, once per loop.
+        let recheck = behind_leader && !replica.streaming;
+        if let Some(d) = repair_divergence(ctx, data, true, ask, recheck) {
             return d;
         }
     }
@@ -86,7 +90,7 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
     if let Some(d) = crash_recovery(ctx, data, stopped) {
         return d;
     }
-    if let Some(d) = repair_divergence(ctx, data, false, true) {
+    if let Some(d) = repair_divergence(ctx, data, false, true, false) {
         return d;
     }
     let upstream = match ctx.node_to_follow() {
@@ -107,7 +111,8 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
 /// cluster has no leader or a rewind may follow, as Patroni does: only then does
 /// `pg_control` name the timeline it last wrote, which the divergence check needs (a
 /// primary killed right after its promotion still shows the old timeline). Once per
-/// failure: a failed attempt is not repeated in the next cycle.
+/// failure: a failed attempt is not repeated in the next cycle. A base backup that has not
+/// finished its recovery (`backup_label`) looks crashed too and is left alone.
 fn crash_recovery(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) -> Option<Decision> {
     use super::ControlState::{InCrashRecovery, InProduction, ShuttingDown};
     let unclean = matches!(
@@ -121,7 +126,8 @@ fn crash_recovery(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) -> Opt
         .finished
         .as_ref()
         .is_some_and(|f| matches!(f.action, Action::RecoverCrash) && !f.succeeded);
-    (unclean && (!ctx.cluster.is_locked() || can_rewind) && !just_failed).then(|| {
+    let eligible = unclean && !stopped.restored_from_backup;
+    (eligible && (!ctx.cluster.is_locked() || can_rewind) && !just_failed).then(|| {
         let action = Action::RecoverCrash;
         let message = action.task_name();
         Decision::new(vec![action], message)
@@ -168,14 +174,15 @@ fn recover_holder(ctx: &Ctx<'_>, stopped: &Stopped) -> Decision {
 }
 
 /// §7.3: when this member's history may have diverged from the leader's,
-/// learn whether it did (`ask` allows the query), then rewind, reclone or
-/// remove the data as configured. `None`: nothing to repair (or not known
+/// learn whether it did (`ask` allows the query; `recheck` asks again, once per loop, after
+/// an "in sync" verdict), then rewind, reclone or remove the data as configured. `None`: nothing to repair (or not known
 /// yet and not worth asking).
 fn repair_divergence(
     ctx: &Ctx<'_>,
     data: &DataDirectory,
     running: bool,
     ask: bool,
+    recheck: bool,
 ) -> Option<Decision> {
     let cfg = ctx.cfg;
     let can_rewind = cfg.use_pg_rewind && data.pg_rewind_usable;
@@ -202,6 +209,13 @@ fn repair_divergence(
     };
     match check.map(|c| (c.verdict, c.checked_at)) {
         None if ask && (can_rewind || can_reclone) => Some(check_step(leader)),
+        Some((TimelineVerdict::InSync, at))
+            if recheck
+                && (can_rewind || can_reclone)
+                && at.saturating_add(cfg.loop_wait) <= ctx.now =>
+        {
+            Some(check_step(leader))
+        }
         Some((TimelineVerdict::Undetermined, at)) if ask && at < ctx.now => {
             Some(check_step(leader))
         }

@@ -68,6 +68,10 @@ pub struct Stopped {
     /// Whether `standby.signal`/`recovery.signal` (or `recovery.conf`)
     /// exists, i.e. the server would start in recovery.
     pub recovery_signal: bool,
+    /// Whether `backup_label` exists (PostgreSQL 15+): the data directory is a base backup
+    /// that has not finished its recovery, so it looks crashed (`in production`) but must
+    /// be started as it is, never recovered in single-user mode.
+    pub restored_from_backup: bool,
 }
 
 /// `Database cluster state` as `pg_controldata` prints it.

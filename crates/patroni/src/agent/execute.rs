@@ -529,6 +529,14 @@ pub fn parse_conn_url(url: &str) -> Option<UpstreamAddress> {
     })
 }
 
+/// The timeline `member` published, as seen in `cluster` (0 when unknown).
+fn obs_leader_timeline(cluster: Option<&patroni_core::Cluster>, member: &str) -> u64 {
+    cluster
+        .and_then(|c| c.member(member))
+        .and_then(|m| m.data.timeline)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,12 +577,4 @@ mod tests {
         let e = refused(Ok(false), "release the leader lock").expect_err("refused");
         assert!(format!("{e:#}").contains("refused"));
     }
-}
-
-/// The timeline `member` published, as seen in `cluster` (0 when unknown).
-fn obs_leader_timeline(cluster: Option<&patroni_core::Cluster>, member: &str) -> u64 {
-    cluster
-        .and_then(|c| c.member(member))
-        .and_then(|m| m.data.timeline)
-        .unwrap_or(0)
 }

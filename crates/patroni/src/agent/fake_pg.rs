@@ -361,6 +361,10 @@ impl PostgresCtl for FakePostgres {
         self.with(|s| s.standby_signal)
     }
 
+    fn has_backup_label(&self) -> bool {
+        false
+    }
+
     fn config_dir(&self) -> &Path {
         &self.dir
     }

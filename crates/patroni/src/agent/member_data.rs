@@ -335,6 +335,7 @@ mod tests {
             control: ControlState::InProduction,
             crashed_as: Some(PgRole::Primary),
             recovery_signal: false,
+            restored_from_backup: false,
         }));
         assert_eq!(PgState::observed(&local), PgState::Crashed);
         let status = node_status(&id(), &local, PgState::Crashed, &StatusExtras::default());

@@ -67,6 +67,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 control,
                 crashed_as: self.crashed_as,
                 recovery_signal: self.pg.has_standby_signal(),
+                restored_from_backup: self.major_version >= 15 && self.pg.has_backup_label(),
             })
         };
         LocalPostgres::Data(DataDirectory {

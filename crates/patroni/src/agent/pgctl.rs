@@ -115,6 +115,8 @@ pub trait PostgresCtl: Send + 'static {
     /// Whether `standby.signal` (or `recovery.signal`) exists: the server would start in
     /// recovery.
     fn has_standby_signal(&self) -> bool;
+    /// Whether `backup_label` exists in the data directory.
+    fn has_backup_label(&self) -> bool;
     /// Where configuration files live.
     fn config_dir(&self) -> &Path;
     /// The password file replication connections use.
@@ -441,6 +443,15 @@ impl PostgresCtl for RealPostgres {
 
     fn has_standby_signal(&self) -> bool {
         self.pg.spec().layout.has_standby_signal()
+    }
+
+    fn has_backup_label(&self) -> bool {
+        self.pg
+            .spec()
+            .layout
+            .data_dir()
+            .join("backup_label")
+            .exists()
     }
 
     fn config_dir(&self) -> &Path {

@@ -176,6 +176,7 @@ pub fn stopped(control: ControlState, crashed_as: Option<PgRole>) -> LocalPostgr
         control,
         crashed_as,
         recovery_signal: crashed_as == Some(PgRole::Replica),
+        restored_from_backup: false,
     }))
 }
 

@@ -442,3 +442,67 @@ fn reinit_request_runs_after_a_failed_start() {
         ]
     );
 }
+
+/// A standby behind the leader's timeline that does not stream although judged in sync
+/// (judged while it still received from the old primary past the fork point) is judged
+/// again once per loop; one that streams is left alone.
+#[test]
+fn in_sync_standby_that_does_not_stream_is_judged_again() {
+    let mut cl = three();
+    for m in &mut cl.members {
+        if m.name == "pg-0" {
+            m.data.timeline = Some(2);
+        }
+    }
+    let mut pg = replica(Some("pg-0"), LAST_LSN);
+    if let crate::ha::LocalPostgres::Data(d) = &mut pg
+        && let crate::ha::PgServer::Replica(r) = &mut d.server
+    {
+        r.streaming = false;
+    }
+    let mut o = obs("pg-1", cl, pg);
+    o.memory.timeline_check = Some(TimelineCheck {
+        leader: "pg-0".into(),
+        leader_timeline: 2,
+        verdict: TimelineVerdict::InSync,
+        checked_at: NOW - secs(10),
+    });
+    let c = run(
+        o.clone(),
+        &rewinding(),
+        NOW,
+        &Runtime::none().timeline(TimelineVerdict::NeedsRewind),
+    );
+    assert_eq!(c.queries, [Action::CheckTimeline { leader: up("pg-0") }]);
+    assert_final(
+        &c,
+        &[Action::Rewind { from: up("pg-0") }],
+        "running pg_rewind from pg-0",
+    );
+    if let crate::ha::LocalPostgres::Data(d) = &mut o.postgres
+        && let crate::ha::PgServer::Replica(r) = &mut d.server
+    {
+        r.streaming = true;
+    }
+    let c = run(o, &rewinding(), NOW, &Runtime::none());
+    assert!(c.queries.is_empty(), "{:?}", c.queries);
+}
+
+/// A fresh base backup (`backup_label`, state `in production`) is started as it is, never
+/// recovered in single-user mode (that would end its recovery as a primary).
+#[test]
+fn base_backup_is_not_recovered_in_single_user_mode() {
+    let mut pg = stopped(ControlState::InProduction, None);
+    if let crate::ha::LocalPostgres::Data(d) = &mut pg
+        && let crate::ha::PgServer::Stopped(s) = &mut d.server
+    {
+        s.restored_from_backup = true;
+    }
+    let c = run(
+        obs("pg-1", three(), pg),
+        &rewinding(),
+        NOW,
+        &Runtime::none().timeline(TimelineVerdict::Undetermined),
+    );
+    assert_final(&c, &[start_following("pg-0")], "starting as a secondary");
+}
