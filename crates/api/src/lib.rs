@@ -27,6 +27,7 @@ mod auth;
 mod backend;
 mod body;
 mod client_tls;
+mod client_verifier;
 mod dynamic;
 mod failover;
 mod metrics;

@@ -10,7 +10,9 @@
 //! - `cafile`, `verify_client`: `none` asks for no certificate; `optional` asks for one and
 //!   verifies it against `cafile` when given, but lets clients without one in (the unsafe
 //!   endpoints then answer 403 `client certificate required`); `required` refuses the
-//!   handshake without a certificate signed by `cafile`.
+//!   handshake without a certificate signed by `cafile`. A self-signed client certificate
+//!   marked as a CA (what `openssl req -x509` makes) is accepted when it is itself in
+//!   `cafile`, as OpenSSL does ([`crate::client_verifier`]).
 //! - `ciphers`: OpenSSL cipher strings mean nothing to rustls; ignored with a warning (rustls
 //!   offers only modern AEAD suites, TLS 1.2 and 1.3).
 //!
@@ -230,7 +232,8 @@ impl TlsSettings {
             (Some(mode), None) => return Err(TlsError::NoCaFile { mode }),
             (Some(_), Some(cafile)) => {
                 let mut roots = RootCertStore::empty();
-                for ca in read_certs("cafile", cafile)? {
+                let anchors = read_certs("cafile", cafile)?;
+                for ca in anchors.iter().cloned() {
                     roots.add(ca).map_err(|source| TlsError::BadCa {
                         path: cafile.clone(),
                         source,
@@ -247,7 +250,8 @@ impl TlsSettings {
                     path: cafile.clone(),
                     source,
                 })?;
-                builder.with_client_cert_verifier(verifier)
+                let verifier = crate::client_verifier::TrustedSelfSigned::new(verifier, anchors);
+                builder.with_client_cert_verifier(Arc::new(verifier))
             }
         };
         let mut config = builder

@@ -471,3 +471,49 @@ async fn peer_client_verifies_the_chain_but_not_the_host_name() {
     assert!(refused.is_err(), "{refused:?}");
     let _ = server.stop.send(());
 }
+
+/// A self-signed client certificate marked as a CA (`openssl req -x509` makes them) is
+/// accepted when it is itself in `cafile`, as OpenSSL (Patroni) accepts it; one that is not
+/// in `cafile` is refused.
+#[tokio::test]
+async fn self_signed_ca_client_certificate_listed_in_cafile_is_accepted() {
+    let self_signed = || {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["admin".to_string()]).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let pki = Pki::new();
+    let (cert, key) = self_signed();
+    std::fs::write(pki.path("ca.pem"), format!("{}{cert}", pki.ca_pem)).expect("write cafile");
+    let acceptor = pki
+        .settings(VerifyClient::Required)
+        .acceptor()
+        .expect("acceptor");
+    let server = start(acceptor).await;
+    let (status, _) = call(
+        server.addr,
+        &pki.ca_pem,
+        Some((&cert, &key)),
+        Method::POST,
+        "/reload",
+    )
+    .await
+    .expect("the listed self-signed certificate is served");
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (other_cert, other_key) = self_signed();
+    let result = call(
+        server.addr,
+        &pki.ca_pem,
+        Some((&other_cert, &other_key)),
+        Method::GET,
+        "/patroni",
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "an unlisted self-signed certificate: {result:?}"
+    );
+    let _ = server.stop.send(());
+}

@@ -76,12 +76,16 @@ impl Owner {
         })
     }
 
-    /// Gives `path` to this owner unless it already belongs to it (a no-op for an agent that
-    /// runs as the owner itself).
+    /// Gives `path` to this owner unless it already belongs to it. Only root can give a file
+    /// away: an agent running as any other user keeps its files as its own, as Patroni does
+    /// (its sample configuration puts the password file in `/tmp`, owned by root; issue #12).
     ///
     /// # Errors
-    /// `stat` or `chown` failed (e.g. not root and the owners differ).
+    /// `stat` or `chown` failed.
     pub fn apply(&self, path: &Path) -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(());
+        }
         let meta = fs::symlink_metadata(path).map_err(io_err("stat", path))?;
         if meta.uid() == self.uid && meta.gid() == self.gid {
             return Ok(());
@@ -99,8 +103,8 @@ impl Owner {
     }
 }
 
-/// Writes `contents` to `path` atomically with permissions `mode`, owned by the owner of the
-/// directory it is in.
+/// Writes `contents` to `path` atomically with permissions `mode`; when the agent runs as root,
+/// owned by the owner of the directory it is in.
 ///
 /// # Guarantees
 /// Readers see the old content or the new one; after `Ok`, the new content is on disk.

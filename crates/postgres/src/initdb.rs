@@ -115,16 +115,13 @@ struct PasswordFile(PathBuf);
 
 impl PasswordFile {
     fn create(data_dir: &Path, password: &str) -> Result<Self, FileError> {
-        let owner_of = if data_dir.exists() {
-            data_dir.to_path_buf()
-        } else {
-            data_dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf()
-        };
-        let owner = Owner::of(&owner_of)?;
+        // The nearest existing directory: initdb creates the data directory and any missing
+        // parents (issue #12).
+        let owner_of = data_dir
+            .ancestors()
+            .find(|p| !p.as_os_str().is_empty() && p.exists())
+            .unwrap_or(Path::new("."));
+        let owner = Owner::of(owner_of)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

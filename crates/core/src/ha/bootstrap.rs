@@ -63,8 +63,13 @@ pub(super) fn after_bootstrap(ctx: &Ctx<'_>) -> Option<Decision> {
         return None;
     }
     let primary = matches!(ctx.server(), Some(PgServer::Primary(_)));
-    if !finished.succeeded || !primary {
+    if !finished.succeeded || !primary || ctx.cfg.watchdog_unusable {
         let reason = "Failed to bootstrap cluster".to_string();
+        let message = if ctx.cfg.watchdog_unusable && finished.succeeded {
+            "Cancelling bootstrap because watchdog activation failed"
+        } else {
+            "removing initialize key after failed attempt to bootstrap the cluster"
+        };
         return Some(Decision::new(
             vec![
                 Action::DeleteInitializeKey,
@@ -74,7 +79,7 @@ pub(super) fn after_bootstrap(ctx: &Ctx<'_>) -> Option<Decision> {
                 Action::MoveDataDirectoryAside,
                 Action::Fatal { reason },
             ],
-            "removing initialize key after failed attempt to bootstrap the cluster",
+            message,
         ));
     }
     if ctx.cluster.is_locked() {

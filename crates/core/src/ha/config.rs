@@ -54,6 +54,10 @@ pub struct HaConfig {
     /// Whether a replica creation method that needs no leader (`no_leader`)
     /// is configured, so a member may clone while the cluster has no leader.
     pub create_replica_without_leader: bool,
+    /// `watchdog.mode: required` but no usable watchdog: this member never becomes the
+    /// primary (Patroni: "watchdog could not be activated"; issue #12, until the watchdog
+    /// itself is built every `required` member is in this state).
+    pub watchdog_unusable: bool,
 }
 
 /// `synchronous_mode`.
@@ -90,6 +94,7 @@ impl Default for HaConfig {
             failsafe_mode: false,
             can_bootstrap: true,
             create_replica_without_leader: false,
+            watchdog_unusable: false,
         }
     }
 }

@@ -45,6 +45,10 @@ pub(super) fn is_healthiest(ctx: &Ctx<'_>) -> Need<bool> {
         }
         return failover::without_leader(ctx);
     }
+    if ctx.cfg.watchdog_unusable {
+        // Patroni: "Watchdog device is not usable".
+        return Need::Ready(false);
+    }
     let members: Vec<&Member> = if ctx.sync_active() {
         if !ctx.quorum_active() && !ctx.sync_matches(ctx.me(), true) {
             return Need::Ready(false);

@@ -116,6 +116,22 @@ pub(super) fn enforce_primary(
     message: &str,
     promote_message: &str,
 ) -> Decision {
+    if ctx.cfg.watchdog_unusable && !ctx.paused() {
+        let mut actions = first;
+        if ctx.is_primary() {
+            actions.push(super::decide::demote(ctx.cfg, super::DemoteMode::Immediate));
+            actions.push(release());
+            return Decision::new(
+                actions,
+                "Demoting self because watchdog could not be activated",
+            );
+        }
+        actions.push(release());
+        return Decision::new(
+            actions,
+            "Not promoting self because watchdog could not be activated",
+        );
+    }
     if ctx.is_primary() {
         return Decision::new(first, message);
     }

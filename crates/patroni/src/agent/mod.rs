@@ -76,6 +76,17 @@ pub async fn run(
     .context("start the Kubernetes DCS")?;
     let dcs = Arc::new(dcs);
 
+    if config.watchdog.mode == patroni_config::WatchdogMode::Required {
+        tracing::error!(
+            "watchdog.mode is required but patroni-rs has no watchdog support yet: this member will never become the leader"
+        );
+    }
+    let peers = PeerClient::from_config(&config).context("set up TLS for peer requests")?;
+    if let Some(reason) = duplicate_name(&dcs, &config.name, &peers).await {
+        tracing::error!("{reason}");
+        return Ok(Outcome::Fatal(reason));
+    }
+
     let bin = BinDir::new(config.postgresql.bin_dir.as_deref())
         .with_names(config.postgresql.bin_name.clone());
     let major_version = tokio::task::spawn_blocking(move || bin.major_version())
@@ -95,7 +106,6 @@ pub async fn run(
     let shared = Arc::new(Shared::new(initial_snapshot(&config)));
 
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
-    let peers = PeerClient::from_config(&config).context("set up TLS for peer requests")?;
     let backend = Arc::new(
         AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)).with_peers(peers.clone()),
     );
@@ -156,6 +166,41 @@ pub async fn run(
     })
 }
 
+/// How long the running member of the same name may take to answer (Patroni: 3 s).
+const UNIQUE_NAME_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Patroni's `ensure_unique_name`: when the DCS shows a member of this name whose REST API
+/// answers (any HTTP status), another agent runs under this name and starting would make
+/// two agents act for one member (issue #12: the duplicate released the real leader's lock).
+/// Checked before this agent's own API listens, so a restarted agent never finds itself.
+/// Returns Patroni's message when this agent must not start.
+async fn duplicate_name(dcs: &KubernetesDcs, name: &str, peers: &PeerClient) -> Option<String> {
+    let cluster = match dcs.get_cluster().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                "failed to read the cluster before starting: {:#}",
+                anyhow::Error::from(e)
+            );
+            return None;
+        }
+    };
+    let api_url = cluster.member(name)?.data.api_url.clone()?;
+    let liveness = liveness_url(&api_url)?;
+    peers
+        .answers(&liveness, UNIQUE_NAME_TIMEOUT)
+        .await
+        .then(|| format!("Can't start; there is already a node named '{name}' running"))
+}
+
+/// `/liveness` on the server of `api_url` (`http://host:8008/patroni` → `http://host:8008/liveness`),
+/// as Python's `urljoin(api_url, "/liveness")`.
+fn liveness_url(api_url: &str) -> Option<String> {
+    let (scheme, rest) = api_url.split_once("://")?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    Some(format!("{scheme}://{authority}/liveness"))
+}
+
 /// What the API shows before the first cycle: stopped, uninitialized, not the leader.
 pub fn initial_snapshot(config: &Config) -> Snapshot {
     let id = Identity::from_config(config);
@@ -205,5 +250,24 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::liveness_url;
+
+    /// The liveness URL keeps scheme and authority and replaces the path.
+    #[test]
+    fn liveness_url_replaces_the_path() {
+        assert_eq!(
+            liveness_url("http://10.0.0.1:8008/patroni").as_deref(),
+            Some("http://10.0.0.1:8008/liveness")
+        );
+        assert_eq!(
+            liveness_url("https://db-0.db:8443").as_deref(),
+            Some("https://db-0.db:8443/liveness")
+        );
+        assert_eq!(liveness_url("not a url"), None);
     }
 }

@@ -79,6 +79,17 @@ impl PeerClient {
         })
     }
 
+    /// Whether `GET url` gets any HTTP answer (whatever its status) within `timeout`.
+    pub async fn answers(&self, url: &str, timeout: std::time::Duration) -> bool {
+        let Ok(uri) = url.parse::<hyper::Uri>() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(timeout, self.client.get(uri)).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// `GET url` as JSON, within [`PEER_TIMEOUT`]; `None` on any failure.
     pub async fn get_json(&self, url: &str) -> Option<Value> {
         let uri: hyper::Uri = url.parse().ok()?;

@@ -375,6 +375,10 @@ impl PostgresCtl for RealPostgres {
 
     async fn move_aside(&mut self) -> anyhow::Result<()> {
         let dir = self.pg.spec().layout.data_dir().to_path_buf();
+        if !tokio::fs::try_exists(&dir).await.unwrap_or(true) {
+            // Nothing to keep (initdb never created it): as Patroni, skip the rename.
+            return Ok(());
+        }
         let mut aside = dir.clone().into_os_string();
         aside.push(".failed");
         tokio::fs::rename(&dir, &aside)

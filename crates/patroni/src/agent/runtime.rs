@@ -562,9 +562,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
             self.callback_runner.fire(cb);
         }
-        let state = self
+        let state = match self
             .state_override
-            .unwrap_or_else(|| PgState::observed(&local));
+            .unwrap_or_else(|| PgState::observed(&local))
+        {
+            // In pause nothing restarts a postmaster that died: Patroni reports it `stopped`.
+            PgState::Crashed if obs.paused => PgState::Stopped,
+            state => state,
+        };
         let cluster = obs.cluster().cloned();
         let reachable = cluster.is_some();
         if reachable {
@@ -608,6 +613,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             (status.postmaster_start_time, status.server_version) = self.server_facts.clone();
         }
         status.scheduled_restart = self.scheduled_restart_document();
+        status.watchdog_failed = self.ha.watchdog_unusable;
         let is_leader = cluster
             .as_ref()
             .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
@@ -709,5 +715,6 @@ pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
         failsafe_mode: false,
         can_bootstrap: true,
         create_replica_without_leader: false,
+        watchdog_unusable: config.watchdog.mode == patroni_config::WatchdogMode::Required,
     }
 }

@@ -325,3 +325,29 @@ fn quorum_mode_needs_votes() {
         "promoted self to leader by acquiring session lock",
     );
 }
+
+/// `watchdog.mode: required` without a usable watchdog: no race, and a lock holder never
+/// promotes (it releases the lock) or stays primary (it demotes), as Patroni.
+#[test]
+fn required_watchdog_that_is_unusable_never_leads() {
+    let mut config = cfg();
+    config.watchdog_unusable = true;
+    let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    let c = run(o, &config, NOW, &Runtime::none());
+    assert!(
+        !c.queries.contains(&Action::AcquireLeader),
+        "{:?}",
+        c.queries
+    );
+    let o = obs("pg-1", leaderless(), primary(LAST_LSN));
+    let rt = Runtime::none().peers(vec![]).acquire(LockOutcome::Acquired);
+    let c = run(o, &config, NOW, &rt);
+    assert_eq!(
+        c.decision.message,
+        "Demoting self because watchdog could not be activated"
+    );
+    assert!(matches!(
+        c.decision.actions.as_slice(),
+        [.., Action::Demote { .. }, Action::ReleaseLeader { .. }]
+    ));
+}
