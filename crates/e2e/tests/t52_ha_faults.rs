@@ -301,7 +301,51 @@ async fn a_replica_promoted_behind_the_agents_back_is_rewound_onto_the_leader() 
     );
 }
 
-/// A leader killed right after a switchover promoted it rejoins by rewind once restarted.
+/// Switches over from `members[from]` to `members[to]` through the REST API; returns once
+/// the candidate accepts writes.
+async fn switchover(members: &[Member], from: usize, to: usize) {
+    let l = &members[from];
+    let body = format!(
+        r#"{{"leader":"{}","candidate":"{}"}}"#,
+        l.name, members[to].name
+    );
+    let url = format!("http://{}:8008/switchover", l.host.ip());
+    wait_for(
+        Duration::from_secs(60),
+        "switchover accepted",
+        members,
+        || {
+            let out = l
+                .host
+                .command("curl")
+                .args(["-s", "-XPOST", &url, "-d", &body])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("Successfully switched over")
+                .then_some(())
+        },
+    )
+    .await;
+    let c = &members[to];
+    wait_for(
+        Duration::from_secs(30),
+        "candidate writable",
+        members,
+        || {
+            sql(
+                &c.host,
+                &c.host,
+                &c.spec,
+                "insert into t select generate_series(1, 1000)",
+            )
+        },
+    )
+    .await;
+}
+
+/// A leader killed right after a switchover promoted it (timeline 3, as in the fault run:
+/// its `pg_control` may still name timeline 2) rejoins by rewind once restarted.
 #[tokio::test]
 async fn a_leader_killed_right_after_its_promotion_rejoins_by_rewind() {
     init_tracing();
@@ -309,54 +353,19 @@ async fn a_leader_killed_right_after_its_promotion_rejoins_by_rewind() {
     let ns = lab.namespace("t52-killed").await.expect("namespace");
     let scope = "killed";
     let (mut members, kubeconfig) = start_cluster(lab, &ns, scope, false, 3, |_| {}).await;
-    let leader = formed(&members).await;
-    let candidate = (leader + 1) % 3;
+    let first = formed(&members).await;
+    let (second, third) = ((first + 1) % 3, (first + 2) % 3);
     {
-        tracing::info!("--- switchover to a replica, then kill -9 of it as soon as it writes");
-        let l = &members[leader];
-        let body = format!(
-            r#"{{"leader":"{}","candidate":"{}"}}"#,
-            l.name, members[candidate].name
-        );
-        let url = format!("http://{}:8008/switchover", l.host.ip());
-        wait_for(
-            Duration::from_secs(60),
-            "switchover accepted",
-            &members,
-            || {
-                let out = l
-                    .host
-                    .command("curl")
-                    .args(["-s", "-XPOST", &url, "-d", &body])
-                    .output()
-                    .ok()?;
-                String::from_utf8_lossy(&out.stdout)
-                    .contains("Successfully switched over")
-                    .then_some(())
-            },
-        )
-        .await;
-        let c = &members[candidate];
-        wait_for(
-            Duration::from_secs(30),
-            "candidate writable",
-            &members,
-            || {
-                sql(
-                    &c.host,
-                    &c.host,
-                    &c.spec,
-                    "insert into t select generate_series(1, 1000)",
-                )
-            },
-        )
-        .await;
-        kill_member(&mut members[candidate]);
+        tracing::info!("--- switchover to timeline 2, then to timeline 3 and kill -9 at once");
+        switchover(&members, first, second).await;
+        healed(&members, second, "first switchover").await;
+        switchover(&members, second, third).await;
+        kill_member(&mut members[third]);
     }
     let next = wait_for(FAILOVER_TIMEOUT, "another leader", &members, || {
         let w = writable(&members);
         let name = w.first()?.clone();
-        (w.len() == 1 && name != members[candidate].name)
+        (w.len() == 1 && name != members[third].name)
             .then(|| members.iter().position(|m| m.name == name))
             .flatten()
     })
@@ -371,7 +380,7 @@ async fn a_leader_killed_right_after_its_promotion_rejoins_by_rewind() {
             "insert into t select generate_series(1, 1000)",
         )
         .expect("write on the next leader");
-        restart_member(&mut members[candidate], &kubeconfig);
+        restart_member(&mut members[third], &kubeconfig);
         let took = healed(&members, next, "killed new leader").await;
         assert!(took <= HEAL, "{took:?}");
     }

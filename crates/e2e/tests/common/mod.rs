@@ -75,7 +75,6 @@ pub async fn member_pods(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -
     hosts
 }
 
-/// Waits until `node`'s view shows `name` holding the lock.
 /// Reads `node`'s view and races for the lock from it (the leader version it saw).
 #[allow(dead_code)]
 pub async fn acquire(node: &KubernetesDcs) -> bool {
@@ -90,6 +89,7 @@ pub async fn acquire(node: &KubernetesDcs) -> bool {
         .expect("acquire")
 }
 
+/// Waits until `node`'s view shows `name` holding the lock.
 #[allow(dead_code)]
 pub async fn wait_for_leader(node: &KubernetesDcs, name: &str) {
     patroni_testlab::wait_until(

@@ -1,0 +1,352 @@
+//! Issue #12, the start-up bugs a Patroni user meets on day one, each with the real agent on
+//! lab hosts, running as the postgres OS user as Patroni's samples do:
+//! - the password file in `/tmp` (owned by root, as in Patroni's `postgres0.yml`) and a
+//!   data directory whose parents do not exist yet: the cluster bootstraps;
+//! - a bootstrap that fails (initdb cannot create the data directory) ends the agent with
+//!   Patroni's "Failed to bootstrap cluster" instead of retrying forever;
+//! - a second agent with the name of a running member refuses to start, and the running
+//!   leader keeps its lock;
+//! - `watchdog.mode: required` without a watchdog: the member never holds the lock;
+//! - a postmaster that dies while the cluster is paused is `stopped`, not `crashed`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::cluster::*;
+use common::*;
+use patroni_testlab::{AgentSpec, Host, Lab, TestNamespace, chown_to_pg_user};
+
+/// One agent started from `spec` on `host`, its YAML passed through `edit` first.
+struct Agent {
+    child: std::process::Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(
+        host: &Host,
+        spec: &AgentSpec,
+        kubeconfig: &Path,
+        edit: impl Fn(String) -> String,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        chown_to_pg_user(dir.path()).expect("chown");
+        let yaml = edit(spec.render(host.ip(), dir.path()));
+        let config = dir.path().join("patroni.yml");
+        std::fs::write(&config, yaml).expect("write config");
+        chown_to_pg_user(&config).expect("chown config");
+        let log = dir.path().join("patroni.log");
+        let child = host
+            .spawn_agent(&agent_binary(), &config, kubeconfig, &log)
+            .expect("start agent");
+        Self {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the agent to exit; its exit code.
+    async fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn setup(
+    lab: &Lab,
+    name: &str,
+    scope: &str,
+    n: usize,
+) -> (TestNamespace, Vec<Host>, PathBuf) {
+    let ns = lab.namespace(name).await.expect("namespace");
+    let hosts = member_pods(lab, &ns, scope, n).await;
+    let kubeconfig = restricted_kubeconfig(lab, &ns.name, false, true, 0).await;
+    (ns, hosts, kubeconfig)
+}
+
+fn spec(ns: &TestNamespace, scope: &str, name: &str) -> AgentSpec {
+    let mut spec = AgentSpec::new(scope, name, &ns.name, false);
+    (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+    spec
+}
+
+/// The value of the `postgresql` setting `key` in `yaml` (as `AgentSpec` renders it).
+fn setting(yaml: &str, key: &str) -> String {
+    let prefix = format!("  {key}: ");
+    yaml.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `yaml` with the `postgresql` setting `key` set to `value`.
+fn set(yaml: &str, key: &str, value: &str) -> String {
+    let prefix = format!("  {key}: ");
+    yaml.lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                format!("{prefix}{value}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// `psql` to `host` as the superuser of `spec`.
+fn query(host: &Host, spec: &AgentSpec, q: &str) -> Option<String> {
+    sql(host, host, spec, q)
+}
+
+/// The password file in `/tmp` (root's directory, sticky) and a data directory three levels
+/// below an existing one: the member bootstraps and accepts writes.
+#[tokio::test]
+async fn pgpass_in_tmp_and_missing_data_dir_parents_bootstrap() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "pgpass";
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-pgpass", scope, 1).await;
+    let spec = spec(&ns, scope, "m0");
+    let pgpass = format!("/tmp/pgpass-t53-{}", std::process::id());
+    let agent = Agent::start(&hosts[0], &spec, &kubeconfig, |yaml| {
+        let data = setting(&yaml, "data_dir").replace("/data", "/missing/parents/data");
+        let yaml = set(&yaml, "pgpass", &pgpass);
+        set(&yaml, "data_dir", &data)
+    });
+    let yaml = std::fs::read_to_string(agent._dir.path().join("patroni.yml")).expect("config");
+    assert!(yaml.contains(&format!("pgpass: {pgpass}")), "{yaml}");
+    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "bootstrapped".into(), || async {
+        (query(&hosts[0], &spec, "select pg_is_in_recovery()")? == "f").then_some(())
+    })
+    .await;
+    let _ = std::fs::remove_file(&pgpass);
+    assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+}
+
+/// initdb cannot create the data directory (its parent belongs to root): the agent ends with
+/// Patroni's "Failed to bootstrap cluster" and gives the initialize key back.
+#[tokio::test]
+async fn a_failed_bootstrap_ends_the_agent() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "failboot";
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-failboot", scope, 1).await;
+    let spec = spec(&ns, scope, "m0");
+    let forbidden = tempfile::tempdir().expect("tempdir");
+    let data = forbidden.path().join("data");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(forbidden.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let mut agent = Agent::start(&hosts[0], &spec, &kubeconfig, |yaml| {
+        set(&yaml, "data_dir", &data.display().to_string())
+    });
+    let code = agent.exit_code(Duration::from_secs(90)).await;
+    let log = agent.log();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("Failed to bootstrap cluster"), "{log}");
+    let node = dcs(
+        lab,
+        scope,
+        "observer",
+        kubernetes_config(&ns.name, false),
+        Duration::from_secs(30),
+    )
+    .await;
+    let view = node.get_cluster().await.expect("view");
+    assert_eq!(view.initialize, None, "the initialize key is given back");
+}
+
+/// A second agent named like the running leader refuses to start with Patroni's message; the
+/// leader keeps its lock (its `acquireTime` and `transitions` do not move).
+#[tokio::test]
+async fn a_duplicate_member_name_refuses_to_start() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "dup";
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-dup", scope, 2).await;
+    let spec0 = spec(&ns, scope, "m0");
+    let leader = Agent::start(&hosts[0], &spec0, &kubeconfig, |y| y);
+    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "m0 leads".into(), || async {
+        (query(&hosts[0], &spec0, "select pg_is_in_recovery()")? == "f").then_some(())
+    })
+    .await;
+    assert!(ok.is_ok(), "{ok:?}\n{}", leader.log());
+    let node = dcs(
+        lab,
+        scope,
+        "observer",
+        kubernetes_config(&ns.name, false),
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_for_leader(&node, "m0").await;
+    let before = record(&ns, scope).await;
+    {
+        tracing::info!("--- a second agent named m0 on another host");
+        let mut duplicate = Agent::start(&hosts[1], &spec0, &kubeconfig, |y| y);
+        let code = duplicate.exit_code(Duration::from_secs(60)).await;
+        let log = duplicate.log();
+        assert_eq!(code, Some(1), "{log}");
+        assert!(
+            log.contains("Can't start; there is already a node named 'm0' running"),
+            "{log}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(u64::from(2 * LOOP_WAIT))).await;
+    assert_eq!(
+        node.get_cluster().await.expect("view").leader_name(),
+        Some("m0")
+    );
+    let after = record(&ns, scope).await;
+    assert_eq!(
+        (before.0, before.1),
+        (after.0, after.1),
+        "the leader's acquireTime and transitions\n{}",
+        leader.log()
+    );
+}
+
+/// `(acquireTime, transitions)` of the leader ConfigMap.
+async fn record(ns: &TestNamespace, scope: &str) -> (String, String) {
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let a = api
+        .get(&format!("{scope}-leader"))
+        .await
+        .expect("leader object")
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+    (get("acquireTime"), get("transitions"))
+}
+
+/// `watchdog.mode: required` and no watchdog: the only member bootstraps, cancels the
+/// bootstrap as Patroni does ("watchdog activation failed"), and never holds the lock.
+#[tokio::test]
+async fn required_watchdog_without_a_device_never_leads() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "wd";
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-watchdog", scope, 1).await;
+    let spec = spec(&ns, scope, "m0");
+    let mut agent = Agent::start(&hosts[0], &spec, &kubeconfig, |yaml| {
+        format!("{yaml}watchdog:\n  mode: required\n")
+    });
+    let code = agent.exit_code(Duration::from_secs(90)).await;
+    let log = agent.log();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("Cancelling bootstrap because watchdog activation failed"),
+        "{log}"
+    );
+    let node = dcs(
+        lab,
+        scope,
+        "observer",
+        kubernetes_config(&ns.name, false),
+        Duration::from_secs(30),
+    )
+    .await;
+    let view = node.get_cluster().await.expect("view");
+    assert!(!view.is_locked(), "{view:?}");
+    assert_eq!(view.initialize, None);
+}
+
+/// In pause a postmaster that dies is reported `stopped` (Patroni), not `crashed`, and is
+/// left stopped.
+#[tokio::test]
+async fn a_postmaster_that_dies_in_pause_is_stopped() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "pause";
+    let ns = lab.namespace("t53-pause").await.expect("namespace");
+    let (mut members, _kubeconfig) = start_cluster(lab, &ns, scope, false, 2, |_| {}).await;
+    let primary = wait_for(FORM_TIMEOUT, "a primary", &members, || {
+        let w = writable(&members);
+        (w.len() == 1).then(|| w[0].clone())
+    })
+    .await;
+    let replica = members
+        .iter()
+        .position(|m| m.name != primary)
+        .expect("replica");
+    let m = &members[replica];
+    wait_for(FORM_TIMEOUT, "the replica runs", &members, || {
+        (sql(&m.host, &m.host, &m.spec, "select pg_is_in_recovery()")? == "t").then_some(())
+    })
+    .await;
+    let api = |path: &str, method: &str, body: Option<&str>| {
+        let mut cmd = m.host.command("curl");
+        cmd.args(["-s", "-X", method]);
+        if let Some(b) = body {
+            cmd.args(["-d", b]);
+        }
+        cmd.arg(format!("http://{}:8008{path}", m.host.ip()));
+        cmd.output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    {
+        tracing::info!("--- pause, then kill -9 of the replica's postmaster");
+        let answer = api("/config", "PATCH", Some(r#"{"pause": true}"#)).expect("PATCH /config");
+        assert!(answer.contains("\"pause\""), "{answer}");
+        wait_for(Duration::from_secs(30), "paused", &members, || {
+            let doc: serde_json::Value =
+                serde_json::from_str(&api("/patroni", "GET", None)?).ok()?;
+            (doc["pause"] == true).then_some(())
+        })
+        .await;
+        let pid = std::fs::read_to_string(m.config.with_file_name("data").join("postmaster.pid"))
+            .expect("postmaster.pid");
+        let pid: i32 = pid
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill postmaster");
+    }
+    {
+        tracing::info!("--- the member reports stopped, not crashed, and stays stopped");
+        wait_for(Duration::from_secs(30), "state stopped", &members, || {
+            let doc: serde_json::Value =
+                serde_json::from_str(&api("/patroni", "GET", None)?).ok()?;
+            (doc["state"] == "stopped").then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(u64::from(2 * LOOP_WAIT))).await;
+        let doc: serde_json::Value =
+            serde_json::from_str(&api("/patroni", "GET", None).expect("status")).expect("json");
+        assert_eq!(doc["state"], "stopped", "{doc}");
+    }
+    stop_all(&mut members);
+}
