@@ -91,10 +91,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     lab.remember_hosts(infos, NAMESPACE)?;
     let info = lab.detach();
     let ctl = write_patronictl_config(&info.dir, args.use_endpoints)?;
+    let kubeconfig = info.controlplane.kubeconfig.clone();
+    let ours = binary
+        .parent()
+        .map(|d| d.join("patronictl"))
+        .context("locate our patronictl")?;
+    let python = venv().join("bin/patronictl");
     println!("waiting for a leader and streaming replicas …");
     let deadline = std::time::Instant::now() + LEADER_TIMEOUT;
     let first = info.hosts.first().context("the demo has members")?.clone();
-    loop {
+    let members = loop {
         if let Some(members) = cluster_members(&first.netns, &first.ip)
             && members
                 .iter()
@@ -104,21 +110,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             && members.iter().filter(|m| m["state"] == "streaming").count() + 1
                 == args.members as usize
         {
-            match patronictl(&ctl, &info.controlplane.kubeconfig, &["list"]) {
-                Some(table) => println!("{table}"),
-                None => {
-                    for m in &members {
-                        println!(
-                            "  {:<10} {:<12} {:<8} {}",
-                            m["name"].as_str().unwrap_or(""),
-                            m["host"].as_str().unwrap_or(""),
-                            m["role"].as_str().unwrap_or(""),
-                            m["state"].as_str().unwrap_or("")
-                        );
-                    }
-                }
-            }
-            break;
+            break members;
         }
         if std::time::Instant::now() > deadline {
             eprintln!(
@@ -128,27 +120,53 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         std::thread::sleep(Duration::from_secs(1));
+    };
+    match patronictl(&ours, &ctl, &kubeconfig, &["list"]) {
+        Some(table) => println!("{table}"),
+        None => {
+            for m in &members {
+                println!(
+                    "  {:<10} {:<12} {:<8} {}",
+                    m["name"].as_str().unwrap_or(""),
+                    m["host"].as_str().unwrap_or(""),
+                    m["role"].as_str().unwrap_or(""),
+                    m["state"].as_str().unwrap_or("")
+                );
+            }
+        }
     }
-    let venv = venv();
-    let k = info.controlplane.kubeconfig.display();
+    let field = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_owned();
+    let leader = members
+        .iter()
+        .find(|m| m["role"] == "leader")
+        .context("a leader")?;
+    let (leader_name, leader_ip) = (field(leader, "name"), field(leader, "host"));
+    let replica = members
+        .iter()
+        .find(|m| m["role"] != "leader")
+        .map(|m| field(m, "name"))
+        .unwrap_or_default();
+    let k = kubeconfig.display();
     println!("The cluster is running. Try:");
     println!(
-        "  watch it:      KUBECONFIG={k} {}/bin/patronictl -c {} list",
-        venv.display(),
+        "  watch it:      KUBECONFIG={k} {} -c {} list",
+        ours.display(),
         ctl.display()
     );
-    if let Some(ours) = binary.parent().map(|d| d.join("patronictl")) {
+    if python.exists() {
         println!(
-            "  or with ours:  KUBECONFIG={k} {} -c {} list",
-            ours.display(),
+            "  or Patroni's:  KUBECONFIG={k} {} -c {} list",
+            python.display(),
             ctl.display()
         );
     }
+    if !replica.is_empty() {
+        println!(
+            "  switchover:    cargo xtask lab exec {leader_name} -- curl -s -XPOST http://{leader_ip}:8008/switchover -d '{{\"leader\":\"{leader_name}\",\"candidate\":\"{replica}\"}}'"
+        );
+    }
     println!(
-        "  switchover:    cargo xtask lab exec member-0 -- curl -s -XPOST http://<primary-ip>:8008/switchover -d '{{\"leader\":\"<primary>\",\"candidate\":\"member-1\"}}'"
-    );
-    println!(
-        "  kill primary:  cargo xtask lab kill <primary>   (SIGKILL to its agent and postmaster), then watch the failover"
+        "  kill primary:  cargo xtask lab kill {leader_name}   (SIGKILL to its agent and postmaster), then watch the failover"
     );
     println!("  stop:          cargo xtask demo down");
     Ok(ExitCode::SUCCESS)
@@ -219,9 +237,9 @@ fn cluster_members(netns: &str, ip: &str) -> Option<Vec<serde_json::Value>> {
     doc["members"].as_array().cloned()
 }
 
-/// Python `patronictl` (the compatibility peer) output, if it is installed and succeeds.
-fn patronictl(config: &Path, kubeconfig: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(venv().join("bin/patronictl"))
+/// `program` (a `patronictl`) output, if it runs and succeeds.
+fn patronictl(program: &Path, config: &Path, kubeconfig: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
         .env("KUBECONFIG", kubeconfig)
         .arg("-c")
         .arg(config)

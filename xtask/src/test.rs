@@ -1,6 +1,8 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 //!
-//! Order: `cargo fmt --check`, clippy with warnings denied, then one lab for
+//! Order: the prerequisites (`xtask/scripts/install-test-deps.sh`: system packages, Patroni's
+//! Python package in a venv, the lab's Go modules; idempotent, caches outside the clone),
+//! `cargo fmt --check`, clippy with warnings denied, then one lab for
 //! the run (building `testenv` if its sources changed) and `cargo test
 //! --workspace` with [`LAB_ENV`] pointing every test process at that lab.
 
@@ -16,6 +18,9 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and clippy.
     #[arg(long)]
     no_lint: bool,
+    /// Skip installing the prerequisites (packages, Patroni's venv, Go modules).
+    #[arg(long)]
+    no_install: bool,
     /// Extra arguments for `cargo test` (e.g. a test name filter).
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -24,6 +29,9 @@ pub struct TestArgs {
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     if !is_root() {
         bail!("the lab creates network namespaces: run as root");
+    }
+    if !args.no_install {
+        install()?;
     }
     if !args.no_lint {
         cargo(&["fmt", "--all", "--", "--check"])?;
@@ -67,6 +75,20 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Runs the install step this command owns.
+fn install() -> anyhow::Result<()> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-test-deps.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .status()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !status.success() {
+        bail!("{} failed ({status})", script.display());
+    }
+    Ok(())
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {

@@ -150,7 +150,7 @@ pub fn member_labels(scope: &str) -> BTreeMap<String, String> {
     l
 }
 
-/// The Python virtualenv holding Patroni (created by `.ci/run`).
+/// The Python virtualenv holding Patroni (created by `cargo xtask test`).
 pub fn venv() -> std::path::PathBuf {
     let cache = std::env::var_os("PATRONI_RS_CACHE")
         .map(std::path::PathBuf::from)
@@ -161,7 +161,7 @@ pub fn venv() -> std::path::PathBuf {
     let venv = cache.join("venv");
     assert!(
         venv.join("bin/patronictl").exists(),
-        "Patroni's Python package is missing: python3 -m venv {0} && {0}/bin/pip install -r crates/e2e/py/requirements.txt",
+        "Patroni's Python package is missing from {0}: `cargo xtask test` installs it (xtask/scripts/install-test-deps.sh)",
         venv.display()
     );
     venv
