@@ -29,6 +29,10 @@ use patroni_testlab::{Host, Lab, TestNamespace};
 /// starts and stops of PostgreSQL that a rewind involves.
 const HEAL: Duration = Duration::from_secs((TTL + 2 * LOOP_WAIT + 20) as u64);
 
+/// How soon a resumed former leader must stop accepting writes: its first cycle after the
+/// resumption sees the lock taken (c11a24c took it back instead and stayed writable).
+const RESUMED_DEMOTES: Duration = Duration::from_secs(5);
+
 /// The leader object's annotations.
 async fn leader_record(
     client: &kube::Client,
@@ -207,6 +211,20 @@ async fn frozen_leader(use_endpoints: bool) {
         tokio::time::sleep(freeze.saturating_sub(frozen_at.elapsed())).await;
         tracing::info!("--- SIGCONT");
         signal_agent(&members[old], nix::sys::signal::Signal::SIGCONT);
+        let resumed = Instant::now();
+        let o = &members[old];
+        wait_for(
+            RESUMED_DEMOTES,
+            "the resumed leader demotes",
+            &members,
+            || {
+                (sql(&o.host, &o.host, &o.spec, "select pg_is_in_recovery()").as_deref()
+                    != Some("f"))
+                .then_some(())
+            },
+        )
+        .await;
+        tracing::info!(took = ?resumed.elapsed(), "the resumed former leader stopped accepting writes");
         members.iter().position(|m| m.name == new).expect("member")
     };
     {
