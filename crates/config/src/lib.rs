@@ -50,7 +50,7 @@ pub use model::{
     dcs::{DcsConfig, DcsKind},
     dynamic::{DynamicConfig, SynchronousMode},
     kubernetes::{EndpointPort, KubernetesConfig},
-    log::{LogConfig, LogLevel},
+    log::{LogConfig, LogFormatType, LogLevel},
     postgresql::{PgAuthentication, PgUser, PostgresqlConfig},
     restapi::{BasicAuth, CtlConfig, RestApiConfig},
     tags::Tags,

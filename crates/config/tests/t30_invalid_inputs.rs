@@ -365,7 +365,7 @@ fn unknown_settings_and_adjustments_are_warnings() {
             "kubernetes.use_endpoint: unknown setting; ignored",
             "bootstrap.dcs: violates \"loop_wait + 2*retry_timeout <= ttl\" (ttl=25, retry_timeout=10); using loop_wait=5 instead of 10, as Patroni does",
             "bootstrap.users: user creation was removed in Patroni 4.0; ignored (create users in a post_bootstrap script)",
-            "tags: conflicting nofailover: true and failover_priority: 3; using nofailover: true, as Patroni does",
+            "tags: Conflicting configuration between nofailover: True and failover_priority: 3. Defaulting to nofailover: True",
         ]
     );
     assert!(config.tags.is_nofailover());

@@ -350,3 +350,64 @@ async fn a_postmaster_that_dies_in_pause_is_stopped() {
     }
     stop_all(&mut members);
 }
+
+/// `log` as Patroni's users configure it: JSON records with renamed fields and static fields
+/// in `log.dir/patroni.log`, rotated at `file_size` keeping `file_num` files.
+#[tokio::test]
+async fn logging_follows_the_log_section() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "logs";
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-logs", scope, 1).await;
+    let spec = spec(&ns, scope, "m0");
+    let logs = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(logs.path()).expect("chown");
+    let dir = logs.path().join("patroni");
+    let agent = Agent::start(&hosts[0], &spec, &kubeconfig, |yaml| {
+        format!(
+            "{yaml}log:\n  type: json\n  format: [asctime, {{levelname: level}}, message]\n  static_fields: {{app: t53}}\n  dir: {}\n  file_size: 1000\n  file_num: 2\n  mode: 0640\n",
+            dir.display()
+        )
+    });
+    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "bootstrapped".into(), || async {
+        (query(&hosts[0], &spec, "select pg_is_in_recovery()")? == "f").then_some(())
+    })
+    .await;
+    assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+    tokio::time::sleep(Duration::from_secs(u64::from(2 * LOOP_WAIT))).await;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let all = format!(
+        "{}{}{}",
+        read("patroni.log.2"),
+        read("patroni.log.1"),
+        read("patroni.log")
+    );
+    assert!(
+        dir.join("patroni.log.1").exists(),
+        "rotated at 1000 bytes: {all}"
+    );
+    assert!(!dir.join("patroni.log.3").exists());
+    for line in all.lines() {
+        let record: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(record.len(), 4, "{line}");
+        let at = |k: &str| line.find(&format!("\"{k}\": ")).unwrap_or(usize::MAX);
+        let order = ["asctime", "level", "message", "app"].map(at);
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1] && w[1] != usize::MAX),
+            "fields in format order, then static ones: {line}"
+        );
+        assert!(
+            line.starts_with("{\"asctime\": \""),
+            "Python's spelling: {line}"
+        );
+    }
+    assert!(all.contains("initialized a new cluster"), "{all}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir.join("patroni.log"))
+        .expect("log file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert!(agent.log().is_empty(), "nothing on stderr: {}", agent.log());
+}

@@ -131,12 +131,13 @@ fn warn_conflict(
         return;
     };
     if flag == (priority > 0) {
-        c.warn(
-            node.path(),
+        c.warn(node.path(), {
+            // Patroni's words, with Python's spelling of booleans.
+            let flag = if flag { "True" } else { "False" };
             format!(
-                "conflicting {bool_name}: {flag} and {priority_name}: {priority}; using {bool_name}: \
-                 {flag}, as Patroni does"
-            ),
-        );
+                "Conflicting configuration between {bool_name}: {flag} and {priority_name}: \
+                     {priority}. Defaulting to {bool_name}: {flag}"
+            )
+        });
     }
 }

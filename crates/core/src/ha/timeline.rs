@@ -98,7 +98,9 @@ pub fn history_switchpoints(lines: &[Value]) -> Vec<(u64, u64)> {
 /// - behind: the history line of the local timeline decides. A standby diverged when it
 ///   replayed past the switch point; a former primary when its last checkpoint is at or past
 ///   it, or ends anywhere but at it. A line of a newer timeline before the local one's, or
-///   no line at all, means the local timeline is not in the leader's history: rewind.
+///   no line at all, means the local timeline is not in the leader's history: rewind;
+/// - a history that does not reach the leader's timeline yet (the leader publishes it after
+///   its promotion): undetermined, asked again later.
 pub fn divergence(
     local: LocalPosition,
     leader_timeline: u64,
@@ -110,6 +112,12 @@ pub fn divergence(
     }
     if local.timeline == leader_timeline {
         return Divergence::Verdict(InSync);
+    }
+    // The DCS history is written by the leader after its promotion; until it names the switch
+    // to the leader's timeline it says nothing about where the local timeline ended.
+    let newest = history.iter().map(|(tl, _)| tl + 1).max().unwrap_or(1);
+    if newest < leader_timeline {
+        return Divergence::Verdict(TimelineVerdict::Undetermined);
     }
     for &(parent, switchpoint) in history {
         if parent == local.timeline {
@@ -240,8 +248,13 @@ mod tests {
             Divergence::Verdict(NeedsRewind)
         );
         assert_eq!(
-            divergence(standby(2, 150), 4, &[]),
-            Divergence::Verdict(NeedsRewind)
+            divergence(standby(1, 150), 2, &[]),
+            Divergence::Verdict(TimelineVerdict::Undetermined),
+            "the leader has not published the switch to its timeline yet"
+        );
+        assert_eq!(
+            divergence(standby(3, 150), 5, &[(1, 100), (2, 200), (3, 300)]),
+            Divergence::Verdict(TimelineVerdict::Undetermined)
         );
     }
 

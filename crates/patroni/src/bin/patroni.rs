@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use patroni::{agent, exit, process_env, report};
 use patroni_config::{
-    Config, DcsConfig, Environment, LoadError, Loaded, LogLevel, OsFilesystem, SystemCheckOptions,
+    Config, DcsConfig, Environment, LoadError, Loaded, OsFilesystem, SystemCheckOptions,
     TcpPortProbe, check_system, load,
 };
 
@@ -57,10 +57,11 @@ fn main() -> ExitCode {
 
 /// `patroni --validate-config [FILE]`.
 fn validate(cli: &Cli, env: &Environment) -> u8 {
-    let Some(loaded) = load_or_report(cli, env) else {
+    let Some(loaded) = load_or_report(cli, env, true) else {
         return exit::INVALID;
     };
     if let Some(message) = unsupported_dcs(&loaded.config) {
+        let _ = report::write_warnings(&mut std::io::stderr(), PROGRAM, &loaded.warnings);
         eprintln!("{PROGRAM}: {message}");
         return exit::INVALID;
     }
@@ -83,15 +84,24 @@ fn validate(cli: &Cli, env: &Environment) -> u8 {
 
 /// `patroni [FILE]`: load and validate, then run the agent until it is told to stop.
 fn start(cli: &Cli, env: &Environment) -> u8 {
-    let Some(loaded) = load_or_report(cli, env) else {
+    let Some(loaded) = load_or_report(cli, env, false) else {
         return exit::USAGE;
     };
     if let Some(message) = unsupported_dcs(&loaded.config) {
+        let _ = report::write_warnings(&mut std::io::stderr(), PROGRAM, &loaded.warnings);
         eprintln!("{PROGRAM}: {message}");
         return exit::USAGE;
     }
     let config = loaded.config;
-    init_tracing(&config, env);
+    if let Err(e) = init_tracing(&config, env) {
+        let _ = report::write_warnings(&mut std::io::stderr(), PROGRAM, &loaded.warnings);
+        eprintln!("{PROGRAM}: {e}");
+        return exit::USAGE;
+    }
+    // As Patroni, configuration warnings go to the log, in its format and destination.
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
     let home = env
         .get("HOME")
         .map(PathBuf::from)
@@ -141,31 +151,50 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides `log.level`.
-fn init_tracing(config: &Config, env: &Environment) {
-    let level = match config.log.level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warning => "warn",
-        LogLevel::Error | LogLevel::Critical => "error",
-    };
+/// Logs as the `log` section asks (patroni::logging): Patroni's format, to stderr or to a
+/// rotated `log.dir/patroni.log`; `RUST_LOG` overrides `log.level` and `log.loggers`.
+///
+/// # Errors
+/// `log.dir` cannot be created or `patroni.log` in it cannot be opened.
+fn init_tracing(config: &Config, env: &Environment) -> Result<(), String> {
+    use patroni::logging::{PatroniFormat, RotatingFile, RotatingWriter, filter_directives};
+    let (directives, mut warnings) = filter_directives(&config.log);
     let filter = env
         .get("RUST_LOG")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&directives));
+    let (format, format_warnings) = PatroniFormat::from_config(&config.log);
+    warnings.extend(format_warnings);
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .event_format(format);
+    let _ = match &config.log.dir {
+        Some(dir) => {
+            let log = &config.log;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("log.dir: create {}: {e}", dir.display()))?;
+            let file = RotatingFile::new(dir, log.file_size, log.file_num, log.mode);
+            let mut writer = RotatingWriter::new(file);
+            std::io::Write::write_all(&mut writer, b"")
+                .map_err(|e| format!("log.dir: open {}/patroni.log: {e}", dir.display()))?;
+            builder.with_writer(writer).try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
 }
 
 /// Loads the configuration, printing warnings, and every problem when it fails.
-fn load_or_report(cli: &Cli, env: &Environment) -> Option<Loaded> {
+fn load_or_report(cli: &Cli, env: &Environment, print_warnings: bool) -> Option<Loaded> {
     let stderr = &mut std::io::stderr().lock();
     match load(cli.configfile.as_deref(), env) {
         Ok(loaded) => {
-            let _ = report::write_warnings(stderr, PROGRAM, &loaded.warnings);
+            if print_warnings {
+                let _ = report::write_warnings(stderr, PROGRAM, &loaded.warnings);
+            }
             Some(loaded)
         }
         Err(LoadError::Invalid(invalid)) => {
