@@ -108,6 +108,8 @@ pub struct Runtime<D, P> {
     pub(super) server_facts: (Option<String>, Option<u32>),
     /// Member slots the leader retains, with when each was last seen (`retain_slots`).
     retain_slots: BTreeMap<String, Tick>,
+    /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
+    last_heartbeat: Option<String>,
 }
 
 /// See [`Runtime::with_timing_hook`].
@@ -167,6 +169,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             pending_restart: BTreeMap::new(),
             server_facts: (None, None),
             retain_slots: BTreeMap::new(),
+            last_heartbeat: None,
         }
     }
 
@@ -318,9 +321,17 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
         };
         if decision.actions.is_empty() {
-            tracing::debug!("{}", decision.message);
+            // Patroni logs every cycle's message at INFO (its heartbeat), only the first of
+            // identical ones in a row with `log.deduplicate_heartbeat_logs`.
+            let repeated = self.config.log.deduplicate_heartbeat_logs
+                && self.last_heartbeat.as_deref() == Some(decision.message.as_str());
+            if !repeated {
+                tracing::info!("{}", decision.message);
+            }
+            self.last_heartbeat = Some(decision.message.clone());
         } else {
             tracing::info!(actions = ?decision.actions, "{}", decision.message);
+            self.last_heartbeat = None;
         }
         let all_done = self.execute_all(&decision.actions, &obs).await?;
         let busy = decision
