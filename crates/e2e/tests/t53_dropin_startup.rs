@@ -414,3 +414,153 @@ async fn logging_follows_the_log_section() {
     assert_eq!(mode & 0o777, 0o640);
     assert!(agent.log().is_empty(), "nothing on stderr: {}", agent.log());
 }
+
+/// Custom bootstrap (`bootstrap.method`): a script restores another cluster's base backup,
+/// recovery stops at the consistent point and promotes (`recovery_conf`); the new cluster has
+/// the source's rows, its system identifier and a new timeline, and the script got Patroni's
+/// arguments. A failing method never falls back to initdb.
+#[tokio::test]
+async fn custom_bootstrap_restores_a_backup_and_never_falls_back_to_initdb() {
+    init_tracing();
+    let lab = Lab::shared();
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-custom", "src", 1).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(work.path()).expect("chown");
+    let src = spec(&ns, "src", "m0");
+    let source = Agent::start(&hosts[0], &src, &kubeconfig, |y| y);
+    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "source bootstrapped".into(), || async {
+        query(
+            &hosts[0],
+            &src,
+            "create table restored as select generate_series(1, 500) v",
+        )
+    })
+    .await;
+    assert!(ok.is_ok(), "{ok:?}\n{}", source.log());
+    let sysid = query(
+        &hosts[0],
+        &src,
+        "select system_identifier from pg_control_system()",
+    )
+    .expect("sysid");
+    let backup = work.path().join("backup");
+    {
+        tracing::info!("--- a base backup of the source cluster");
+        // The replication role appears right after the bootstrap's first start.
+        let taken =
+            patroni_testlab::wait_until(Duration::from_secs(30), "base backup".into(), || async {
+                let _ = std::fs::remove_dir_all(&backup);
+                let out = hosts[0]
+                    .command_as("postgres", "/usr/lib/postgresql/15/bin/pg_basebackup")
+                    .env("PGPASSWORD", &src.replication_password)
+                    .arg("-D")
+                    .arg(&backup)
+                    .args(["-X", "stream", "-U", "standby", "-h", hosts[0].ip()])
+                    .output()
+                    .ok()?;
+                out.status.success().then_some(())
+            })
+            .await;
+        assert!(taken.is_ok(), "{taken:?}");
+    }
+    let script = work.path().join("restore.sh");
+    let args_file = work.path().join("restore-args");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$@\" > {args}\nfor a in \"$@\"; do case \"$a\" in --datadir=*) d=\"${{a#--datadir=}}\";; esac; done\n\
+             mkdir -p \"$d\"\ncp -a {backup}/. \"$d\"/\nchmod 700 \"$d\"\n",
+            args = args_file.display(),
+            backup = backup.display()
+        ),
+    )
+    .expect("write script");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let (rns, restore_hosts, rkubeconfig) = setup(lab, "t53-custom-r", "restored", 1).await;
+    let restored = spec(&rns, "restored", "m0");
+    let method = |command: &str| {
+        let command = command.to_owned();
+        move |yaml: String| {
+            yaml.replacen(
+                "bootstrap:\n",
+                &format!(
+                    "bootstrap:\n  method: restore\n  restore:\n    command: {command}\n    target: latest\n    recovery_conf:\n      restore_command: 'false'\n      recovery_target: immediate\n      recovery_target_action: promote\n"
+                ),
+                1,
+            )
+        }
+    };
+    {
+        tracing::info!("--- the restore method: the new cluster is the backup, promoted");
+        let agent = Agent::start(
+            &restore_hosts[0],
+            &restored,
+            &rkubeconfig,
+            method(&script.display().to_string()),
+        );
+        let h = &restore_hosts[0];
+        let ok =
+            patroni_testlab::wait_until(FORM_TIMEOUT, "restored and promoted".into(), || async {
+                (query(h, &restored, "select pg_is_in_recovery()")? == "f").then_some(())
+            })
+            .await;
+        assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+        assert_eq!(
+            query(h, &restored, "select count(*) from restored").as_deref(),
+            Some("500")
+        );
+        assert_eq!(
+            query(
+                h,
+                &restored,
+                "select system_identifier from pg_control_system()"
+            ),
+            Some(sysid.clone())
+        );
+        let node = dcs(
+            lab,
+            "restored",
+            "observer",
+            kubernetes_config(&rns.name, false),
+            Duration::from_secs(30),
+        )
+        .await;
+        let recorded = patroni_testlab::wait_until(
+            Duration::from_secs(30),
+            "sysid recorded".into(),
+            || async { (node.get_cluster().await.ok()?.initialize? == sysid).then_some(()) },
+        )
+        .await;
+        assert!(recorded.is_ok(), "{recorded:?}");
+        let args = std::fs::read_to_string(&args_file).expect("the script ran");
+        assert!(
+            args.starts_with("--scope=restored --datadir=")
+                && args.contains(&format!("--command={}", script.display()))
+                && args.contains("--target=latest"),
+            "{args}"
+        );
+        assert!(
+            agent.log().contains("Running custom bootstrap script"),
+            "{}",
+            agent.log()
+        );
+    }
+    {
+        tracing::info!("--- a method that fails: the agent stops, and no initdb cluster appears");
+        let (fns, fail_hosts, fkubeconfig) = setup(lab, "t53-custom-f", "failing", 1).await;
+        let failing = spec(&fns, "failing", "m0");
+        let mut agent = Agent::start(&fail_hosts[0], &failing, &fkubeconfig, method("/bin/false"));
+        let code = agent.exit_code(Duration::from_secs(60)).await;
+        let log = agent.log();
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.contains("Failed to bootstrap cluster"), "{log}");
+        assert!(!log.contains("initializing a new cluster"), "{log}");
+        assert!(
+            !agent._dir.path().join("data/PG_VERSION").exists(),
+            "never initdb instead"
+        );
+    }
+}

@@ -19,6 +19,7 @@ use crate::bin::BinDir;
 use crate::client::{PgClient, QueryError};
 use crate::conninfo::ConnParams;
 use crate::controldata::{ControlData, ControlDataError};
+use crate::custom_bootstrap::{CustomBootstrap, CustomBootstrapError};
 use crate::datadir::{DataDirError, DataDirState};
 use crate::files::FileError;
 use crate::initdb::{InitdbError, InitdbSpec, initdb};
@@ -296,6 +297,20 @@ impl Postgres {
         .await
     }
 
+    /// Runs the custom bootstrap `method` (the method's section of `bootstrap`) into the
+    /// empty data directory.
+    ///
+    /// # Errors
+    /// See [`CustomBootstrapError`].
+    pub async fn custom_bootstrap(
+        &self,
+        method: &CustomBootstrap,
+    ) -> Result<(), CustomBootstrapError> {
+        method
+            .run(&self.spec.programs, self.spec.layout.data_dir())
+            .await
+    }
+
     /// Re-attaches to a postmaster running on the data directory (the agent restarted).
     /// Returns whether one was found.
     pub fn adopt(&mut self) -> bool {
@@ -334,13 +349,26 @@ impl Postgres {
         parameters: &ServerParameters,
         recovery: Option<&RecoveryConf>,
     ) -> Result<(), InstanceError> {
+        self.write_config_keeping(parameters, recovery, false).await
+    }
+
+    /// [`Postgres::write_config`]; without `recovery`, the signal files are kept when
+    /// `keep_signals`.
+    async fn write_config_keeping(
+        &self,
+        parameters: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+        keep_signals: bool,
+    ) -> Result<(), InstanceError> {
         let layout = self.spec.layout.clone();
         let parameters = parameters.clone();
         let recovery = recovery.cloned();
-        tokio::task::spawn_blocking(move || layout.write_config(&parameters, recovery.as_ref()))
-            .await
-            .map_err(|e| InstanceError::Task(e.to_string()))?
-            .map_err(InstanceError::Files)
+        tokio::task::spawn_blocking(move || {
+            layout.write_config_keeping(&parameters, recovery.as_ref(), keep_signals)
+        })
+        .await
+        .map_err(|e| InstanceError::Task(e.to_string()))?
+        .map_err(InstanceError::Files)
     }
 
     /// Writes the configuration and starts PostgreSQL: as a primary (`recovery: None`) or a
@@ -355,12 +383,29 @@ impl Postgres {
         recovery: Option<&RecoveryConf>,
         timeout: Duration,
     ) -> Result<PostmasterStatus, InstanceError> {
+        self.start_keeping(parameters, recovery, timeout, false)
+            .await
+    }
+
+    /// [`Postgres::start`]; without `recovery`, the recovery signal files a restore left are
+    /// kept when `keep_signals` (the server then starts in the recovery they ask for).
+    ///
+    /// # Errors
+    /// As [`Postgres::start`].
+    pub async fn start_keeping(
+        &mut self,
+        parameters: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+        timeout: Duration,
+        keep_signals: bool,
+    ) -> Result<PostmasterStatus, InstanceError> {
         if let Some(pm) = self.postmaster.as_mut()
             && pm.is_running()
         {
             return Err(InstanceError::AlreadyRunning(pm.pid()));
         }
-        self.write_config(parameters, recovery).await?;
+        self.write_config_keeping(parameters, recovery, keep_signals)
+            .await?;
         let config_file = self.spec.layout.postgresql_conf();
         let options = parameters.postmaster_options();
         let postmaster = Postmaster::spawn(

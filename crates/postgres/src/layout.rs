@@ -141,12 +141,27 @@ impl Layout {
         parameters: &ServerParameters,
         recovery: Option<&RecoveryConf>,
     ) -> Result<(), FileError> {
+        self.write_config_keeping(parameters, recovery, false)
+    }
+
+    /// [`Layout::write_config`], but without a `recovery` the signal files are left as they
+    /// are when `keep_signals` (a custom bootstrap's `keep_existing_recovery_conf`: the restore
+    /// tool wrote its own recovery settings).
+    ///
+    /// # Errors
+    /// A file cannot be written.
+    pub fn write_config_keeping(
+        &self,
+        parameters: &ServerParameters,
+        recovery: Option<&RecoveryConf>,
+        keep_signals: bool,
+    ) -> Result<(), FileError> {
         self.prepare_base_conf()?;
         if let Some(r) = recovery {
             if let Some((path, lines)) = &r.passfile {
                 self.write_pgpass_at(path, lines)?;
             }
-        } else {
+        } else if !keep_signals {
             self.remove_recovery_signals()?;
         }
         let include = self.include_target();

@@ -16,6 +16,7 @@ mod bootstrap;
 mod client;
 mod conninfo;
 mod controldata;
+mod custom_bootstrap;
 mod datadir;
 mod files;
 mod history;
@@ -46,6 +47,7 @@ pub use client::{
 };
 pub use conninfo::{ConnParams, escape_dsn_value, use_passfile};
 pub use controldata::{ClusterState, ControlData, ControlDataError};
+pub use custom_bootstrap::{CustomBootstrap, CustomBootstrapError};
 pub use datadir::{DataDirError, DataDirState, remove_contents, remove_contents_async};
 pub use files::{FileError, Owner, write_atomic};
 pub use history::{HistoryLine, history_file, parse_timeline_history};

@@ -209,7 +209,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// `initdb`, `pg_hba`, start as primary, roles, `post_bootstrap`.
     async fn bootstrap(&mut self) -> anyhow::Result<()> {
-        self.state_override = Some(PgState::InitializingNewCluster);
+        self.state_override = Some(if self.config.bootstrap.method_config.is_some() {
+            PgState::RunningCustomBootstrap
+        } else {
+            PgState::InitializingNewCluster
+        });
         tracing::info!("bootstrapping a new cluster");
         self.last_role = Some(PgRole::Primary);
         let params = self.server_parameters();

@@ -48,6 +48,8 @@ pub enum PgState {
     CreatingReplica,
     /// `initdb` and the post-bootstrap work run.
     InitializingNewCluster,
+    /// A custom bootstrap method (`bootstrap.method`) runs.
+    RunningCustomBootstrap,
     /// `pg_rewind` runs.
     Rewinding,
     /// A requested restart runs.
@@ -96,6 +98,7 @@ impl PgState {
             PgState::Crashed => "crashed",
             PgState::CreatingReplica => "creating replica",
             PgState::InitializingNewCluster => "initializing new cluster",
+            PgState::RunningCustomBootstrap => "running custom bootstrap script",
             PgState::Rewinding => "rewinding",
             PgState::Restarting => "restarting",
             PgState::Uninitialized => "stopped",

@@ -13,11 +13,14 @@ use std::time::Duration;
 use anyhow::Context;
 use patroni_config::Config;
 use patroni_postgres::{
-    BASEBACKUP_RETRY_DELAY, ControlData, DataDirState, HistoryLine, PgClient, Postgres,
-    RecoveryConf, ReplicaMethod, ServerParameters, ServerStatus, StopMode, UpstreamAddress,
-    create_replication_users, remove_contents_async, run_post_bootstrap, set_superuser_password,
+    BASEBACKUP_RETRY_DELAY, ControlData, CustomBootstrap, DataDirState, HistoryLine, PgClient,
+    Postgres, RecoveryConf, RecoverySignal, ReplicaMethod, ServerParameters, ServerStatus,
+    StopMode, UpstreamAddress, create_replication_users, remove_contents_async, run_post_bootstrap,
+    set_superuser_password,
 };
 
+/// How often the end of recovery after a custom bootstrap is checked.
+const END_OF_RECOVERY_POLL: Duration = Duration::from_secs(1);
 /// How long a fast stop may take before it escalates to immediate.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -167,6 +170,29 @@ impl RealPostgres {
         }
         Ok(())
     }
+
+    /// Waits until the started server left recovery (a custom bootstrap that restored a
+    /// backup promotes at the end of its recovery); fails when the postmaster exits.
+    async fn wait_for_end_of_recovery(&mut self) -> anyhow::Result<()> {
+        let mut logged = false;
+        loop {
+            anyhow::ensure!(
+                self.pg.is_running(),
+                "postgres exited before the end of recovery after bootstrap"
+            );
+            if let Ok(client) = self.pg.connect().await
+                && let Ok(status) = client.status().await
+                && !status.in_recovery
+            {
+                return Ok(());
+            }
+            if !logged {
+                tracing::info!("waiting for end of recovery after bootstrap");
+                logged = true;
+            }
+            tokio::time::sleep(END_OF_RECOVERY_POLL).await;
+        }
+    }
 }
 
 impl PostgresCtl for RealPostgres {
@@ -207,20 +233,64 @@ impl PostgresCtl for RealPostgres {
         start_timeout: Duration,
     ) -> anyhow::Result<()> {
         let cfg = Arc::clone(&self.config);
-        self.pg
-            .initdb(&cfg.bootstrap.initdb)
-            .await
-            .context("run initdb")?;
         let layout = self.pg.spec().layout.clone();
+        let custom = match &cfg.bootstrap.method_config {
+            Some(section) => Some(
+                CustomBootstrap::from_section(section, &cfg.scope, layout.data_dir())
+                    .with_context(|| format!("bootstrap.{}", cfg.bootstrap.method))?,
+            ),
+            None => None,
+        };
+        match &custom {
+            // Never initdb instead: the user asked for this cluster's data (issue #12).
+            Some(method) => self
+                .pg
+                .custom_bootstrap(method)
+                .await
+                .with_context(|| format!("run bootstrap method {}", cfg.bootstrap.method))?,
+            None => self
+                .pg
+                .initdb(&cfg.bootstrap.initdb)
+                .await
+                .context("run initdb")?,
+        }
         if cfg.postgresql.pg_hba.is_some() {
             self.write_pg_hba()?;
         } else if let Some(lines) = &cfg.bootstrap.pg_hba {
             layout.append_pg_hba(lines).context("write pg_hba.conf")?;
         }
-        self.pg
-            .start(params, None, start_timeout)
-            .await
-            .context("start the new primary")?;
+        match &custom {
+            None => {
+                self.pg
+                    .start(params, None, start_timeout)
+                    .await
+                    .context("start the new primary")?;
+            }
+            Some(method) => {
+                let recovery = method.recovery_conf.as_ref().map(|p| RecoveryConf {
+                    signal: RecoverySignal::Recovery,
+                    params: p.clone(),
+                    passfile: None,
+                });
+                let started = self
+                    .pg
+                    .start_keeping(
+                        params,
+                        recovery.as_ref(),
+                        start_timeout,
+                        method.keep_existing_recovery_conf,
+                    )
+                    .await;
+                // A long restore may not accept connections within the start timeout; it
+                // is done when recovery ends, however long that takes (as Patroni).
+                if let Err(e) = started
+                    && !self.pg.is_running()
+                {
+                    return Err(anyhow::Error::from(e).context("start the restored cluster"));
+                }
+                self.wait_for_end_of_recovery().await?;
+            }
+        }
         let client = self
             .pg
             .connect()
