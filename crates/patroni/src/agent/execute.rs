@@ -83,8 +83,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 "delete the initialize key",
             ),
             Action::WriteConfig => {
-                let value = serde_json::to_string(&self.config.bootstrap.dcs_raw)
-                    .context("render bootstrap.dcs")?;
+                let value =
+                    serde_json::to_string(&self.dynamic_raw).context("render bootstrap.dcs")?;
                 refused(
                     dcs.set_config_value(&value, None).await,
                     "write the dynamic configuration",

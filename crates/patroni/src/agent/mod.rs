@@ -10,6 +10,7 @@
 pub mod api_backend;
 pub mod callbacks;
 mod divergence;
+mod dynamic_cache;
 pub mod execute;
 pub mod fake_pg;
 pub mod member_data;

@@ -73,8 +73,14 @@ pub struct Runtime<D, P> {
     start: Instant,
     /// What the core asks the runtime to remember.
     pub(super) memory: AgentMemory,
-    /// The effective dynamic configuration (DCS `config`, else `bootstrap.dcs`).
+    /// The effective dynamic configuration (DCS `config`, else `patroni.dynamic.json`, else
+    /// `bootstrap.dcs`).
     pub(super) dynamic: DynamicConfig,
+    /// The same as the JSON document it was read from (what `patroni.dynamic.json` holds and
+    /// a bootstrap writes to the DCS).
+    pub(super) dynamic_raw: serde_json::Value,
+    /// `dynamic_raw` changed since `patroni.dynamic.json` was last written.
+    cache_needs_saving: bool,
     /// The core's settings derived from it.
     pub(super) ha: HaConfig,
     /// The role the server last ran (or was started) in.
@@ -134,7 +140,20 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         major_version: u32,
         shared: Arc<Shared>,
     ) -> Self {
-        let dynamic = config.bootstrap.dcs.clone();
+        let (dynamic, dynamic_raw) = match super::dynamic_cache::load(&config.postgresql.data_dir) {
+            Some(cached) => {
+                tracing::info!("using the dynamic configuration cached in patroni.dynamic.json");
+                let (dynamic, problems) = DynamicConfig::from_value(&cached);
+                for p in problems {
+                    tracing::warn!("patroni.dynamic.json: {p}");
+                }
+                (dynamic, cached)
+            }
+            None => (
+                config.bootstrap.dcs.clone(),
+                config.bootstrap.dcs_raw.clone(),
+            ),
+        };
         let ha = ha_config(&dynamic, &config);
         let id = Identity::from_config(&config);
         let callback_runner =
@@ -153,6 +172,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 ..Default::default()
             },
             dynamic,
+            dynamic_raw,
+            cache_needs_saving: true,
             ha,
             last_role: None,
             crashed_as: None,
@@ -387,6 +408,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if config.data.is_empty() {
             return;
         }
+        let raw = serde_json::Value::Object(config.data.clone());
+        if raw != self.dynamic_raw {
+            self.dynamic_raw = raw;
+            self.cache_needs_saving = true;
+        }
         let (dynamic, _problems) =
             DynamicConfig::from_value(&serde_json::Value::Object(config.data.clone()));
         if dynamic != self.dynamic {
@@ -570,6 +596,13 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Publishes the member key (when the DCS answered) and the API snapshot.
     async fn publish(&mut self, obs: &Observation) {
         let local = self.observe(self.tick()).await;
+        if self.cache_needs_saving && local.data().is_some() {
+            // As Patroni, once a data directory exists.
+            match super::dynamic_cache::save(&self.config.postgresql.data_dir, &self.dynamic_raw) {
+                Ok(()) => self.cache_needs_saving = false,
+                Err(e) => tracing::warn!("failed to save patroni.dynamic.json: {e:#}"),
+            }
+        }
         if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
             self.callback_runner.fire(cb);
         }
