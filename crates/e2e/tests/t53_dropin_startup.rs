@@ -450,22 +450,7 @@ async fn custom_bootstrap_restores_a_backup_and_never_falls_back_to_initdb() {
     let backup = work.path().join("backup");
     {
         tracing::info!("--- a base backup of the source cluster");
-        // The replication role appears right after the bootstrap's first start.
-        let taken =
-            patroni_testlab::wait_until(Duration::from_secs(30), "base backup".into(), || async {
-                let _ = std::fs::remove_dir_all(&backup);
-                let out = hosts[0]
-                    .command_as("postgres", "/usr/lib/postgresql/15/bin/pg_basebackup")
-                    .env("PGPASSWORD", &src.replication_password)
-                    .arg("-D")
-                    .arg(&backup)
-                    .args(["-X", "stream", "-U", "standby", "-h", hosts[0].ip()])
-                    .output()
-                    .ok()?;
-                out.status.success().then_some(())
-            })
-            .await;
-        assert!(taken.is_ok(), "{taken:?}");
+        base_backup(&hosts[0], &src, &backup).await;
     }
     let script = work.path().join("restore.sh");
     let args_file = work.path().join("restore-args");
@@ -624,4 +609,103 @@ async fn the_dynamic_configuration_is_cached_in_the_data_directory() {
         .await;
     assert!(updated.is_ok(), "{updated:?}: {:?}", read());
     assert_eq!(read().expect("cache")["loop_wait"], LOOP_WAIT);
+}
+
+/// `pg_basebackup` of `host`'s cluster into `backup`, retried while the replication role of a
+/// fresh cluster does not exist yet.
+async fn base_backup(host: &Host, spec: &AgentSpec, backup: &Path) {
+    let taken =
+        patroni_testlab::wait_until(Duration::from_secs(30), "base backup".into(), || async {
+            let _ = std::fs::remove_dir_all(backup);
+            let out = host
+                .command_as("postgres", "/usr/lib/postgresql/15/bin/pg_basebackup")
+                .env("PGPASSWORD", &spec.replication_password)
+                .arg("-D")
+                .arg(backup)
+                .args(["-X", "stream", "-U", "standby", "-h", host.ip()])
+                .output()
+                .ok()?;
+            out.status.success().then_some(())
+        })
+        .await;
+    assert!(taken.is_ok(), "{taken:?}");
+}
+
+/// A replica creation method with `no_leader: true` runs while the cluster has no leader: the
+/// only member left restores a backup, starts, and takes over the leaderless cluster.
+#[tokio::test]
+async fn a_no_leader_replica_method_runs_without_a_leader() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "noleader";
+    let (ns, hosts, kubeconfig) = setup(lab, "t53-noleader", scope, 2).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(work.path()).expect("chown");
+    let first = spec(&ns, scope, "m0");
+    let mut leader = Agent::start(&hosts[0], &first, &kubeconfig, |y| y);
+    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "m0 bootstrapped".into(), || async {
+        query(
+            &hosts[0],
+            &first,
+            "create table kept as select generate_series(1, 300) v",
+        )
+    })
+    .await;
+    assert!(ok.is_ok(), "{ok:?}\n{}", leader.log());
+    let backup = work.path().join("backup");
+    base_backup(&hosts[0], &first, &backup).await;
+    {
+        tracing::info!("--- the only member stops (SIGTERM releases the lock)");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(leader.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        assert_eq!(leader.exit_code(Duration::from_secs(60)).await, Some(0));
+    }
+    let script = work.path().join("restore.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\nfor a in \"$@\"; do case \"$a\" in --datadir=*) d=\"${{a#--datadir=}}\";; esac; done\n\
+             mkdir -p \"$d\"\ncp -a {}/. \"$d\"/\nchmod 700 \"$d\"\n",
+            backup.display()
+        ),
+    )
+    .expect("write script");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let second = spec(&ns, scope, "m1");
+    let agent = Agent::start(&hosts[1], &second, &kubeconfig, |yaml| {
+        yaml.replacen(
+            "\npostgresql:\n",
+            &format!(
+                "\npostgresql:\n  create_replica_methods: [restore]\n  restore:\n    command: {}\n    no_leader: true\n",
+                script.display()
+            ),
+            1,
+        )
+    });
+    let h = &hosts[1];
+    let ok = patroni_testlab::wait_until(
+        Duration::from_secs(120),
+        "m1 restored and leading".into(),
+        || async {
+            (query(
+                h,
+                &second,
+                "select count(*) from kept where not pg_is_in_recovery()",
+            )? == "300")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+    assert!(
+        agent.log().contains("bootstrap (without leader)"),
+        "{}",
+        agent.log()
+    );
 }

@@ -432,6 +432,29 @@ impl PgClient {
             })
     }
 
+    /// The timeline this server writes WAL on, `None` while it is in recovery (Patroni asks a
+    /// leader with `IDENTIFY_SYSTEM`; a published member timeline lags a fresh promotion).
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn primary_timeline(&self) -> Result<Option<u32>, QueryError> {
+        let what = "read the primary's timeline";
+        let row = self
+            .client
+            .query_one(
+                "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL \
+                 ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(\
+                 pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+                &[],
+            )
+            .await
+            .map_err(|source| QueryError::Query { what, source })?;
+        let tl: Option<i32> = row
+            .try_get(0)
+            .map_err(|source| QueryError::Query { what, source })?;
+        Ok(tl.and_then(|t| u32::try_from(t).ok()))
+    }
+
     /// Whether this server is a primary whose `pg_control` names its current timeline: it ran
     /// a checkpoint since its promotion, so `pg_rewind` from it sees the new timeline
     /// (Patroni's `check_leader_has_run_checkpoint`).

@@ -175,8 +175,9 @@ fn recover_holder(ctx: &Ctx<'_>, stopped: &Stopped) -> Decision {
 
 /// §7.3: when this member's history may have diverged from the leader's,
 /// learn whether it did (`ask` allows the query; `recheck` asks again, once per loop, after
-/// an "in sync" verdict), then rewind, reclone or remove the data as configured. `None`: nothing to repair (or not known
-/// yet and not worth asking).
+/// an "in sync" verdict), then rewind, reclone or remove the data as configured. A verdict
+/// made against another timeline of the leader is not used. `None`: nothing to repair (or not
+/// known yet and not worth asking).
 fn repair_divergence(
     ctx: &Ctx<'_>,
     data: &DataDirectory,

@@ -28,9 +28,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let Some(leader_member) = cluster.and_then(|c| c.member(leader)) else {
             return (TimelineVerdict::Undetermined, 0);
         };
-        let Some(leader_tl) = leader_member.data.timeline else {
-            return (TimelineVerdict::Undetermined, 0);
-        };
+        let published = leader_member.data.timeline.unwrap_or(0);
         if leader_member
             .data
             .role
@@ -39,8 +37,29 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             != Some(Role::Primary)
         {
             tracing::info!(%leader, "the leader is not running as primary yet: no timeline check");
-            return (TimelineVerdict::Undetermined, leader_tl);
+            return (TimelineVerdict::Undetermined, published);
         }
+        // The timeline the leader writes on now, asked from it as Patroni does: the one it
+        // published lags a fresh promotion (a verdict against it let a diverged member start).
+        let address = leader_member
+            .data
+            .conn_url
+            .as_deref()
+            .and_then(super::execute::parse_conn_url);
+        let leader_tl = match address {
+            Some(a) => match self.pg.leader_timeline(&a).await {
+                Ok(Some(tl)) => tl,
+                Ok(None) => {
+                    tracing::info!(%leader, "Leader is still in_recovery and therefore can't be used for rewind");
+                    return (TimelineVerdict::Undetermined, published);
+                }
+                Err(e) => {
+                    tracing::warn!(%leader, "failed to ask the leader for its timeline: {e:#}");
+                    return (TimelineVerdict::Undetermined, published);
+                }
+            },
+            None => return (TimelineVerdict::Undetermined, published),
+        };
         let Some(local) = self.local_position(obs).await else {
             return (TimelineVerdict::Undetermined, leader_tl);
         };
@@ -69,7 +88,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 timeline::after_checkpoint_end(end, switchpoint)
             }
         };
-        (verdict, leader_tl)
+        (verdict, published.max(leader_tl))
     }
 
     /// Where the local server stands: a running standby's replay position and timeline, else

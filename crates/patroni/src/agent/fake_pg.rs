@@ -311,6 +311,17 @@ impl PostgresCtl for FakePostgres {
         Ok(())
     }
 
+    async fn leader_timeline(&self, source: &UpstreamAddress) -> anyhow::Result<Option<u64>> {
+        let world = self.world.lock();
+        let server = world
+            .servers
+            .get(&source.host)
+            .ok_or_else(|| anyhow::anyhow!("{} is unknown", source.host))?;
+        Ok((server.running == Some(PgRole::Primary))
+            .then(|| server.data.as_ref().map(|d| u64::from(d.timeline)))
+            .flatten())
+    }
+
     async fn recover_crash(&mut self) -> anyhow::Result<()> {
         self.with(|s| {
             anyhow::ensure!(s.running.is_none(), "running");

@@ -91,6 +91,14 @@ pub trait PostgresCtl: Send + 'static {
         &self,
         source: &UpstreamAddress,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// The timeline the leader at `source` writes on now; `None` while it is in recovery.
+    ///
+    /// # Errors
+    /// It cannot be reached or queried.
+    fn leader_timeline(
+        &self,
+        source: &UpstreamAddress,
+    ) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send;
     /// Crash recovery of the stopped data directory in single-user mode.
     fn recover_crash(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Where the checkpoint record at `lsn` on `timeline` ends (`pg_waldump`), if readable.
@@ -192,6 +200,19 @@ impl RealPostgres {
             }
             tokio::time::sleep(END_OF_RECOVERY_POLL).await;
         }
+    }
+
+    /// A connection to the leader at `source` with the rewind credentials (else the
+    /// superuser's), as Patroni's divergence check and rewind use.
+    async fn connect_to_leader(&self, source: &UpstreamAddress) -> anyhow::Result<PgClient> {
+        let spec = self.pg.spec();
+        let user = spec.rewind.as_ref().unwrap_or(&spec.superuser);
+        let params = patroni_postgres::ConnParams::for_user(&source.host, source.port, user)
+            .with("dbname", spec.database.clone())
+            .with("connect_timeout", "3");
+        PgClient::connect(&params)
+            .await
+            .context("connect to the leader")
     }
 }
 
@@ -400,15 +421,13 @@ impl PostgresCtl for RealPostgres {
             .context("run pg_rewind")
     }
 
+    async fn leader_timeline(&self, source: &UpstreamAddress) -> anyhow::Result<Option<u64>> {
+        let client = self.connect_to_leader(source).await?;
+        Ok(client.primary_timeline().await?.map(u64::from))
+    }
+
     async fn leader_checkpointed(&self, source: &UpstreamAddress) -> anyhow::Result<()> {
-        let spec = self.pg.spec();
-        let user = spec.rewind.as_ref().unwrap_or(&spec.superuser);
-        let params = patroni_postgres::ConnParams::for_user(&source.host, source.port, user)
-            .with("dbname", spec.database.clone())
-            .with("connect_timeout", "3");
-        let client = PgClient::connect(&params)
-            .await
-            .context("connect to the leader")?;
+        let client = self.connect_to_leader(source).await?;
         if client.checkpointed_on_current_timeline().await? {
             return Ok(());
         }

@@ -729,6 +729,20 @@ fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
+/// Whether a configured replica creation method can run without a member to clone from
+/// (`no_leader`), as Patroni's `can_create_replica_without_replication_connection`.
+fn replica_method_without_leader(config: &Config) -> bool {
+    let pg = &config.postgresql;
+    pg.create_replica_methods.iter().any(|name| {
+        patroni_postgres::ReplicaMethod::from_config(
+            name,
+            pg.replica_method_sections.get(name),
+            &pg.basebackup,
+        )
+        .works_without_leader()
+    })
+}
+
 /// The core's settings from the dynamic and local configuration.
 pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
     let secs = |s: u64| Duration::from_secs(s);
@@ -758,7 +772,7 @@ pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
         },
         failsafe_mode: false,
         can_bootstrap: true,
-        create_replica_without_leader: false,
+        create_replica_without_leader: replica_method_without_leader(config),
         watchdog_unusable: config.watchdog.mode == patroni_config::WatchdogMode::Required,
     }
 }
