@@ -15,6 +15,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::launcher::Programs;
+use crate::replica::{python_str, truthy};
 use crate::tool::{self, ToolError};
 
 /// Keys of the method's section that are not passed to the command.
@@ -121,29 +122,6 @@ impl CustomBootstrap {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(CustomBootstrapError::Trigger(e)),
         }
-    }
-}
-
-/// Python's truthiness of a YAML value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// Python's `str()` of a YAML value, as Patroni formats `--key=value`.
-fn python_str(v: &Value) -> String {
-    match v {
-        Value::Null => "None".to_owned(),
-        Value::Bool(true) => "True".to_owned(),
-        Value::Bool(false) => "False".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -182,7 +182,7 @@ impl ReplicaMethod {
 }
 
 /// Truthiness as Patroni's YAML sees it.
-fn truthy(v: &Value) -> bool {
+pub(crate) fn truthy(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
         Value::String(s) => patroni_config::coerce::parse_bool(s).unwrap_or(!s.is_empty()),
@@ -193,7 +193,7 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// A value as Python's `str()` prints it, since Patroni formats `--key={value}` that way.
-fn python_str(v: &Value) -> String {
+pub(crate) fn python_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Bool(true) => "True".to_owned(),
