@@ -709,3 +709,119 @@ async fn a_no_leader_replica_method_runs_without_a_leader() {
         agent.log()
     );
 }
+
+/// Patroni's own sample configurations (`postgres0.yml`, `postgres1.yml`, `postgres2.yml`,
+/// unchanged but for the DCS section, `etcd` swapped for `kubernetes`) start a 3-member
+/// cluster on one host as the postgres user: relative data directories, `/tmp/pgpass0..2`,
+/// loopback addresses, Patroni's users and passwords.
+#[tokio::test]
+async fn patronis_sample_configurations_start_a_cluster() {
+    init_tracing();
+    let lab = Lab::shared();
+    let scope = "batman";
+    let ns = lab.namespace("t53-samples").await.expect("namespace");
+    let host = lab.host("samples").expect("host");
+    for i in 0..3 {
+        let spec = patroni_testlab::PodSpec {
+            name: format!("postgresql{i}"),
+            labels: member_labels(scope),
+            service_account: None,
+        };
+        lab.pod(&ns.client, &ns.name, &host, spec)
+            .await
+            .expect("pod");
+    }
+    let kubeconfig = restricted_kubeconfig(lab, &ns.name, false, true, 0).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(work.path()).expect("chown");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/patroni-samples");
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let text =
+            std::fs::read_to_string(samples.join(format!("postgres{i}.yml"))).expect("sample");
+        let yaml = text.replacen(
+            "\netcd:\n",
+            &format!(
+                "\nkubernetes:\n  namespace: {}\n  labels:\n    application: patroni\n  context: testenv\n#etcd:\n",
+                ns.name
+            ),
+            1,
+        );
+        let yaml = yaml.replacen(
+            "\n  host: 127.0.0.1:2379\n",
+            "\n#  host: 127.0.0.1:2379\n",
+            1,
+        );
+        let config = work.path().join(format!("postgres{i}.yml"));
+        std::fs::write(&config, yaml).expect("write config");
+        chown_to_pg_user(&config).expect("chown");
+        let _ = std::fs::remove_file(format!("/tmp/pgpass{i}"));
+        let log = std::fs::File::create(work.path().join(format!("postgres{i}.log"))).expect("log");
+        let err = log.try_clone().expect("log");
+        let child = host
+            .command_as("postgres", agent_binary())
+            .current_dir(work.path())
+            .arg(&config)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info")
+            // The samples name no bin_dir: PostgreSQL's programs come from PATH, as a Patroni
+            // user's environment provides them.
+            .env("PATH", "/usr/lib/postgresql/15/bin:/usr/bin:/bin")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("start agent");
+        agents.push(child);
+    }
+    let psql = |port: u16, q: &str| -> Option<String> {
+        let out = host
+            .command("/usr/lib/postgresql/15/bin/psql")
+            .env("PGPASSWORD", "patroni")
+            .args([
+                "-X",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-c", q])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let logs = || {
+        (0..3)
+            .map(|i| {
+                std::fs::read_to_string(work.path().join(format!("postgres{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let formed = patroni_testlab::wait_until(FORM_TIMEOUT, "samples formed".into(), || async {
+        let primaries: Vec<u16> = [5432, 5433, 5434]
+            .into_iter()
+            .filter(|p| psql(*p, "select pg_is_in_recovery()").as_deref() == Some("f"))
+            .collect();
+        let [primary] = primaries.as_slice() else {
+            return None;
+        };
+        (psql(*primary, STREAMING_REPLICAS)? == "2").then_some(())
+    })
+    .await;
+    for mut a in agents {
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+    for i in 0..3 {
+        let _ = std::fs::remove_file(format!("/tmp/pgpass{i}"));
+    }
+    assert!(formed.is_ok(), "{formed:?}\n{}", logs());
+    assert!(work.path().join("data/postgresql0/PG_VERSION").exists());
+}
