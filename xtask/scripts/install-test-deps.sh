@@ -51,7 +51,5 @@ fi
 "$VENV/bin/patronictl" version >/dev/null
 
 # --- Go modules of the lab's control plane ------------------------------------
-if ! (cd testenv && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download) 2>/dev/null; then
-  log "go mod download (testenv)"
-  (cd testenv && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
-fi
+# A no-op when the module cache already holds them.
+(cd testenv && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)

@@ -11,6 +11,6 @@ mod member;
 mod role;
 
 pub use cluster::{Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, SyncState};
-pub use lock::{LEADER_RECORD_KEYS, LockObserver, LockState, Tick};
+pub use lock::{LEADER_RECORD_KEYS, LockObserver, LockState, Tick, leader_record};
 pub use member::{Member, MemberData};
 pub use role::{ParseRoleError, Role};

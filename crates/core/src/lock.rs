@@ -39,6 +39,14 @@ pub enum LockState {
     Free,
 }
 
+/// The leader record: the [`LEADER_RECORD_KEYS`] of the leader object's annotations.
+pub fn leader_record(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    LEADER_RECORD_KEYS
+        .iter()
+        .filter_map(|k| annotations.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect()
+}
+
 // === impl LockObserver ===
 
 impl LockObserver {
@@ -51,10 +59,7 @@ impl LockObserver {
         now: Tick,
         default_ttl: Duration,
     ) -> LockState {
-        let record: BTreeMap<String, String> = LEADER_RECORD_KEYS
-            .iter()
-            .filter_map(|k| annotations.get(*k).map(|v| (k.to_string(), v.clone())))
-            .collect();
+        let record = leader_record(annotations);
         if self.observed_at.is_none() || record != self.record {
             self.record = record;
             self.observed_at = Some(now);

@@ -116,6 +116,28 @@ fn set(yaml: &str, key: &str, value: &str) -> String {
         + "\n"
 }
 
+/// A DCS client of `scope` in `ns` that only reads (named after no member).
+async fn observer(lab: &Lab, ns: &TestNamespace, scope: &str) -> patroni_dcs::KubernetesDcs {
+    dcs(
+        lab,
+        scope,
+        "observer",
+        kubernetes_config(&ns.name, false),
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// Waits until `spec`'s PostgreSQL on `host` accepts writes, failing with `agent`'s log.
+async fn until_primary(host: &Host, spec: &AgentSpec, agent: &Agent) {
+    let ok =
+        patroni_testlab::wait_until(FORM_TIMEOUT, format!("{} primary", spec.name), || async {
+            (query(host, spec, "select pg_is_in_recovery()")? == "f").then_some(())
+        })
+        .await;
+    assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+}
+
 /// `psql` to `host` as the superuser of `spec`.
 fn query(host: &Host, spec: &AgentSpec, q: &str) -> Option<String> {
     sql(host, host, spec, q)
@@ -138,12 +160,8 @@ async fn pgpass_in_tmp_and_missing_data_dir_parents_bootstrap() {
     });
     let yaml = std::fs::read_to_string(agent._dir.path().join("patroni.yml")).expect("config");
     assert!(yaml.contains(&format!("pgpass: {pgpass}")), "{yaml}");
-    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "bootstrapped".into(), || async {
-        (query(&hosts[0], &spec, "select pg_is_in_recovery()")? == "f").then_some(())
-    })
-    .await;
+    until_primary(&hosts[0], &spec, &agent).await;
     let _ = std::fs::remove_file(&pgpass);
-    assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
 }
 
 /// initdb cannot create the data directory (its parent belongs to root): the agent ends with
@@ -169,14 +187,7 @@ async fn a_failed_bootstrap_ends_the_agent() {
     let log = agent.log();
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("Failed to bootstrap cluster"), "{log}");
-    let node = dcs(
-        lab,
-        scope,
-        "observer",
-        kubernetes_config(&ns.name, false),
-        Duration::from_secs(30),
-    )
-    .await;
+    let node = observer(lab, &ns, scope).await;
     let view = node.get_cluster().await.expect("view");
     assert_eq!(view.initialize, None, "the initialize key is given back");
 }
@@ -191,19 +202,8 @@ async fn a_duplicate_member_name_refuses_to_start() {
     let (ns, hosts, kubeconfig) = setup(lab, "t53-dup", scope, 2).await;
     let spec0 = spec(&ns, scope, "m0");
     let leader = Agent::start(&hosts[0], &spec0, &kubeconfig, |y| y);
-    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "m0 leads".into(), || async {
-        (query(&hosts[0], &spec0, "select pg_is_in_recovery()")? == "f").then_some(())
-    })
-    .await;
-    assert!(ok.is_ok(), "{ok:?}\n{}", leader.log());
-    let node = dcs(
-        lab,
-        scope,
-        "observer",
-        kubernetes_config(&ns.name, false),
-        Duration::from_secs(30),
-    )
-    .await;
+    until_primary(&hosts[0], &spec0, &leader).await;
+    let node = observer(lab, &ns, scope).await;
     wait_for_leader(&node, "m0").await;
     let before = record(&ns, scope).await;
     {
@@ -265,14 +265,7 @@ async fn required_watchdog_without_a_device_never_leads() {
         log.contains("Cancelling bootstrap because watchdog activation failed"),
         "{log}"
     );
-    let node = dcs(
-        lab,
-        scope,
-        "observer",
-        kubernetes_config(&ns.name, false),
-        Duration::from_secs(30),
-    )
-    .await;
+    let node = observer(lab, &ns, scope).await;
     let view = node.get_cluster().await.expect("view");
     assert!(!view.is_locked(), "{view:?}");
     assert_eq!(view.initialize, None);
@@ -369,11 +362,7 @@ async fn logging_follows_the_log_section() {
             dir.display()
         )
     });
-    let ok = patroni_testlab::wait_until(FORM_TIMEOUT, "bootstrapped".into(), || async {
-        (query(&hosts[0], &spec, "select pg_is_in_recovery()")? == "f").then_some(())
-    })
-    .await;
-    assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+    until_primary(&hosts[0], &spec, &agent).await;
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     // Patroni's heartbeat: every cycle's message at INFO.
     let heartbeat =
@@ -491,12 +480,7 @@ async fn custom_bootstrap_restores_a_backup_and_never_falls_back_to_initdb() {
             method(&script.display().to_string()),
         );
         let h = &restore_hosts[0];
-        let ok =
-            patroni_testlab::wait_until(FORM_TIMEOUT, "restored and promoted".into(), || async {
-                (query(h, &restored, "select pg_is_in_recovery()")? == "f").then_some(())
-            })
-            .await;
-        assert!(ok.is_ok(), "{ok:?}\n{}", agent.log());
+        until_primary(h, &restored, &agent).await;
         assert_eq!(
             query(h, &restored, "select count(*) from restored").as_deref(),
             Some("500")
@@ -509,14 +493,7 @@ async fn custom_bootstrap_restores_a_backup_and_never_falls_back_to_initdb() {
             ),
             Some(sysid.clone())
         );
-        let node = dcs(
-            lab,
-            "restored",
-            "observer",
-            kubernetes_config(&rns.name, false),
-            Duration::from_secs(30),
-        )
-        .await;
+        let node = observer(lab, &rns, "restored").await;
         let recorded = patroni_testlab::wait_until(
             Duration::from_secs(30),
             "sysid recorded".into(),

@@ -134,11 +134,10 @@ impl LockTrack {
         if self.seen.iter().any(|(v, _)| v == version) {
             return;
         }
-        let record = patroni_core::LEADER_RECORD_KEYS
-            .iter()
-            .filter_map(|k| annotations.get(*k).map(|v| (k.to_string(), v.clone())))
-            .collect();
-        self.seen.push_back((version.to_string(), record));
+        self.seen.push_back((
+            version.to_string(),
+            patroni_core::leader_record(annotations),
+        ));
         while self.seen.len() > SEEN_VERSIONS {
             self.seen.pop_front();
         }

@@ -17,8 +17,10 @@ use super::runtime::Runtime;
 impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Compares this member's timeline and position with `leader`'s, as Patroni's
     /// `_check_timeline_and_lsn`, with the leader's timeline history taken from the DCS
-    /// `history` key instead of a replication connection. Returns the verdict and the
-    /// leader's published timeline it was made against.
+    /// `history` key instead of a replication connection. Returns the verdict and the leader
+    /// timeline it holds for: the one the leader writes on, or the one it published when that
+    /// is newer or the leader could not be asked (a verdict is used only while it matches the
+    /// published timeline, so one made ahead of it is asked again once the leader publishes).
     pub(super) async fn check_timeline(
         &self,
         obs: &Observation,

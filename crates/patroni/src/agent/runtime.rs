@@ -43,7 +43,7 @@ const MAX_STEPS: usize = 8;
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
 /// Slack on top of the longest legitimate age of a view the lock is raced with.
 const STALE_VIEW_MARGIN: Duration = Duration::from_secs(1);
-/// A wake-up this much later than its deadline means the process was suspended.
+/// A wake-up this much later than its deadline means the process was suspended (logged).
 const LATE_WAKE: Duration = Duration::from_secs(1);
 /// Pause between shutdown attempts whose actions failed.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(1);
@@ -284,8 +284,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
         let late = Instant::now().saturating_duration_since(deadline);
         if late > LATE_WAKE {
+            // Only worth a warning: the next cycle reads the DCS after this wake-up, so its
+            // view is newer than the suspension (the Kubernetes DCS confirms an expired lock).
             tracing::warn!(late = ?late, "this agent was suspended: woke up late");
-            self.memory.resumed_at = Some(self.tick());
         }
     }
 
@@ -409,12 +410,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             return;
         }
         let raw = serde_json::Value::Object(config.data.clone());
+        let (dynamic, _problems) = DynamicConfig::from_value(&raw);
         if raw != self.dynamic_raw {
             self.dynamic_raw = raw;
             self.cache_needs_saving = true;
         }
-        let (dynamic, _problems) =
-            DynamicConfig::from_value(&serde_json::Value::Object(config.data.clone()));
         if dynamic != self.dynamic {
             tracing::info!("applying the dynamic configuration from the DCS");
             let ha = ha_config(&dynamic, &self.config);
