@@ -9,6 +9,7 @@ pub mod ha;
 mod lock;
 mod member;
 mod role;
+pub mod slots;
 
 pub use cluster::{Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, SyncState};
 pub use lock::{LEADER_RECORD_KEYS, LockObserver, LockState, Tick, leader_record};

@@ -33,7 +33,7 @@ mod recovery;
 mod render;
 mod replica;
 mod rewind;
-mod slot;
+mod slots;
 mod tool;
 
 pub use bin::{BinDir, BinError, DEFAULT_BIN_DIR};
@@ -57,6 +57,7 @@ pub use launcher::{Launcher, Programs};
 pub use layout::Layout;
 pub use lsn::{Lsn, LsnParseError};
 pub use params::{ParameterWarning, ServerParameters, ServerParametersInput};
+pub use patroni_core::slots::{MAX_SLOT_NAME_LEN, is_valid_slot_name, slot_name_from_member_name};
 pub use postmaster::{
     ADOPTED_EXIT_POLL_INTERVAL, Escalation, IMMEDIATE_STOP_TIMEOUT, KILL_WAIT_TIMEOUT, Postmaster,
     PostmasterError, READY_POLL_INTERVAL, StartSpec, StopMode, StopOutcome,
@@ -73,5 +74,5 @@ pub use replica::{
     MethodError, MethodFailure, ReplicaMethod, basebackup_args, create_replica, custom_method_args,
 };
 pub use rewind::{RewindError, RewindSpec, rewind, rewind_args};
-pub use slot::{MAX_SLOT_NAME_LEN, is_valid_slot_name, slot_name_from_member_name};
+pub use slots::{DropOutcome, LogicalSlotFile, install_logical_slots};
 pub use tool::{ToolError, ToolOutput};

@@ -15,7 +15,7 @@ use patroni_config::PgUser;
 use serde_json::Value;
 
 use crate::conninfo::{ConnParams, use_passfile};
-use crate::slot::slot_name_from_member_name;
+use patroni_core::slots::slot_name_from_member_name;
 
 /// Parameters Patroni blanks on PostgreSQL 12+ so no included file sets a recovery target.
 const BLANKED_TARGETS: [&str; 5] = [

@@ -165,7 +165,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 self.memory.timeline_check = None;
                 if let Some(cluster) = obs.cluster() {
                     // Slots before the replicas reconnect, not a cycle later.
-                    self.maintain_slots(cluster).await;
+                    let local = self.observe(self.tick()).await;
+                    self.sync_slots(cluster, &local, obs.paused).await;
                 }
                 self.publish_history(obs).await;
                 Ok(())
@@ -377,7 +378,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// Server parameters from the local and dynamic configuration.
     pub(super) fn server_parameters(&self) -> ServerParameters {
-        let (params, warnings) = ServerParameters::build(&ServerParametersInput {
+        let (mut params, warnings) = ServerParameters::build(&ServerParametersInput {
             scope: &self.config.scope,
             listen: &self.config.postgresql.listen,
             major_version: self.major_version,
@@ -387,6 +388,10 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         });
         for w in warnings {
             tracing::warn!(parameter = %w.name, rejected = %w.rejected, used = %w.used, "invalid parameter value");
+        }
+        if self.slots.hot_standby_feedback {
+            // Permanent logical slots here or downstream need it (Patroni enforces it too).
+            params.set("hot_standby_feedback", "on");
         }
         params
     }

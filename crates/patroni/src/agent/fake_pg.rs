@@ -6,14 +6,16 @@
 //! WAL position, so nobody lags.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use patroni_core::ha::PgRole;
+use patroni_core::slots::{ExistingSlot, SlotKind, SlotStep};
 use patroni_postgres::{
-    ControlData, DataDirState, HistoryLine, Lsn, RecoveryConf, ServerParameters, ServerStatus,
-    StopMode, UpstreamAddress,
+    ControlData, DataDirState, DropOutcome, HistoryLine, LogicalSlotFile, Lsn, RecoveryConf,
+    ServerParameters, ServerStatus, StopMode, UpstreamAddress,
 };
 
 use super::pgctl::PostgresCtl;
@@ -46,6 +48,8 @@ pub struct FakeServer {
     pub crashed: bool,
     /// `standby.signal` exists.
     pub standby_signal: bool,
+    /// Replication slots.
+    pub slots: Vec<ExistingSlot>,
 }
 
 /// A fake database cluster.
@@ -347,12 +351,77 @@ impl PostgresCtl for FakePostgres {
         Ok(())
     }
 
-    async fn sync_slots(&self, _: &[String]) -> anyhow::Result<()> {
-        Ok(())
+    async fn slot_states(&self, _: u32) -> anyhow::Result<Vec<ExistingSlot>> {
+        self.with(|s| {
+            anyhow::ensure!(s.running.is_some(), "not running");
+            Ok(s.slots.clone())
+        })
     }
 
-    async fn physical_slot_positions(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        Ok(BTreeMap::new())
+    async fn slot_step(&self, step: &SlotStep) -> anyhow::Result<Option<DropOutcome>> {
+        self.with(|s| {
+            anyhow::ensure!(s.running.is_some(), "not running");
+            let slot = |name: &str, kind| ExistingSlot {
+                name: name.to_owned(),
+                kind,
+                active: false,
+                xmin: None,
+                catalog_xmin: None,
+                restart_lsn: Some(FAKE_LSN),
+                confirmed_flush_lsn: None,
+                wal_status: Some("reserved".into()),
+                failover: false,
+            };
+            match step {
+                SlotStep::Drop { name, .. } => {
+                    let before = s.slots.len();
+                    s.slots.retain(|x| &x.name != name);
+                    return Ok(Some(if s.slots.len() < before {
+                        DropOutcome::Dropped
+                    } else {
+                        DropOutcome::Missing
+                    }));
+                }
+                SlotStep::CreatePhysical { name } => s.slots.push(slot(name, SlotKind::Physical)),
+                SlotStep::CreateLogical {
+                    name,
+                    database,
+                    plugin,
+                } => {
+                    anyhow::ensure!(s.running == Some(PgRole::Primary), "in recovery");
+                    s.slots.push(slot(
+                        name,
+                        SlotKind::Logical {
+                            database: database.clone(),
+                            plugin: plugin.clone(),
+                        },
+                    ));
+                }
+                SlotStep::AdvancePhysical { .. } | SlotStep::AdvanceLogical { .. } => {}
+            }
+            Ok(None)
+        })
+    }
+
+    #[allow(clippy::manual_async_fn)] // The trait needs a `'static` future.
+    fn advance_logical_slots(
+        &self,
+        _: Vec<(String, String, u64)>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async {}
+    }
+
+    async fn leader_logical_slot_files(
+        &self,
+        _: &UpstreamAddress,
+        _: &[String],
+        _: u32,
+    ) -> anyhow::Result<Vec<LogicalSlotFile>> {
+        anyhow::bail!("the fake copies no logical slots")
+    }
+
+    async fn install_logical_slots(&mut self, _: &[LogicalSlotFile]) -> anyhow::Result<()> {
+        anyhow::bail!("the fake copies no logical slots")
     }
 
     async fn reconfigure(

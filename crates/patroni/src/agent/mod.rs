@@ -19,6 +19,7 @@ pub mod operator;
 pub mod peers;
 pub mod pgctl;
 pub mod runtime;
+mod slots;
 
 use std::path::PathBuf;
 use std::sync::Arc;

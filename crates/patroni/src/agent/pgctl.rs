@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use patroni_config::Config;
+use patroni_core::slots::{ExistingSlot, SlotStep};
 use patroni_postgres::{
-    BASEBACKUP_RETRY_DELAY, ControlData, CustomBootstrap, DataDirState, HistoryLine, PgClient,
-    Postgres, RecoveryConf, RecoverySignal, ReplicaMethod, ServerParameters, ServerStatus,
-    StopMode, UpstreamAddress, create_replication_users, remove_contents_async, run_post_bootstrap,
-    set_superuser_password,
+    BASEBACKUP_RETRY_DELAY, ControlData, CustomBootstrap, DataDirState, DropOutcome, HistoryLine,
+    LogicalSlotFile, PgClient, Postgres, RecoveryConf, RecoverySignal, ReplicaMethod,
+    ServerParameters, ServerStatus, StopMode, UpstreamAddress, create_replication_users,
+    install_logical_slots, remove_contents_async, run_post_bootstrap, set_superuser_password,
 };
 
 /// How often the end of recovery after a custom bootstrap is checked.
@@ -107,13 +108,35 @@ pub trait PostgresCtl: Send + 'static {
     fn remove_data(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Renames the data directory to `<dir>.failed`.
     fn move_aside(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// On a primary: a physical slot for each of `wanted`; inactive physical slots not in
-    /// `wanted` are dropped.
-    fn sync_slots(&self, wanted: &[String]) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Physical replication slots and their `restart_lsn` (slots without one are left out).
-    fn physical_slot_positions(
+    /// Replication slots (see `PgClient::slot_states`).
+    fn slot_states(
         &self,
-    ) -> impl Future<Output = anyhow::Result<std::collections::BTreeMap<String, u64>>> + Send;
+        server_version: u32,
+    ) -> impl Future<Output = anyhow::Result<Vec<ExistingSlot>>> + Send;
+    /// One slot statement (not `AdvanceLogical`, which runs in the background); a drop
+    /// says what happened.
+    fn slot_step(
+        &self,
+        step: &SlotStep,
+    ) -> impl Future<Output = anyhow::Result<Option<DropOutcome>>> + Send;
+    /// Advances logical slots `(database, slot, lsn)`, without a statement timeout; failures
+    /// are logged. Owns what it needs, to run as a background task.
+    fn advance_logical_slots(
+        &self,
+        slots: Vec<(String, String, u64)>,
+    ) -> impl Future<Output = ()> + Send + 'static;
+    /// The state files of logical slots `names` on the leader at `source`.
+    fn leader_logical_slot_files(
+        &self,
+        source: &UpstreamAddress,
+        names: &[String],
+        server_version: u32,
+    ) -> impl Future<Output = anyhow::Result<Vec<LogicalSlotFile>>> + Send;
+    /// Writes logical slot files into the stopped server's `pg_replslot`.
+    fn install_logical_slots(
+        &mut self,
+        files: &[LogicalSlotFile],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Rewrites the configuration files (`recovery`: the standby settings, `None` for a
     /// primary) and reloads the running server.
     fn reconfigure(
@@ -204,6 +227,14 @@ impl RealPostgres {
 
     /// A connection to the leader at `source` with the rewind credentials (else the
     /// superuser's), as Patroni's divergence check and rewind use.
+    /// Connects to the local server's `database` as the superuser.
+    async fn connect_to_database(&self, database: &str) -> anyhow::Result<PgClient> {
+        let params = self.pg.local_superuser().with("dbname", database);
+        PgClient::connect(&params)
+            .await
+            .with_context(|| format!("connect to database {database}"))
+    }
+
     async fn connect_to_leader(&self, source: &UpstreamAddress) -> anyhow::Result<PgClient> {
         let spec = self.pg.spec();
         let user = spec.rewind.as_ref().unwrap_or(&spec.superuser);
@@ -475,46 +506,95 @@ impl PostgresCtl for RealPostgres {
             .context("move the data directory aside")
     }
 
-    async fn sync_slots(&self, wanted: &[String]) -> anyhow::Result<()> {
+    async fn slot_states(&self, server_version: u32) -> anyhow::Result<Vec<ExistingSlot>> {
         let client = self.pg.connect().await.context("connect")?;
-        let existing = client
-            .replication_slots()
-            .await
-            .context("list replication slots")?;
-        for name in wanted {
-            if !existing.iter().any(|s| &s.name == name) {
-                client
-                    .create_physical_slot(name)
-                    .await
-                    .with_context(|| format!("create replication slot {name}"))?;
-                tracing::info!(slot = %name, "created replication slot");
-            }
-        }
-        for slot in existing {
-            if slot.slot_type == "physical" && !slot.active && !wanted.contains(&slot.name) {
-                client
-                    .drop_slot(&slot.name)
-                    .await
-                    .with_context(|| format!("drop replication slot {}", slot.name))?;
-                tracing::info!(slot = %slot.name, "dropped replication slot");
-            }
-        }
-        Ok(())
+        Ok(client.slot_states(server_version).await?)
     }
 
-    async fn physical_slot_positions(
+    async fn slot_step(&self, step: &SlotStep) -> anyhow::Result<Option<DropOutcome>> {
+        let client = match step {
+            SlotStep::CreateLogical { database, .. }
+            | SlotStep::AdvanceLogical { database, .. } => {
+                self.connect_to_database(database).await?
+            }
+            _ => self.pg.connect().await.context("connect")?,
+        };
+        match step {
+            SlotStep::Drop { name, .. } => {
+                return Ok(Some(client.drop_slot_unless_active(name).await?));
+            }
+            SlotStep::CreatePhysical { name } => {
+                client.create_physical_slot(name).await?;
+            }
+            SlotStep::AdvancePhysical { name, lsn }
+            | SlotStep::AdvanceLogical { name, lsn, .. } => {
+                client.advance_slot(name, *lsn).await?;
+            }
+            SlotStep::CreateLogical { name, plugin, .. } => {
+                client.create_logical_slot(name, plugin).await?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn advance_logical_slots(
         &self,
-    ) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
-        let client = self.pg.connect().await.context("connect")?;
-        let slots = client
-            .replication_slots()
+        slots: Vec<(String, String, u64)>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let local = self.pg.local_superuser();
+        async move {
+            let mut by_database: std::collections::BTreeMap<String, Vec<(String, u64)>> =
+                std::collections::BTreeMap::new();
+            for (database, name, lsn) in slots {
+                by_database.entry(database).or_default().push((name, lsn));
+            }
+            for (database, slots) in by_database {
+                let params = local.clone().with("dbname", database.clone());
+                let client = match PgClient::connect(&params).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(
+                            "Failed to advance replication slots in database {database}: {e:#}"
+                        );
+                        continue;
+                    }
+                };
+                if let Err(e) = client.without_statement_timeout().await {
+                    tracing::error!(
+                        "Failed to advance replication slots in database {database}: {e:#}"
+                    );
+                    continue;
+                }
+                for (name, lsn) in slots {
+                    if let Err(e) = client.advance_slot(&name, lsn).await {
+                        tracing::error!(
+                            "Failed to advance logical replication slot '{name}': {:#}",
+                            anyhow::Error::from(e)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    async fn leader_logical_slot_files(
+        &self,
+        source: &UpstreamAddress,
+        names: &[String],
+        server_version: u32,
+    ) -> anyhow::Result<Vec<LogicalSlotFile>> {
+        let client = self.connect_to_leader(source).await?;
+        Ok(client.logical_slot_files(names, server_version).await?)
+    }
+
+    async fn install_logical_slots(&mut self, files: &[LogicalSlotFile]) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.pg.is_running(), "postgres still runs");
+        let data_dir = self.pg.spec().layout.data_dir().to_path_buf();
+        let files = files.to_vec();
+        tokio::task::spawn_blocking(move || install_logical_slots(&data_dir, &files))
             .await
-            .context("list replication slots")?;
-        Ok(slots
-            .into_iter()
-            .filter(|s| s.slot_type == "physical")
-            .filter_map(|s| Some((s.name, s.restart_lsn?.0)))
-            .collect())
+            .context("write the logical slots")??;
+        Ok(())
     }
 
     async fn reconfigure(

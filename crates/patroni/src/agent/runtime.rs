@@ -36,6 +36,7 @@ use super::member_data::{Identity, PgState, StatusExtras, member_data, node_stat
 use super::operator::Reloader;
 use super::peers::PeerClient;
 use super::pgctl::PostgresCtl;
+use super::slots::SlotKeeper;
 
 /// At most this many decide steps per cycle (the core needs at most four).
 const MAX_STEPS: usize = 8;
@@ -112,8 +113,8 @@ pub struct Runtime<D, P> {
     pub(super) pending_restart: BTreeMap<String, ParamChange>,
     /// `postmaster_start_time` and `server_version` of the last status query.
     pub(super) server_facts: (Option<String>, Option<u32>),
-    /// Member slots the leader retains, with when each was last seen (`retain_slots`).
-    retain_slots: BTreeMap<String, Tick>,
+    /// Replication slot state kept between cycles.
+    pub(super) slots: SlotKeeper,
     /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
     last_heartbeat: Option<String>,
 }
@@ -189,7 +190,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             reconfigure: false,
             pending_restart: BTreeMap::new(),
             server_facts: (None, None),
-            retain_slots: BTreeMap::new(),
+            slots: SlotKeeper::default(),
             last_heartbeat: None,
         }
     }
@@ -368,7 +369,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if !stopping {
             self.run_scheduled_restart(&obs, busy.is_some()).await;
         }
-        self.publish(&obs).await;
+        self.publish(&obs, busy.is_none() && !stopping).await;
         Ok(CycleEnd {
             next_cycle_at: decision.next_cycle_at,
             all_done,
@@ -488,7 +489,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         match query {
             Action::RenewLeader { last_lsn } => {
                 let (slots, retain_slots) = match last_lsn {
-                    Some(lsn) => self.leader_slots(obs, lsn, now).await,
+                    Some(lsn) => self.leader_slots(obs.cluster(), lsn, now).await,
                     None => (None, None),
                 };
                 let update = LeaderStatusUpdate {
@@ -525,60 +526,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
-    /// What the leader publishes about replication slots with its lock, as Patroni 4 does
-    /// while `member_slots_ttl > 0`: `slots` = every physical slot's `restart_lsn` plus its own
-    /// slot name at its WAL position (so replicas advance their copies), and `retain_slots` =
-    /// the member slots seen within `member_slots_ttl` (so a member that is briefly gone keeps
-    /// its slot on whoever leads).
-    async fn leader_slots(
-        &mut self,
-        obs: &Observation,
-        last_lsn: u64,
-        now: Tick,
-    ) -> (Option<BTreeMap<String, u64>>, Option<Vec<String>>) {
-        let ttl = Duration::from_secs(self.dynamic.member_slots_ttl);
-        if ttl.is_zero() || !self.dynamic.postgresql.use_slots {
-            return (None, None);
-        }
-        let mut slots = match self.pg.physical_slot_positions().await {
-            Ok(slots) => slots,
-            Err(e) => {
-                tracing::debug!("failed to read replication slots: {e:#}");
-                BTreeMap::new()
-            }
-        };
-        let own = patroni_postgres::slot_name_from_member_name(&self.id.name);
-        slots.insert(own.clone(), last_lsn);
-        let mut members: std::collections::BTreeSet<String> = obs
-            .cluster()
-            .map(|c| {
-                c.members
-                    .iter()
-                    .filter(|m| {
-                        !m.data
-                            .tags
-                            .as_ref()
-                            .is_some_and(|t| MemberTags::from_json(t).nostream)
-                    })
-                    .map(|m| patroni_postgres::slot_name_from_member_name(&m.name))
-                    .collect()
-            })
-            .unwrap_or_default();
-        members.insert(own);
-        for name in slots.keys().filter(|n| members.contains(*n)) {
-            self.retain_slots.insert(name.clone(), now);
-        }
-        self.retain_slots.retain(|name, seen| {
-            let keep = now.saturating_sub(*seen) < ttl;
-            if !keep {
-                tracing::info!(slot = %name, "replication slot of an absent member expired");
-            }
-            keep
-        });
-        let retain: Vec<String> = self.retain_slots.keys().cloned().collect();
-        (Some(slots), (!retain.is_empty()).then_some(retain))
-    }
-
     fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
         self.memory.last_lock_renewal = Some(now);
         obs.memory.last_lock_renewal = Some(now);
@@ -593,8 +540,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.dcs = DcsView::Unreachable;
     }
 
-    /// Publishes the member key (when the DCS answered) and the API snapshot.
-    async fn publish(&mut self, obs: &Observation) {
+    /// Publishes the member key (when the DCS answered) and the API snapshot; with `idle`
+    /// (no action runs, no shutdown) first brings the replication slots in line.
+    async fn publish(&mut self, obs: &Observation, idle: bool) {
         let local = self.observe(self.tick()).await;
         if self.cache_needs_saving && local.data().is_some() {
             // As Patroni, once a data directory exists.
@@ -638,11 +586,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     anyhow::Error::from(e)
                 );
             }
-            if let Some(c) = &cluster
-                && c.leader_name() == Some(self.id.name.as_str())
-                && local.is_primary()
-            {
-                self.maintain_slots(c).await;
+            if idle && let Some(c) = &cluster {
+                self.sync_slots(c, &local, obs.paused).await;
             }
         }
         let extras = StatusExtras {
@@ -687,28 +632,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     pub(super) fn callback(&mut self, event: PgEvent) {
         if let Some(cb) = self.callback_state.on(event) {
             self.callback_runner.fire(cb);
-        }
-    }
-
-    /// The primary keeps a physical slot for every other member, and for members gone for
-    /// less than `member_slots_ttl` (`retain_slots`), and drops inactive physical slots of
-    /// members gone for longer.
-    pub(super) async fn maintain_slots(&self, cluster: &Cluster) {
-        if !self.dynamic.postgresql.use_slots {
-            return;
-        }
-        let own = patroni_postgres::slot_name_from_member_name(&self.id.name);
-        let mut wanted: Vec<String> = cluster
-            .members
-            .iter()
-            .map(|m| patroni_postgres::slot_name_from_member_name(&m.name))
-            .chain(self.retain_slots.keys().cloned())
-            .filter(|name| *name != own)
-            .collect();
-        wanted.sort();
-        wanted.dedup();
-        if let Err(e) = self.pg.sync_slots(&wanted).await {
-            tracing::warn!("failed to maintain replication slots: {e:#}");
         }
     }
 }
