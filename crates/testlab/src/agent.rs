@@ -43,6 +43,8 @@ pub struct AgentSpec {
     pub restapi_extra: String,
     /// More top-level YAML appended to the document (`ctl:` settings, callbacks, …).
     pub extra: String,
+    /// `bootstrap.dcs.postgresql.parameters` (YAML values).
+    pub dcs_parameters: BTreeMap<String, String>,
 }
 
 // === impl AgentSpec ===
@@ -66,6 +68,7 @@ impl AgentSpec {
             tags: BTreeMap::new(),
             restapi_extra: String::new(),
             extra: String::new(),
+            dcs_parameters: BTreeMap::new(),
         }
     }
 
@@ -94,6 +97,16 @@ impl AgentSpec {
                 .collect();
             format!("tags:{items}\n")
         };
+        let dcs_parameters: String = if self.dcs_parameters.is_empty() {
+            String::new()
+        } else {
+            let items: String = self
+                .dcs_parameters
+                .iter()
+                .map(|(k, v)| format!("\n        {k}: {v}"))
+                .collect();
+            format!("      parameters:{items}\n")
+        };
         let d = dir.display();
         format!(
             r#"scope: {scope}
@@ -118,7 +131,7 @@ bootstrap:
     maximum_lag_on_failover: 1048576
     postgresql:
       use_pg_rewind: true
-  initdb:
+{dcs_parameters}  initdb:
     - encoding: UTF8
     - data-checksums
 postgresql:
@@ -153,6 +166,7 @@ postgresql:
             repl = self.replication_password,
             restapi_extra = lines(&self.restapi_extra),
             extra = lines(&self.extra),
+            dcs_parameters = dcs_parameters,
         )
     }
 

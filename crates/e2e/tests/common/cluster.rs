@@ -112,6 +112,31 @@ pub async fn start_cluster(
     n: usize,
     tweak: impl Fn(&mut AgentSpec),
 ) -> (Vec<Member>, PathBuf) {
+    start_members(lab, ns, scope, use_endpoints, n, tweak, false).await
+}
+
+/// As [`start_cluster`], but the others start only once m0 accepts writes, so m0 is the one
+/// that bootstraps (Patroni's scenarios start `postgres-0` first).
+pub async fn start_cluster_m0_first(
+    lab: &Lab,
+    ns: &TestNamespace,
+    scope: &str,
+    use_endpoints: bool,
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+) -> (Vec<Member>, PathBuf) {
+    start_members(lab, ns, scope, use_endpoints, n, tweak, true).await
+}
+
+async fn start_members(
+    lab: &Lab,
+    ns: &TestNamespace,
+    scope: &str,
+    use_endpoints: bool,
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+    m0_first: bool,
+) -> (Vec<Member>, PathBuf) {
     let binary = super::agent_binary();
     let kubeconfig = super::restricted_kubeconfig(lab, &ns.name, use_endpoints, true, 0).await;
     let mut members = Vec::new();
@@ -141,6 +166,12 @@ pub async fn start_cluster(
             agent,
             _dir: dir,
         });
+        if m0_first && i == 0 {
+            wait_for(FORM_TIMEOUT, "m0 bootstrapped", &members, || {
+                (writable(&members) == ["m0"]).then_some(())
+            })
+            .await;
+        }
     }
     (members, kubeconfig)
 }
