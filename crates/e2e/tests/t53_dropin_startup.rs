@@ -53,6 +53,24 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits for the agent to exit (it stops PostgreSQL first).
+    async fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        assert!(
+            self.exit_code(Duration::from_secs(60)).await.is_some(),
+            "agent did not stop"
+        );
+    }
+
+    /// Starts the agent again with the same configuration and data directory.
+    fn restart(&mut self, host: &Host, kubeconfig: &Path) {
+        let config = self._dir.path().join("patroni.yml");
+        self.child = host
+            .spawn_agent(&agent_binary(), &config, kubeconfig, &self.log)
+            .expect("restart agent");
+    }
+
     /// Waits up to `timeout` for the agent to exit; its exit code.
     async fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -532,7 +550,9 @@ async fn custom_bootstrap_restores_a_backup_and_never_falls_back_to_initdb() {
 }
 
 /// `patroni.dynamic.json` in the data directory holds the dynamic configuration, as Patroni
-/// keeps it: written once the cluster exists and again when `PATCH /config` changes it.
+/// keeps it: written once the cluster exists and again when `PATCH /config` changes it, and
+/// read at start-up: after a restart with the DCS's `config` gone, the leader writes back
+/// the cached settings, not `bootstrap.dcs`.
 #[tokio::test]
 async fn the_dynamic_configuration_is_cached_in_the_data_directory() {
     init_tracing();
@@ -586,6 +606,28 @@ async fn the_dynamic_configuration_is_cached_in_the_data_directory() {
         .await;
     assert!(updated.is_ok(), "{updated:?}: {:?}", read());
     assert_eq!(read().expect("cache")["loop_wait"], LOOP_WAIT);
+
+    // The cache wins over bootstrap.dcs at start-up: with the DCS's configuration gone (or
+    // the DCS unreachable), the agent runs with the cluster's last settings, and the leader
+    // writes those back, not its bootstrap defaults.
+    let mut agent = agent;
+    agent.stop().await;
+    let configs: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(ns.client.clone(), &ns.name);
+    configs
+        .delete(&format!("{scope}-config"), &Default::default())
+        .await
+        .expect("delete the config object");
+    agent.restart(&hosts[0], &kubeconfig);
+    let restored =
+        patroni_testlab::wait_until(FORM_TIMEOUT, "config written back".into(), || async {
+            let cm = configs.get(&format!("{scope}-config")).await.ok()?;
+            let config = cm.metadata.annotations?.get("config")?.clone();
+            let config: serde_json::Value = serde_json::from_str(&config).ok()?;
+            (config["postgresql"]["parameters"]["work_mem"] == "8MB").then_some(())
+        })
+        .await;
+    assert!(restored.is_ok(), "{restored:?}\n{}", agent.log());
 }
 
 /// `pg_basebackup` of `host`'s cluster into `backup`, retried while the replication role of a

@@ -5,7 +5,7 @@
 //! directory and only right after this member won the `initialize` race;
 //! [`Action::CloneReplica`] only for an empty data directory.
 
-use super::context::Ctx;
+use super::context::{Ctx, sysid_valid};
 use super::decide::release;
 use super::{Action, CloneSource, Decision, LockOutcome, PgServer, StopMode};
 
@@ -93,6 +93,14 @@ pub(super) fn after_bootstrap(ctx: &Ctx<'_>) -> Option<Decision> {
             ctx,
             "taking the leader lock after bootstrap",
         )),
+        // Without a readable sysid the key keeps saying "bootstrap in progress"; the lock
+        // holder's housekeeping writes it once pg_controldata answers.
+        Some(LockOutcome::Acquired | LockOutcome::Renewed) if !sysid_valid(Some(&sysid)) => {
+            Some(Decision::new(
+                vec![Action::WriteConfig],
+                "initialized a new cluster; its system identifier is not readable yet",
+            ))
+        }
         Some(LockOutcome::Acquired | LockOutcome::Renewed) => Some(Decision::new(
             vec![Action::WriteInitializeKey { sysid }, Action::WriteConfig],
             "initialized a new cluster",

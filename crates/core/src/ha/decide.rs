@@ -239,8 +239,11 @@ fn with_data(ctx: &Ctx<'_>, data: &DataDirectory) -> Decision {
     }
     let mut first = Vec::new();
     let initialize = ctx.cluster.initialize.as_deref();
+    // pg_controldata failed (no sysid): nothing to compare or publish this cycle. Patroni
+    // compares the empty string and exits with a mismatch; a passing failure should not.
+    let known = sysid_valid(Some(sysid));
     if sysid_valid(initialize) {
-        if initialize != Some(sysid) {
+        if known && initialize != Some(sysid) {
             if !ctx.paused() {
                 let reason = format!(
                     "system ID mismatch, node {} belongs to a different cluster: {} != {}",
@@ -262,7 +265,7 @@ fn with_data(ctx: &Ctx<'_>, data: &DataDirectory) -> Decision {
                 );
             }
         }
-    } else if !ctx.cluster.is_locked() && !ctx.paused() && ctx.obs.memory.first_cycle {
+    } else if known && !ctx.cluster.is_locked() && !ctx.paused() && ctx.obs.memory.first_cycle {
         if matches!(data.server, PgServer::Replica(_)) {
             let reason =
                 "No initialize key in DCS and PostgreSQL is running as replica, aborting start";

@@ -330,3 +330,47 @@ fn invalid_sysid_asks_for_reinitialize() {
         "data dir for the cluster is not empty, but system ID is invalid; consider doing reinitialize",
     );
 }
+
+/// A sysid pg_controldata could not read is neither published nor compared: after a
+/// bootstrap the key keeps saying "in progress", and a member of a known cluster goes on.
+#[test]
+fn unreadable_sysid_is_never_published_nor_fatal() {
+    fn forget_sysid(o: &mut crate::ha::Observation) {
+        if let LocalPostgres::Data(d) = &mut o.postgres {
+            d.sysid.clear();
+        }
+    }
+    let mut cl = empty_cluster();
+    cl.initialize = Some(String::new());
+    let mut o = obs("pg-1", cl, primary(100));
+    forget_sysid(&mut o);
+    o.memory.finished = Some(Finished {
+        action: Action::Bootstrap,
+        succeeded: true,
+    });
+    let c = run(
+        o,
+        &cfg(),
+        NOW,
+        &Runtime::none().acquire(LockOutcome::Acquired),
+    );
+    assert_final(
+        &c,
+        &[Action::WriteConfig],
+        "initialized a new cluster; its system identifier is not readable yet",
+    );
+
+    let mut cl = cluster(Some("pg-0"), &["pg-0", "pg-1"]);
+    cl.initialize = Some(SYSID.into());
+    let mut o = obs("pg-1", cl, replica(Some("pg-0"), LAST_LSN));
+    forget_sysid(&mut o);
+    let c = run(o, &cfg(), NOW, &Runtime::none());
+    assert!(
+        !c.decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Fatal { .. } | Action::WriteInitializeKey { .. })),
+        "{:?}",
+        c.decision
+    );
+}
