@@ -42,7 +42,6 @@ pub(crate) struct IntRule {
 
 impl IntRule {
     /// Any integer.
-    #[cfg(test)]
     pub const ANY: Self = Self {
         min: None,
         max: None,

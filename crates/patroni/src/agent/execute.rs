@@ -387,7 +387,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             dynamic: &self.dynamic.postgresql.parameters,
         });
         for w in warnings {
-            tracing::warn!(parameter = %w.name, rejected = %w.rejected, used = %w.used, "invalid parameter value");
+            tracing::warn!(
+                "postgresql parameter {}={} failed validation, defaulting to {}",
+                w.name,
+                w.rejected,
+                w.used
+            );
         }
         if self.slots.hot_standby_feedback {
             // Permanent logical slots here or downstream need it (Patroni enforces it too).
