@@ -541,7 +541,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     }
 
     /// Publishes the member key (when the DCS answered) and the API snapshot; with `idle`
-    /// (no action runs, no shutdown) first brings the replication slots in line.
+    /// (no action runs, no shutdown) then brings the replication slots in line.
     async fn publish(&mut self, obs: &Observation, idle: bool) {
         let local = self.observe(self.tick()).await;
         if self.cache_needs_saving && local.data().is_some() {
@@ -586,9 +586,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     anyhow::Error::from(e)
                 );
             }
-            if idle && let Some(c) = &cluster {
-                self.sync_slots(c, &local, obs.paused).await;
-            }
         }
         let extras = StatusExtras {
             paused: obs.paused,
@@ -626,6 +623,10 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 s.cluster = Some((c, Instant::now()));
             }
         });
+        // Last: the API already shows this cycle's view while the slots are brought in line.
+        if idle && let Some(c) = obs.cluster() {
+            self.sync_slots(c, &local, obs.paused).await;
+        }
     }
 
     /// Fires the callback `event` calls for, if any (in the background).
