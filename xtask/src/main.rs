@@ -5,9 +5,11 @@
 //! - `cargo xtask lab up|exec|down`: a lab to poke at by hand.
 //! - `cargo xtask demo [down]`: a local HA cluster on the lab.
 //! - `cargo xtask bench`: HA timings and footprint, into `docs/benchmarks.md`.
+//! - `cargo xtask image`: the container image, as an OCI archive (no Docker, no registry).
 
 mod bench;
 mod demo;
+mod image;
 mod lab;
 mod test;
 
@@ -34,6 +36,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure failover, switchover, drain, footprint; write docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Build the container image as an OCI archive (mmdebstrap + umoci, no Docker).
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Lab(cmd) => lab::run(cmd),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(code) => code,

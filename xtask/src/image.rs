@@ -1,0 +1,339 @@
+//! `cargo xtask image`: the patroni-rs container image, built without a Docker engine or a
+//! registry, as an OCI archive that containerd (`ctr images import`) and Podman load.
+//!
+//! Two layers:
+//! 1. **base**: Debian bookworm (`mmdebstrap --variant=minbase`) with PostgreSQL 15, the
+//!    `postgres` user at uid/gid 999, and nothing a server does not need: no apt lists, docs, man
+//!    pages, locales, and no LLVM (PostgreSQL runs without JIT). Built once per recipe and
+//!    cached in `$PATRONI_RS_CACHE/image/` (a changed recipe builds a new one);
+//! 2. **binaries**: `patroni` and `patronictl` (release build) in `/usr/local/bin`.
+//!
+//! The image runs as `postgres` (999:999); its entrypoint is `patroni`, configured from
+//! `PATRONI_*` variables alone, or from a file given as its argument. `Containerfile` at the
+//! repository root builds the same image with Docker or Podman.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail, ensure};
+use clap::Args;
+
+/// The image's name in containerd after import.
+pub const IMAGE_NAME: &str = "localhost/patroni-rs";
+/// Bumped whenever the base recipe changes in a way the text below does not show.
+const BASE_RECIPE_VERSION: u32 = 1;
+/// Debian suites the base is made from.
+const SOURCES: [&str; 3] = [
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian bookworm-updates main",
+    "deb http://deb.debian.org/debian-security bookworm-security main",
+];
+/// Packages on top of minbase.
+const PACKAGES: &str = "postgresql-15";
+/// Fixed ids of the `postgres` user, as the official PostgreSQL images use.
+const PG_UID: u32 = 999;
+/// `PATH` inside the image.
+const IMAGE_PATH: &str =
+    "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Where the OCI archive goes.
+    #[arg(long, default_value = "target/image/patroni-rs.oci.tar")]
+    pub output: PathBuf,
+    /// The image tag.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub tag: String,
+}
+
+/// Builds the image; prints where it is and its sizes.
+///
+/// # Errors
+/// A tool is missing or fails.
+pub fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
+    let built = build(&args.output, &args.tag)?;
+    println!(
+        "{}: {IMAGE_NAME}:{} ({} MiB compressed, {} MiB unpacked)",
+        built.archive.display(),
+        args.tag,
+        built.compressed / (1 << 20),
+        built.unpacked / (1 << 20)
+    );
+    println!(
+        "import: ctr -n k8s.io images import --base-name {IMAGE_NAME} {}",
+        built.archive.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The OCI archive.
+    pub archive: PathBuf,
+    /// Bytes of the compressed layers.
+    pub compressed: u64,
+    /// Bytes of the unpacked layers.
+    pub unpacked: u64,
+}
+
+/// Builds the image into `output` (an OCI archive whose image is tagged `tag`).
+///
+/// # Errors
+/// A tool is missing or fails.
+pub fn build(output: &Path, tag: &str) -> anyhow::Result<Built> {
+    for tool in ["mmdebstrap", "umoci", "tar"] {
+        ensure!(
+            which(tool),
+            "{tool} is not installed (apt-get install mmdebstrap umoci)"
+        );
+    }
+    let root = workspace_root();
+    let cache = cache_dir().join("image");
+    std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;
+    let base = base_layer(&cache)?;
+    let binaries = build_binaries(&root)?;
+    let work = tempdir_in(&cache, "build")?;
+    let bin_tar = work.join("binaries.tar");
+    binaries_layer(&binaries, &work.join("binaries"), &bin_tar)?;
+
+    let layout = work.join("oci");
+    let image = format!("{}:{tag}", layout.display());
+    run_tool(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    )?;
+    run_tool(Command::new("umoci").args(["new", "--image", &image]))?;
+    for layer in [&base, &bin_tar] {
+        run_tool(
+            Command::new("umoci")
+                .args(["raw", "add-layer", "--image", &image])
+                .arg(layer),
+        )?;
+    }
+    run_tool(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--architecture",
+        "amd64",
+        "--os",
+        "linux",
+        "--author",
+        "patroni-rs",
+        "--config.user",
+        &format!("{PG_UID}:{PG_UID}"),
+        "--config.env",
+        &format!("PATH={IMAGE_PATH}"),
+        "--config.env",
+        "LANG=C.UTF-8",
+        "--config.workingdir",
+        "/var/lib/postgresql",
+        "--config.entrypoint",
+        "/usr/local/bin/patroni",
+        "--config.exposedports",
+        "5432/tcp",
+        "--config.exposedports",
+        "8008/tcp",
+        "--config.label",
+        "org.opencontainers.image.title=patroni-rs",
+        "--config.label",
+        &format!("org.opencontainers.image.version={tag}"),
+    ]))?;
+    run_tool(Command::new("umoci").args(["gc", "--layout"]).arg(&layout))?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    let partial = output.with_extension("partial");
+    run_tool(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+            .arg(&partial)
+            .arg("."),
+    )?;
+    std::fs::rename(&partial, output).with_context(|| format!("write {}", output.display()))?;
+    let compressed = dir_size(&layout.join("blobs"))?;
+    let unpacked = file_size(&base)? + file_size(&bin_tar)?;
+    std::fs::remove_dir_all(&work).ok();
+    Ok(Built {
+        archive: output.to_path_buf(),
+        compressed,
+        unpacked,
+    })
+}
+
+/// The base layer (a rootfs tar), from the cache or built now.
+fn base_layer(cache: &Path) -> anyhow::Result<PathBuf> {
+    let recipe = base_recipe();
+    let tar = cache.join(format!("base-v{BASE_RECIPE_VERSION}.tar"));
+    let recipe_file = tar.with_extension("recipe");
+    if tar.exists()
+        && std::fs::read_to_string(&recipe_file).ok().as_deref() == Some(&recipe.join("\n"))
+    {
+        return Ok(tar);
+    }
+    tracing::info!("building the base layer with mmdebstrap (about two minutes)");
+    let partial = tar.with_extension("partial.tar");
+    let _ = std::fs::remove_file(&partial);
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(&recipe)
+        .arg("bookworm")
+        .arg(&partial)
+        .args(SOURCES);
+    run_tool(&mut cmd)?;
+    std::fs::rename(&partial, &tar)?;
+    std::fs::write(&recipe_file, recipe.join("\n"))?;
+    Ok(tar)
+}
+
+/// mmdebstrap's options for the base: what the Containerfile's `RUN` does, step by step.
+fn base_recipe() -> Vec<String> {
+    let hooks = [
+        // The postgres user with fixed ids, before the package would create one (minbase
+        // has no useradd yet at this point; the package's adduser then finds it).
+        format!(
+            "--essential-hook=echo 'postgres:x:{PG_UID}:{PG_UID}:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash' >> \"$1\"/etc/passwd && \
+             echo 'postgres:*:20000:0:99999:7:::' >> \"$1\"/etc/shadow && \
+             echo 'postgres:x:{PG_UID}:' >> \"$1\"/etc/group && \
+             echo 'postgres:!::' >> \"$1\"/etc/gshadow"
+        ),
+        // No default cluster: patroni makes its own data directory.
+        "--customize-hook=chroot \"$1\" pg_dropcluster 15 main".to_owned(),
+        // No JIT: LLVM is most of the size (PostgreSQL runs without it, jit is then off).
+        // No perl: only postgresql-common's wrapper scripts use it, and patroni calls the
+        // binaries in /usr/lib/postgresql/15/bin itself. No charmaps: initdb uses C.UTF-8.
+        "--customize-hook=chroot \"$1\" dpkg --purge --force-depends libllvm14 libz3-4 \
+         perl perl-modules-5.36 libperl5.36 && \
+         rm -rf \"$1\"/usr/lib/postgresql/15/lib/llvmjit* \"$1\"/usr/lib/postgresql/15/lib/bitcode \
+         \"$1\"/usr/share/i18n"
+            .to_owned(),
+        // The sockets directory, writable by postgres (an emptyDir may replace it).
+        format!(
+            "--customize-hook=install -d -m 2775 -o {PG_UID} -g {PG_UID} \"$1\"/var/run/postgresql"
+        ),
+        "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/* \
+         \"$1\"/var/cache/debconf/*-old \"$1\"/var/log/* \"$1\"/usr/share/doc \
+         \"$1\"/usr/share/man \"$1\"/usr/share/info \"$1\"/usr/share/locale \
+         \"$1\"/usr/share/lintian"
+            .to_owned(),
+    ];
+    let mut args = vec![
+        "--variant=minbase".to_owned(),
+        format!("--include={PACKAGES}"),
+        "--dpkgopt=path-exclude=/usr/share/doc/*".to_owned(),
+        "--dpkgopt=path-exclude=/usr/share/man/*".to_owned(),
+        "--dpkgopt=path-exclude=/usr/share/locale/*".to_owned(),
+        "--dpkgopt=path-exclude=/usr/share/info/*".to_owned(),
+        "--aptopt=APT::Install-Recommends \"false\"".to_owned(),
+    ];
+    args.extend(hooks);
+    args
+}
+
+/// `cargo build --release` of the two binaries; their paths.
+fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 2]> {
+    run_tool(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "patroni",
+        "-p",
+        "patroni-ctl",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release");
+    Ok([target.join("patroni"), target.join("patronictl")])
+}
+
+/// The binaries layer: `usr/local/bin/{patroni,patronictl}`, owned by root.
+fn binaries_layer(binaries: &[PathBuf; 2], staging: &Path, tar: &Path) -> anyhow::Result<()> {
+    let bin = staging.join("usr/local/bin");
+    std::fs::create_dir_all(&bin)?;
+    for b in binaries {
+        let name = b.file_name().context("binary name")?;
+        std::fs::copy(b, bin.join(name)).with_context(|| format!("copy {}", b.display()))?;
+    }
+    run_tool(
+        Command::new("tar")
+            .arg("-C")
+            .arg(staging)
+            .args([
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=1970-01-01",
+                "--sort=name",
+                "-cf",
+            ])
+            .arg(tar)
+            .arg("usr"),
+    )
+}
+
+fn run_tool(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `$PATRONI_RS_CACHE`, default `~/.cache/patroni-rs`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("PATRONI_RS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/patroni-rs")
+        })
+}
+
+fn tempdir_in(parent: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
+    let dir = parent.join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn file_size(path: &Path) -> anyhow::Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("stat {}", path.display()))?
+        .len())
+}
+
+fn dir_size(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
