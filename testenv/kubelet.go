@@ -32,10 +32,11 @@ const PodIPAnnotation = "testenv.patroni-rs.io/pod-ip"
 // NotReadyAnnotation, when "true", keeps a pod Running but not Ready.
 const NotReadyAnnotation = "testenv.patroni-rs.io/not-ready"
 
-// fakeKubelet plays the node agent for pods that no real kubelet runs: it
-// binds unbound pods to its Node, marks bound pods Running/Ready at their IP
-// and force-deletes pods that are terminating (a bound pod never finishes
-// deleting without a kubelet).
+// fakeKubelet plays the node agent for the lab's pods (those with
+// PodIPAnnotation), which no real kubelet runs: it binds them to its Node,
+// marks them Running/Ready at their IP and force-deletes them when they are
+// terminating (a bound pod never finishes deleting without a kubelet). Pods
+// for a real node are left to kube-scheduler and that node's kubelet.
 type fakeKubelet struct {
 	client kubernetes.Interface
 	node   string
@@ -81,7 +82,14 @@ func runKubelet(args []string) int {
 
 func (k *fakeKubelet) ensureNode(ctx context.Context) error {
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: k.node, Labels: map[string]string{"kubernetes.io/hostname": k.node}}}
+		// Tainted so that kube-scheduler (which runs with a real node) never
+		// places a pod here: this kubelet runs only the lab's own pods.
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: k.node, Labels: map[string]string{"kubernetes.io/hostname": k.node}},
+			Spec: corev1.NodeSpec{Taints: []corev1.Taint{{
+				Key: "testenv.patroni-rs.io/fake-kubelet", Effect: corev1.TaintEffectNoSchedule,
+			}}},
+		}
 		_, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			klog.Warningf("create node: %v", err)
@@ -149,7 +157,14 @@ func (k *fakeKubelet) run(ctx context.Context) {
 // sync drives one pod one step towards what a kubelet would report.
 func (k *fakeKubelet) sync(ctx context.Context, pod *corev1.Pod) error {
 	pods := k.client.CoreV1().Pods(pod.Namespace)
+	// A pod of a real node (scheduled by kube-scheduler, run by a real
+	// kubelet) is never touched: only the lab's own pods, which carry the IP
+	// annotation, are bound here, and only pods bound here are deleted.
+	_, labPod := pod.Annotations[PodIPAnnotation]
+	mine := pod.Spec.NodeName == k.node || (pod.Spec.NodeName == "" && labPod)
 	switch {
+	case !mine:
+		return nil
 	case pod.DeletionTimestamp != nil:
 		zero := int64(0)
 		uid := pod.UID
@@ -160,8 +175,6 @@ func (k *fakeKubelet) sync(ctx context.Context, pod *corev1.Pod) error {
 			Target:     corev1.ObjectReference{Kind: "Node", Name: k.node},
 		}
 		return pods.Bind(ctx, binding, metav1.CreateOptions{})
-	case pod.Spec.NodeName != k.node:
-		return nil
 	}
 	ip := k.podIP(pod)
 	ready := pod.Annotations[NotReadyAnnotation] != "true"

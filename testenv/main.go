@@ -9,6 +9,8 @@
 //	kube-apiserver           upstream kube-apiserver command
 //	kube-controller-manager  upstream kube-controller-manager command
 //	kubelet                  fake kubelet: binds pods, marks them Running/Ready
+//	provisioner              hostPath volumes for PVCs of the lab's StorageClass (real node)
+//	node                     supervise a real node: containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS
 //	version                  print the Kubernetes release this binary embeds
 //
 // Nothing here is part of the product; it exists so that tests run against
@@ -30,7 +32,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testenv up|etcd|kube-apiserver|kube-controller-manager|kubelet|version [flags]")
+	fmt.Fprintln(os.Stderr, "usage: testenv up|etcd|kube-apiserver|kube-controller-manager|kubelet|provisioner|node|version [flags]")
 	os.Exit(64)
 }
 
@@ -54,6 +56,10 @@ func main() {
 		os.Exit(cli.Run(cmd))
 	case "kubelet":
 		os.Exit(runKubelet(args))
+	case "provisioner":
+		os.Exit(runProvisioner(args))
+	case "node":
+		os.Exit(runNode(args))
 	case "version":
 		fmt.Println(version.Get().GitVersion)
 	default:

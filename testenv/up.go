@@ -36,6 +36,10 @@ var controllers = []string{
 	"serviceaccount-controller", "serviceaccount-token-controller", "namespace-controller",
 	"garbage-collector-controller", "persistentvolumeclaim-protection-controller",
 	"root-ca-certificate-publisher-controller",
+	// For the real node: PVCs bind to the lab provisioner's volumes, and
+	// PodDisruptionBudgets get their status (evictions and drains read it).
+	"persistentvolume-binder-controller", "persistentvolume-protection-controller",
+	"disruption-controller",
 }
 
 // Env is what `up` writes to DIR/env.json once the control plane serves:
@@ -175,6 +179,8 @@ func up(dir, netns string, ip net.IP, port, watch, nusers int) error {
 		"--service-account-key-file="+p.SAPubFile, "--service-account-signing-key-file="+p.SAKeyFile,
 		"--token-auth-file="+tokensFile, "--authorization-mode=RBAC",
 		"--profiling=false", "--cert-dir="+filepath.Join(dir, "apiserver-certs"),
+		// A real node's name resolves nowhere in the lab: reach kubelets by IP.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 	); err != nil {
 		return err
 	}

@@ -29,6 +29,15 @@ command -v python3 >/dev/null || need+=(python3)
 if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
   need+=(python3-venv)
 fi
+# The lab's real node (crates/testlab/src/node.rs) and the image (cargo xtask image):
+# containerd + runc + CNI plugins, iptables and conntrack for kube-proxy, mmdebstrap and umoci.
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v umoci >/dev/null || need+=(umoci)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   apt_install "${need[@]}"

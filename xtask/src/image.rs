@@ -8,8 +8,10 @@
 //!    cached in `$PATRONI_RS_CACHE/image/` (a changed recipe builds a new one);
 //! 2. **binaries**: `patroni` and `patronictl` (release build) in `/usr/local/bin`.
 //!
-//! The image runs as `postgres` (999:999); its entrypoint is `patroni`, configured from
-//! `PATRONI_*` variables alone, or from a file given as its argument. `Containerfile` at the
+//! The image runs as `postgres` (999:999); its entrypoint is `patroni` with the image's
+//! defaults (`deploy/image/patroni.yml`, as `/etc/patroni/patroni.yml`) overridden by
+//! `PATRONI_*` variables, so a pod needs no file; a mounted file given as the argument
+//! replaces the defaults. `Containerfile` at the
 //! repository root builds the same image with Docker or Podman.
 
 use std::path::{Path, PathBuf};
@@ -133,6 +135,8 @@ pub fn build(output: &Path, tag: &str) -> anyhow::Result<Built> {
         "/var/lib/postgresql",
         "--config.entrypoint",
         "/usr/local/bin/patroni",
+        "--config.cmd",
+        "/etc/patroni/patroni.yml",
         "--config.exposedports",
         "5432/tcp",
         "--config.exposedports",
@@ -251,7 +255,8 @@ fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 2]> {
     Ok([target.join("patroni"), target.join("patronictl")])
 }
 
-/// The binaries layer: `usr/local/bin/{patroni,patronictl}`, owned by root.
+/// The binaries layer: `usr/local/bin/{patroni,patronictl}` and the default configuration
+/// `etc/patroni/patroni.yml` (`deploy/image/patroni.yml`), owned by root.
 fn binaries_layer(binaries: &[PathBuf; 2], staging: &Path, tar: &Path) -> anyhow::Result<()> {
     let bin = staging.join("usr/local/bin");
     std::fs::create_dir_all(&bin)?;
@@ -259,6 +264,11 @@ fn binaries_layer(binaries: &[PathBuf; 2], staging: &Path, tar: &Path) -> anyhow
         let name = b.file_name().context("binary name")?;
         std::fs::copy(b, bin.join(name)).with_context(|| format!("copy {}", b.display()))?;
     }
+    let etc = staging.join("etc/patroni");
+    std::fs::create_dir_all(&etc)?;
+    let defaults = workspace_root().join("deploy/image/patroni.yml");
+    std::fs::copy(&defaults, etc.join("patroni.yml"))
+        .with_context(|| format!("copy {}", defaults.display()))?;
     run_tool(
         Command::new("tar")
             .arg("-C")
@@ -272,7 +282,7 @@ fn binaries_layer(binaries: &[PathBuf; 2], staging: &Path, tar: &Path) -> anyhow
                 "-cf",
             ])
             .arg(tar)
-            .arg("usr"),
+            .args(["etc", "usr"]),
     )
 }
 

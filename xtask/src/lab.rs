@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Member hosts to create.
     #[arg(long, default_value_t = 3)]
     members: u32,
+    /// Also start a real node (containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS) and
+    /// import the patroni-rs image (`cargo xtask image`) into it.
+    #[arg(long)]
+    node: bool,
     #[command(flatten)]
     dir: DirArg,
 }
@@ -108,6 +112,22 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     })?;
     let infos: Vec<_> = hosts.into_iter().map(Host::keep).collect();
     lab.remember_hosts(infos.clone(), namespace)?;
+    if args.node {
+        let node = lab.start_node(0).context("start the real node")?;
+        let image = crate::image::build(
+            std::path::Path::new("target/image/patroni-rs.oci.tar"),
+            env!("CARGO_PKG_VERSION"),
+        )?;
+        patroni_testlab::import_image(&node, &image.archive, crate::image::IMAGE_NAME)?;
+        println!(
+            "  node {} {} (containerd {}), image {}:{}",
+            node.name,
+            node.ip,
+            node.containerd.display(),
+            crate::image::IMAGE_NAME,
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     let info = lab.detach();
     println!("lab is up: {}", info.dir.join("lab.json").display());
     println!(

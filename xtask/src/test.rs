@@ -3,7 +3,7 @@
 //! Order: the prerequisites (`xtask/scripts/install-test-deps.sh`: system packages, Patroni's
 //! Python package in a venv, the lab's Go modules; idempotent, caches outside the clone),
 //! `cargo fmt --check`, clippy with warnings denied, then one lab for
-//! the run (building `testenv` if its sources changed) and `cargo test
+//! the run (building `testenv` if its sources changed) with its real node, and `cargo test
 //! --workspace` with [`LAB_ENV`] pointing every test process at that lab.
 
 use std::process::{Command, ExitCode};
@@ -50,12 +50,21 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
 
     let started = std::time::Instant::now();
     let dir = std::env::temp_dir().join(format!("patroni-test-lab-{}", std::process::id()));
-    let lab = Lab::start(&dir, std::process::id() as i32).context("start the lab")?;
+    let mut lab = Lab::start(&dir, std::process::id() as i32).context("start the lab")?;
     eprintln!(
         "xtask: lab up in {:.1}s: kubernetes {} at {}",
         started.elapsed().as_secs_f64(),
         lab.controlplane().version,
         lab.controlplane().server
+    );
+    let node = lab
+        .start_node(std::process::id() as i32)
+        .context("start the real node")?;
+    eprintln!(
+        "xtask: real node {} Ready at {} after {:.1}s",
+        node.name,
+        node.ip,
+        started.elapsed().as_secs_f64()
     );
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace", "--no-fail-fast"])

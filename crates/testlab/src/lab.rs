@@ -55,6 +55,9 @@ pub struct LabInfo {
     pub hosts: Vec<HostInfo>,
     /// Kubernetes namespace of those hosts' pods.
     pub namespace: String,
+    /// The real node, once started ([`Lab::start_node`]).
+    #[serde(default)]
+    pub node: Option<crate::NodeInfo>,
 }
 
 /// A running lab.
@@ -63,6 +66,8 @@ pub struct Lab {
     info: LabInfo,
     /// Whether dropping this handle tears the lab down.
     owned: bool,
+    /// The real node a test started in this process's private lab ([`Lab::node`]).
+    private_node: std::sync::Mutex<Option<crate::NodeInfo>>,
 }
 
 /// A pod to create for a host.
@@ -132,8 +137,10 @@ impl Lab {
                 controlplane: placeholder_controlplane(),
                 hosts: Vec::new(),
                 namespace: "default".into(),
+                node: None,
             },
             owned: true,
+            private_node: std::sync::Mutex::new(None),
         };
         netns::create(&hub)?;
         netns::ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
@@ -168,7 +175,11 @@ impl Lab {
             path: path.into(),
             source,
         })?;
-        Ok(Lab { info, owned: true })
+        Ok(Lab {
+            info,
+            owned: true,
+            private_node: std::sync::Mutex::new(None),
+        })
     }
 
     /// Attaches to the running lab described by `lab.json` at `path`,
@@ -182,7 +193,11 @@ impl Lab {
                 info.controlplane.supervisor_pid
             )));
         }
-        Ok(Lab { info, owned: false })
+        Ok(Lab {
+            info,
+            owned: false,
+            private_node: std::sync::Mutex::new(None),
+        })
     }
 
     /// The lab of this test process: the one named by [`LAB_ENV`], or else
@@ -345,6 +360,16 @@ impl Lab {
     /// Stops the lab: the supervisor (SIGTERM, then SIGKILL), then every
     /// namespace of the lab with whatever still runs in it.
     pub fn stop(&self) {
+        // The node first: its supervisor removes pods, mounts and cgroups while
+        // the API server and its namespace still exist.
+        let private = self
+            .private_node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(node) = self.info.node.as_ref().or(private.as_ref()) {
+            stop_supervisor(node.supervisor_pid, Duration::from_secs(90));
+        }
         let pid = nix::unistd::Pid::from_raw(self.info.controlplane.supervisor_pid);
         // When this process started the supervisor it is our child: reap it,
         // or it lingers as a zombie that still looks alive to kill(pid, 0).
@@ -373,6 +398,94 @@ impl Lab {
         }
     }
 
+    /// Starts the real node (see [`crate::node`]) unless it runs, waiting until
+    /// it is Ready; it lives as long as the lab (or until `watch_pid` exits).
+    ///
+    /// # Errors
+    /// A build failed or the node did not become Ready (its logs are under
+    /// `<lab dir>/node/logs`).
+    pub fn start_node(&mut self, watch_pid: i32) -> Result<crate::NodeInfo> {
+        if let Some(node) = &self.info.node {
+            return Ok(node.clone());
+        }
+        let node = self.make_node(watch_pid)?;
+        self.info.node = Some(node.clone());
+        self.save()?;
+        Ok(node)
+    }
+
+    /// The real node: the one the lab was started with (`cargo xtask test`), or, in a
+    /// private lab of this process, one started now and stopped with the lab.
+    ///
+    /// # Errors
+    /// The shared lab of another process has no node, or starting one failed.
+    pub fn node(&self) -> Result<crate::NodeInfo> {
+        if let Some(node) = &self.info.node {
+            return Ok(node.clone());
+        }
+        if !self.owned {
+            return Err(Error::ControlPlane(
+                "this lab has no real node (`cargo xtask test` and `cargo xtask lab up --node` start one)".into(),
+            ));
+        }
+        let mut slot = self
+            .private_node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(node) = slot.as_ref() {
+            return Ok(node.clone());
+        }
+        let node = self.make_node(std::process::id() as i32)?;
+        *slot = Some(node.clone());
+        Ok(node)
+    }
+
+    fn make_node(&self, watch_pid: i32) -> Result<crate::NodeInfo> {
+        let binary = testenv_binary()?;
+        let netns_name = format!("{}{}-node", netns::PREFIX, self.info.owner_pid);
+        Host::create(
+            HostInfo {
+                name: "node".into(),
+                netns: netns_name.clone(),
+                ip: crate::node::NODE_IP.into(),
+                hub: self.info.hub.clone(),
+                link: "node".into(),
+            },
+            NET_PREFIX_LEN,
+        )?
+        .keep();
+        netns::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &netns_name,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_forward=1",
+                "net.bridge.bridge-nf-call-iptables=1",
+            ],
+        )?;
+        // The API server reaches pods (webhooks, proxies) through the node.
+        netns::ip(&[
+            "-n",
+            &self.info.controlplane_netns,
+            "route",
+            "replace",
+            crate::node::POD_CIDR,
+            "via",
+            crate::node::NODE_IP,
+        ])?;
+        crate::node::start(
+            &binary,
+            &self.info.dir.join("node"),
+            &netns_name,
+            &self.info.controlplane.lab_kubeconfig,
+            watch_pid,
+        )
+    }
+
     /// Hands the lab over to nobody: dropping this handle no longer stops it
     /// (`cargo xtask lab up` leaves it running for `lab down`).
     pub fn detach(mut self) -> LabInfo {
@@ -387,6 +500,29 @@ impl Drop for Lab {
             self.stop();
         }
     }
+}
+
+/// SIGTERM to a supervisor, SIGKILL after `grace`; reaps it when it is our child.
+fn stop_supervisor(pid: i32, grace: Duration) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let gone = || match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => false,
+        Ok(_) => true,
+        Err(_) => !netns::alive(pid.as_raw()),
+    };
+    if gone() {
+        return;
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if gone() {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
 }
 
 fn placeholder_controlplane() -> ControlPlane {

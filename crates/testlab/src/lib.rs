@@ -21,6 +21,11 @@
 //! supervisor stops its components when the process that started the lab is
 //! gone; namespaces left by a killed run carry the dead owner's pid in their
 //! name and are swept by the next lab.
+//!
+//! # The real node
+//! [`Lab::start_node`] adds a real Kubernetes node (containerd, kubelet,
+//! kube-proxy, kube-scheduler, CoreDNS, a volume provisioner) in one more
+//! namespace, for tests that run the product's image in pods ([`node`]).
 
 mod agent;
 mod controlplane;
@@ -28,6 +33,7 @@ mod error;
 mod host;
 mod lab;
 mod netns;
+mod node;
 mod rbac;
 mod testenv_bin;
 
@@ -38,5 +44,6 @@ pub use host::Host;
 pub use host::HostInfo;
 pub use lab::{LAB_ENV, Lab, LabInfo, PodSpec, TestNamespace, wait_until};
 pub use netns::sweep_stale;
+pub use node::{COREDNS_VERSION, NODE_NAME, NodeBinaries, NodeInfo, import_image, node_binaries};
 pub use rbac::{member_role, shipped_role};
 pub use testenv_bin::testenv_binary;

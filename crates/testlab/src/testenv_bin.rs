@@ -35,7 +35,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Hash of everything the binary is built from.
-fn source_hash(src: &Path) -> Result<String> {
+pub(crate) fn source_hash(src: &Path) -> Result<String> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(src)
         .map_err(Error::io("list", src))?
         .flatten()
@@ -58,6 +58,17 @@ fn source_hash(src: &Path) -> Result<String> {
         h.update(std::fs::read(&p).map_err(Error::io("read", &p))?);
     }
     Ok(format!("{:x}", h.finalize())[..16].to_string())
+}
+
+/// `-ldflags` of every Kubernetes binary the lab builds: stripped, and reporting
+/// [`KUBE_VERSION`] (Helm and kubelet version checks read it).
+pub(crate) fn go_ldflags() -> String {
+    let v = "k8s.io/component-base/version";
+    let minor = KUBE_VERSION.split('.').nth(1).unwrap_or("34");
+    format!(
+        "-s -w -X {v}.gitVersion={KUBE_VERSION} -X {v}.gitMajor=1 -X {v}.gitMinor={minor} \
+         -X {v}.gitTreeState=clean -X {v}.buildDate=1970-01-01T00:00:00Z"
+    )
 }
 
 /// Returns the path of an up-to-date `testenv` binary, building it with
@@ -85,12 +96,7 @@ pub fn testenv_binary() -> Result<PathBuf> {
         return Ok(out);
     }
     let tmp = out_dir.join("testenv.tmp");
-    let v = "k8s.io/component-base/version";
-    let minor = KUBE_VERSION.split('.').nth(1).unwrap_or("34");
-    let ldflags = format!(
-        "-s -w -X {v}.gitVersion={KUBE_VERSION} -X {v}.gitMajor=1 -X {v}.gitMinor={minor} \
-         -X {v}.gitTreeState=clean -X {v}.buildDate=1970-01-01T00:00:00Z"
-    );
+    let ldflags = go_ldflags();
     tracing::info!(out = %out.display(), "building testenv (first build takes minutes)");
     let status = Command::new("go")
         .current_dir(&src)

@@ -195,11 +195,33 @@ impl Builder {
             };
             // Patroni keeps an empty PORT or list value as an empty string, parses an empty
             // mapping value as `{}`, and drops an empty boolean or citus group.
+            let known = matches!(
+                name,
+                "ETCD"
+                    | "ETCD3"
+                    | "CONSUL"
+                    | "ZOOKEEPER"
+                    | "EXHIBITOR"
+                    | "KUBERNETES"
+                    | "RAFT"
+                    | "CITUS"
+            );
             let value = match kind {
                 Kind::Int | Kind::List if text.is_empty() && name != "CITUS" => {
                     Some(Value::String(text))
                 }
                 Kind::Bool | Kind::Int if text.is_empty() => None,
+                // Not a DCS: most likely a Kubernetes service link of a Service named
+                // `patroni-…` (`PATRONI_RS_PORT=tcp://10.96.0.5:5432`). Patroni drops a
+                // value it cannot convert; so do we, with a warning, instead of refusing.
+                _ if !known && self.convertible(&text, kind).is_none() => {
+                    self.warnings.push(Problem::new(
+                        format!("{PATRONI_ENV_PREFIX}{var}"),
+                        "not a section patroni reads and not convertible (a Kubernetes service \
+                         link variable?); ignored",
+                    ));
+                    None
+                }
                 _ => self.convert(&var, &text, kind),
             };
             if let Some(value) = value {
@@ -242,6 +264,18 @@ impl Builder {
     }
 
     /// Converts `text` from `PATRONI_<var>` to a value of `kind`, recording an error on failure.
+    /// `text` as `kind`, or `None`; reports nothing.
+    fn convertible(&self, text: &str, kind: Kind) -> Option<Value> {
+        match kind {
+            Kind::Text => Some(Value::String(text.to_owned())),
+            Kind::Bool => parse_bool(text).map(Value::Bool),
+            Kind::Int => parse_int(text, None).map(Value::from),
+            Kind::Real => parse_real(text, None).map(Value::from),
+            Kind::List => parse_list(text).ok(),
+            Kind::Dict => parse_dict(text).ok(),
+        }
+    }
+
     fn convert(&mut self, var: &str, text: &str, kind: Kind) -> Option<Value> {
         let path = format!("{PATRONI_ENV_PREFIX}{}", var.to_ascii_uppercase());
         let shown = || describe(&path, &Value::String(text.to_owned()));

@@ -233,3 +233,31 @@ fn warns_about_unread_patroni_variables() {
         "PATRONI_KUBERNETES_USE_ENDPOINT: not a setting Patroni reads; ignored"
     );
 }
+
+/// Kubernetes service links of a Service named `patroni-rs` (`PATRONI_RS_PORT=tcp://…`) are
+/// not Patroni settings: skipped with a warning, as Patroni drops them, never refused.
+#[test]
+fn service_link_variables_are_skipped() {
+    let env: Environment = [
+        ("PATRONI_NAME", "pg-0"),
+        ("PATRONI_RS_PORT", "tcp://10.96.189.99:5432"),
+        ("PATRONI_RS_REPL_PORT", "tcp://10.96.0.7:5432"),
+        ("PATRONI_KUBERNETES_PORT", "6443"),
+    ]
+    .into_iter()
+    .collect();
+    let cfg = environment_configuration(&env);
+    assert!(cfg.errors.is_empty(), "{:?}", cfg.errors);
+    let warned: Vec<String> = cfg.warnings.iter().map(|w| w.path.clone()).collect();
+    assert!(warned.contains(&"PATRONI_RS_PORT".to_owned()), "{warned:?}");
+    assert!(cfg.value.get("rs").is_none());
+    assert_eq!(cfg.value["kubernetes"]["port"], 6443);
+    let bad: Environment = [("PATRONI_KUBERNETES_PORT", "tcp://x")]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        environment_configuration(&bad).errors.len(),
+        1,
+        "known sections stay strict"
+    );
+}

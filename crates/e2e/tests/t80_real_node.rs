@@ -1,0 +1,496 @@
+//! Issue #13: patroni-rs as users deploy it, on the lab's real node (containerd, kubelet,
+//! kube-proxy, kube-scheduler, CoreDNS): the image built by `cargo xtask image`, imported
+//! into the node, and the plain manifests of `deploy/kubernetes/patroni-rs.yaml`.
+//! - 3 pods Ready as a non-root user with a read-only root filesystem, each with a bound PVC;
+//!   exactly one `role=primary`, the others `role=replica`;
+//! - `psql` from client pods through the primary Service (its DNS name and its ClusterIP)
+//!   writes, the replica Service reads the row back;
+//! - force-deleting the primary pod: a replica takes over within ttl + loop_wait, the
+//!   Service follows, and the recreated pod rejoins on its own PVC without a new base backup
+//!   (its data files and system identifier survive);
+//! - scale to 0 and back keeps the data;
+//! - a graceful delete of the primary (SIGTERM) has a write gap, measured and printed;
+//! - a malformed `PATRONI_KUBERNETES_LABELS` stops the container with an error naming the
+//!   variable, and its data directory stays untouched.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::init_tracing;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::Api;
+use kube::api::{
+    DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
+};
+use kube::core::GroupVersionKind;
+use patroni_testlab::{Lab, NodeInfo, wait_until};
+use serde::Deserialize as _;
+use serde_json::json;
+
+const IMAGE: &str = concat!("localhost/patroni-rs:", env!("CARGO_PKG_VERSION"));
+const SUPERUSER_PASSWORD: &str = "change-me-superuser";
+const SELECTOR: &str = "application=patroni,cluster-name=patroni-rs";
+/// Bootstrap, two base backups and three pod starts.
+const FORM: Duration = Duration::from_secs(240);
+/// ttl (30) + loop_wait (10) of the manifests' default timings, plus the pod's restart.
+const TAKEOVER: Duration = Duration::from_secs(90);
+
+/// The repository root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the image (`cargo xtask image`; only the binaries layer when the base is cached)
+/// and imports it into the node.
+fn import_image(node: &NodeInfo) {
+    let archive = root().join("target/image/patroni-rs.oci.tar");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(root())
+        .args(["xtask", "image", "--output"])
+        .arg(&archive)
+        .status()
+        .expect("run cargo xtask image");
+    assert!(status.success(), "cargo xtask image failed");
+    patroni_testlab::import_image(node, &archive, "localhost/patroni-rs").expect("import");
+}
+
+/// Creates every object of a multi-document manifest in `ns`.
+async fn apply(client: &kube::Client, ns: &str, yaml: &str) {
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let value = serde_yaml_ng::Value::deserialize(doc).expect("YAML");
+        if value.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_yaml_ng::from_value(value).expect("object");
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("gvk");
+        let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .expect("discover the kind");
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+        api.create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {}: {e}", types.kind));
+    }
+}
+
+/// Runs `psql ARGS` in a client pod on the node (the image has psql); its output, or the
+/// failure with the pod's log.
+async fn psql(client: &kube::Client, ns: &str, args: &[&str]) -> Result<String, String> {
+    run_pod(client, ns, "psql", args).await
+}
+
+/// [`psql`] retried for up to 30 s: a Service follows a new primary a moment after its
+/// label changes (endpoints, then kube-proxy), as clients see in any cluster.
+async fn psql_soon(client: &kube::Client, ns: &str, args: &[&str]) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match psql(client, ns, args).await {
+            Ok(out) => return Ok(out),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Runs `program ARGS` in a pod from the image and waits for it; its log, `Err(log)` when it
+/// failed.
+async fn run_pod(
+    client: &kube::Client,
+    ns: &str,
+    program: &str,
+    args: &[&str],
+) -> Result<String, String> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "client-{}",
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 999, "runAsNonRoot": true},
+            "containers": [{
+                "name": "client", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": [program], "args": args,
+                "env": [{"name": "PGPASSWORD", "value": SUPERUSER_PASSWORD},
+                        {"name": "PGCONNECT_TIMEOUT", "value": "3"}],
+                "securityContext": {"readOnlyRootFilesystem": true}
+            }]
+        }
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| e.to_string())?;
+    let phase = wait_until(Duration::from_secs(60), format!("pod {name}"), || async {
+        let p = pods.get(&name).await.ok()?;
+        let phase = p.status?.phase?;
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let log = pods
+        .logs(&name, &LogParams::default())
+        .await
+        .unwrap_or_default();
+    let _ = pods
+        .delete(&name, &DeleteParams::default().grace_period(0))
+        .await;
+    if phase == "Succeeded" {
+        Ok(log.trim().to_owned())
+    } else {
+        Err(log)
+    }
+}
+
+/// `name: role` of the cluster's pods that are Ready.
+async fn ready_roles(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let Ok(list) = pods.list(&ListParams::default().labels(SELECTOR)).await else {
+        return BTreeMap::new();
+    };
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .map(|p| {
+            let role = p
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("role"))
+                .cloned()
+                .unwrap_or_default();
+            (p.metadata.name.unwrap_or_default(), role)
+        })
+        .collect()
+}
+
+/// Waits until all `n` pods are Ready with one primary and the others replicas; the primary.
+async fn wait_formed(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    timeout: Duration,
+    what: &str,
+) -> String {
+    wait_until(timeout, what.to_owned(), || async {
+        let roles = ready_roles(client, ns).await;
+        let primaries: Vec<&String> = roles
+            .iter()
+            .filter(|(_, r)| *r == "primary")
+            .map(|(n, _)| n)
+            .collect();
+        let replicas = roles.values().filter(|r| *r == "replica").count();
+        (roles.len() == n && primaries.len() == 1 && replicas == n - 1)
+            .then(|| primaries[0].clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The inode of `PG_VERSION` in pod `pod`'s data directory, read on the node's disk: a new
+/// base backup would make a new file.
+fn pg_version_inode(node: &NodeInfo, ns: &str, pod: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let claim = format!("{ns}_pgdata-{pod}_");
+    let dir = std::fs::read_dir(node.dir.join("pv"))
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&claim))?;
+    std::fs::metadata(dir.path().join("pgdata/PG_VERSION"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+#[tokio::test]
+async fn manifests_run_a_cluster_on_the_real_node() {
+    init_tracing();
+    let lab = Lab::shared();
+    let node = tokio::task::spawn_blocking(move || lab.node())
+        .await
+        .expect("join")
+        .expect("the real node");
+    {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || import_image(&node))
+            .await
+            .expect("join");
+    }
+    let ns = lab.namespace("t80-node").await.expect("namespace");
+    let client = &ns.client;
+    let primary_dns = format!("patroni-rs.{}.svc.cluster.local", ns.name);
+    let replica_dns = format!("patroni-rs-repl.{}.svc.cluster.local", ns.name);
+    let manifest = std::fs::read_to_string(root().join("deploy/kubernetes/patroni-rs.yaml"))
+        .expect("manifest")
+        .replace("localhost/patroni-rs:0.1.0", IMAGE);
+    apply(client, &ns.name, &manifest).await;
+
+    tracing::info!("--- 3 pods Ready, one primary, each on a bound PVC");
+    let started = Instant::now();
+    let first_primary = wait_formed(client, &ns.name, 3, FORM, "cluster formed").await;
+    tracing::info!(elapsed = ?started.elapsed(), primary = %first_primary, "formed");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    let bound = pvcs
+        .list(&ListParams::default())
+        .await
+        .expect("pvcs")
+        .items
+        .iter()
+        .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+        .count();
+    assert_eq!(bound, 3);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let spec = pods
+        .get(&first_primary)
+        .await
+        .expect("pod")
+        .spec
+        .expect("spec");
+    let container = &spec.containers[0];
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem),
+        Some(true)
+    );
+    assert_eq!(spec.security_context.and_then(|s| s.run_as_user), Some(999));
+
+    tracing::info!(
+        "--- writes through the primary Service (DNS and ClusterIP), reads from replicas"
+    );
+    let conn = |host: &str| format!("host={host} user=postgres dbname=postgres");
+    let out = psql_soon(
+        client,
+        &ns.name,
+        &[
+            "-Atc",
+            "create table t (x int); insert into t values (1); select count(*) from t",
+            &conn(&primary_dns),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "write through the primary Service's name"));
+    assert_eq!(out.lines().last(), Some("1"), "{out}");
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let cluster_ip = services
+        .get("patroni-rs")
+        .await
+        .expect("service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("ClusterIP");
+    let out = psql(
+        client,
+        &ns.name,
+        &[
+            "-Atc",
+            "insert into t values (2); select pg_is_in_recovery()",
+            &conn(&cluster_ip),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "write through the ClusterIP"));
+    assert_eq!(out.lines().last(), Some("f"));
+    let read = wait_until(Duration::from_secs(30), "replica reads".into(), || async {
+        let out = psql(
+            client,
+            &ns.name,
+            &[
+                "-Atc",
+                "select pg_is_in_recovery(), count(*) from t",
+                &conn(&replica_dns),
+            ],
+        )
+        .await
+        .ok()?;
+        (out == "t|2").then_some(())
+    })
+    .await;
+    assert!(read.is_ok(), "{read:?}");
+
+    tracing::info!("--- the primary pod deleted: a replica takes over, the pod rejoins on its PVC");
+    let inode = pg_version_inode(&node, &ns.name, &first_primary).expect("PG_VERSION on the PV");
+    let sysid = psql(
+        client,
+        &ns.name,
+        &[
+            "-Atc",
+            "select system_identifier from pg_control_system()",
+            &conn(&primary_dns),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "sysid"));
+    let deleted = Instant::now();
+    // Force-deleted (no grace: SIGKILL, no hand-over): the lock expires first.
+    pods.delete(&first_primary, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete the primary");
+    let new_primary = wait_until(TAKEOVER, "a replica took over".into(), || async {
+        let roles = ready_roles(client, &ns.name).await;
+        roles
+            .iter()
+            .find(|(n, r)| *r == "primary" && **n != first_primary)
+            .map(|(n, _)| n.clone())
+    })
+    .await
+    .expect("takeover");
+    tracing::info!(took = ?deleted.elapsed(), %new_primary, "takeover");
+    let out = psql_soon(
+        client,
+        &ns.name,
+        &[
+            "-Atc",
+            "insert into t values (3); select count(*) from t",
+            &conn(&primary_dns),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "the Service follows the new primary"));
+    assert_eq!(out.lines().last(), Some("3"));
+    wait_formed(client, &ns.name, 3, FORM, "the deleted pod rejoined").await;
+    assert_eq!(
+        pg_version_inode(&node, &ns.name, &first_primary),
+        Some(inode),
+        "the rejoined member was cloned again"
+    );
+    let out = psql_soon(
+        client,
+        &ns.name,
+        &[
+            "-Atc",
+            "select system_identifier from pg_control_system()",
+            &conn(&replica_dns),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "sysid on a replica"));
+    assert_eq!(out, sysid);
+
+    tracing::info!("--- scale to 0 and back: the data stays");
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    for replicas in [0, 3] {
+        sts.patch(
+            "patroni-rs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .expect("scale");
+        if replicas == 0 {
+            wait_until(Duration::from_secs(120), "pods gone".into(), || async {
+                let l = pods
+                    .list(&ListParams::default().labels(SELECTOR))
+                    .await
+                    .ok()?;
+                l.items.is_empty().then_some(())
+            })
+            .await
+            .expect("scaled to 0");
+        }
+    }
+    let primary = wait_formed(client, &ns.name, 3, FORM, "scaled back to 3").await;
+    let out = psql_soon(
+        client,
+        &ns.name,
+        &["-Atc", "select count(*) from t", &conn(&primary_dns)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "read after scaling"));
+    assert_eq!(out, "3");
+
+    tracing::info!("--- graceful delete of the primary (SIGTERM): the write gap");
+    psql_soon(
+        client,
+        &ns.name,
+        &[
+            "-Atc",
+            "create table gap (at timestamptz default clock_timestamp())",
+            &conn(&primary_dns),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", "gap table"));
+    let writer = {
+        let (client, ns_name, dns) = (client.clone(), ns.name.clone(), primary_dns.clone());
+        tokio::spawn(async move {
+            let script = format!(
+                "end=$(( $(date +%s) + 40 )); while [ $(date +%s) -lt $end ]; do \
+                 psql -Atc 'insert into gap default values' 'host={dns} user=postgres dbname=postgres connect_timeout=1' >/dev/null 2>&1; \
+                 sleep 0.05; done"
+            );
+            run_pod(&client, &ns_name, "sh", &["-c", &script]).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    pods.delete(&primary, &DeleteParams::default())
+        .await
+        .expect("graceful delete");
+    let _ = writer.await.expect("writer");
+    let gap = psql_soon(client, &ns.name, &["-Atc", "select extract(epoch from max(d)) from (select at - lag(at) over (order by at) d from gap) s", &conn(&primary_dns)])
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", "gap"));
+    let gap: f64 = gap.parse().expect("seconds");
+    println!("write gap of a graceful primary delete: {gap:.2} s");
+    assert!(gap < 30.0, "write gap {gap} s");
+    wait_formed(client, &ns.name, 3, FORM, "after the graceful delete").await;
+
+    tracing::info!("--- a malformed variable: an error naming it, the data directory untouched");
+    let bad: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "bad-config"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 999, "fsGroup": 999},
+            "containers": [{
+                "name": "patroni", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                "env": [{"name": "PATRONI_KUBERNETES_LABELS", "value": "{application: patroni"},
+                        {"name": "PATRONI_NAME", "value": "bad"}, {"name": "PATRONI_SCOPE", "value": "bad"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+                "securityContext": {"readOnlyRootFilesystem": true}
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}]
+        }
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &bad)
+        .await
+        .expect("create");
+    let log = wait_until(Duration::from_secs(60), "bad pod failed".into(), || async {
+        let p = pods.get("bad-config").await.ok()?;
+        (p.status?.phase? == "Failed").then_some(())?;
+        pods.logs("bad-config", &LogParams::default()).await.ok()
+    })
+    .await
+    .expect("failed pod");
+    assert!(log.contains("PATRONI_KUBERNETES_LABELS"), "{log}");
+    let code = pods
+        .get("bad-config")
+        .await
+        .ok()
+        .and_then(|p| {
+            p.status?
+                .container_statuses?
+                .first()?
+                .state
+                .clone()?
+                .terminated
+        })
+        .map(|t| t.exit_code);
+    assert_eq!(code, Some(64));
+    let _ = pods.delete("bad-config", &DeleteParams::default()).await;
+}
