@@ -335,6 +335,9 @@ impl Lab {
                     ..Default::default()
                 }],
                 service_account_name: spec.service_account,
+                // Bound to the fake kubelet's Node at once: kube-scheduler, which runs with
+                // the real node, must never race it for the lab's own pods.
+                node_name: Some(self.info.controlplane.node.clone()),
                 ..Default::default()
             }),
             ..Default::default()
