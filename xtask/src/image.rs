@@ -6,12 +6,13 @@
 //!    `postgres` user at uid/gid 999, and nothing a server does not need: no apt lists, docs, man
 //!    pages, locales, and no LLVM (PostgreSQL runs without JIT). Built once per recipe and
 //!    cached in `$PATRONI_RS_CACHE/image/` (a changed recipe builds a new one);
-//! 2. **binaries**: `patroni` and `patronictl` (release build) in `/usr/local/bin`.
+//! 2. **binaries**: `patroni`, `patronictl` and `patroni-k8s-callback` (release build) in
+//!    `/usr/local/bin`, and the default configuration.
 //!
-//! The image runs as `postgres` (999:999); its entrypoint is `patroni` with the image's
-//! defaults (`deploy/image/patroni.yml`, as `/etc/patroni/patroni.yml`) overridden by
-//! `PATRONI_*` variables, so a pod needs no file; a mounted file given as the argument
-//! replaces the defaults. `Containerfile` at the
+//! The image runs as `postgres` (999:999); its entrypoint is `patroni /etc/patroni`: the
+//! directory's files merged in name order (the image's defaults `00-defaults.yml`, from
+//! `deploy/image/patroni.yml`, then any file mounted there), overridden by `PATRONI_*`
+//! variables, so a pod needs no file; a mounted file given as the argument replaces them all. `Containerfile` at the
 //! repository root builds the same image with Docker or Podman.
 
 use std::path::{Path, PathBuf};
@@ -136,7 +137,7 @@ pub fn build(output: &Path, tag: &str) -> anyhow::Result<Built> {
         "--config.entrypoint",
         "/usr/local/bin/patroni",
         "--config.cmd",
-        "/etc/patroni/patroni.yml",
+        "/etc/patroni",
         "--config.exposedports",
         "5432/tcp",
         "--config.exposedports",
@@ -239,7 +240,7 @@ fn base_recipe() -> Vec<String> {
 }
 
 /// `cargo build --release` of the two binaries; their paths.
-fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 2]> {
+fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 3]> {
     run_tool(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
@@ -252,12 +253,17 @@ fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 2]> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("release");
-    Ok([target.join("patroni"), target.join("patronictl")])
+    Ok([
+        target.join("patroni"),
+        target.join("patronictl"),
+        target.join("patroni-k8s-callback"),
+    ])
 }
 
-/// The binaries layer: `usr/local/bin/{patroni,patronictl}` and the default configuration
-/// `etc/patroni/patroni.yml` (`deploy/image/patroni.yml`), owned by root.
-fn binaries_layer(binaries: &[PathBuf; 2], staging: &Path, tar: &Path) -> anyhow::Result<()> {
+/// The binaries layer: `usr/local/bin/{patroni,patronictl,patroni-k8s-callback}` and the
+/// default configuration `etc/patroni/00-defaults.yml` (`deploy/image/patroni.yml`), owned by
+/// root.
+fn binaries_layer(binaries: &[PathBuf; 3], staging: &Path, tar: &Path) -> anyhow::Result<()> {
     let bin = staging.join("usr/local/bin");
     std::fs::create_dir_all(&bin)?;
     for b in binaries {
@@ -267,7 +273,7 @@ fn binaries_layer(binaries: &[PathBuf; 2], staging: &Path, tar: &Path) -> anyhow
     let etc = staging.join("etc/patroni");
     std::fs::create_dir_all(&etc)?;
     let defaults = workspace_root().join("deploy/image/patroni.yml");
-    std::fs::copy(&defaults, etc.join("patroni.yml"))
+    std::fs::copy(&defaults, etc.join("00-defaults.yml"))
         .with_context(|| format!("copy {}", defaults.display()))?;
     run_tool(
         Command::new("tar")

@@ -4,10 +4,13 @@
 //! - 3 pods Ready as a non-root user with a read-only root filesystem, each with a bound PVC;
 //!   exactly one `role=primary`, the others `role=replica`;
 //! - `psql` from client pods through the primary Service (its DNS name and its ClusterIP)
-//!   writes, the replica Service reads the row back;
-//! - force-deleting the primary pod: a replica takes over within ttl + loop_wait, the
-//!   Service follows, and the recreated pod rejoins on its own PVC without a new base backup
-//!   (its data files and system identifier survive);
+//!   writes, the replica Service reads the row back; the selector-less Service whose
+//!   Endpoints the `patroni-k8s-callback` callback points at the primary (Patroni's
+//!   `kubernetes/callback.py` way) writes too, also after a takeover;
+//! - deleting the primary pod without grace: a replica takes over within ttl + loop_wait (the
+//!   kubelet still sends SIGTERM first, so the agent hands over at once), the Services
+//!   follow, and the recreated pod rejoins on its own PVC without a new base backup (its data
+//!   files and system identifier survive);
 //! - scale to 0 and back keeps the data;
 //! - a graceful delete of the primary (SIGTERM) has a write gap, measured and printed;
 //! - a malformed `PATRONI_KUBERNETES_LABELS` stops the container with an error naming the
@@ -202,6 +205,19 @@ async fn wait_formed(
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The address in the callback's Endpoints `patroni-rs-primary`.
+async fn endpoints_ip(client: &kube::Client, ns: &str) -> Option<String> {
+    let api: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), ns);
+    let ep = api.get("patroni-rs-primary").await.ok()?;
+    Some(ep.subsets?.first()?.addresses.as_ref()?.first()?.ip.clone())
+}
+
+/// A pod's IP.
+async fn pod_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.get(name).await.ok()?.status?.pod_ip
+}
+
 /// The inode of `PG_VERSION` in pod `pod`'s data directory, read on the node's disk: a new
 /// base backup would make a new file.
 fn pg_version_inode(node: &NodeInfo, ns: &str, pod: &str) -> Option<u64> {
@@ -323,6 +339,27 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     .await;
     assert!(read.is_ok(), "{read:?}");
 
+    let callback_dns = format!("patroni-rs-primary.{}.svc.cluster.local", ns.name);
+    wait_until(
+        Duration::from_secs(30),
+        "callback Endpoints at the primary".into(),
+        || async {
+            (endpoints_ip(client, &ns.name).await?
+                == pod_ip(client, &ns.name, &first_primary).await?)
+                .then_some(())
+        },
+    )
+    .await
+    .expect("the callback pointed the Endpoints at the primary");
+    let out = psql_soon(
+        client,
+        &ns.name,
+        &["-Atc", "select pg_is_in_recovery()", &conn(&callback_dns)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("through the callback's Service: {e}"));
+    assert_eq!(out, "f");
+
     tracing::info!("--- the primary pod deleted: a replica takes over, the pod rejoins on its PVC");
     let inode = pg_version_inode(&node, &ns.name, &first_primary).expect("PG_VERSION on the PV");
     let sysid = psql(
@@ -337,7 +374,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     .await
     .unwrap_or_else(|e| panic!("{}: {e}", "sysid"));
     let deleted = Instant::now();
-    // Force-deleted (no grace: SIGKILL, no hand-over): the lock expires first.
+    // No grace period: the pod object goes at once and the kubelet stops the container.
     pods.delete(&first_primary, &DeleteParams::default().grace_period(0))
         .await
         .expect("delete the primary");
@@ -363,6 +400,25 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     .await
     .unwrap_or_else(|e| panic!("{}: {e}", "the Service follows the new primary"));
     assert_eq!(out.lines().last(), Some("3"));
+    wait_until(
+        Duration::from_secs(30),
+        "callback Endpoints follow".into(),
+        || async {
+            (endpoints_ip(client, &ns.name).await?
+                == pod_ip(client, &ns.name, &new_primary).await?)
+                .then_some(())
+        },
+    )
+    .await
+    .expect("the callback pointed the Endpoints at the new primary");
+    let out = psql_soon(
+        client,
+        &ns.name,
+        &["-Atc", "select pg_is_in_recovery()", &conn(&callback_dns)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("through the callback's Service after the takeover: {e}"));
+    assert_eq!(out, "f");
     wait_formed(client, &ns.name, 3, FORM, "the deleted pod rejoined").await;
     assert_eq!(
         pg_version_inode(&node, &ns.name, &first_primary),
