@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::units::{parse_bool, parse_int};
 
+pub(crate) use patroni_core::python_truthy;
+
 /// Patroni's default `maximum_lag_on_failover` (1 MiB).
 pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: i64 = 1_048_576;
 
@@ -127,18 +129,6 @@ pub(crate) fn sync_matches(sync: &SyncState, name: &str) -> bool {
             .sync_standby
             .iter()
             .any(|s| s.to_lowercase() == name.to_lowercase())
-}
-
-/// Python truthiness of a JSON value.
-pub(crate) fn python_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
 }
 
 #[cfg(test)]

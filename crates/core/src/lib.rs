@@ -8,10 +8,12 @@ mod cluster;
 pub mod ha;
 mod lock;
 mod member;
+mod python;
 mod role;
 pub mod slots;
 
 pub use cluster::{Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, SyncState};
 pub use lock::{LEADER_RECORD_KEYS, LockObserver, LockState, Tick, leader_record};
 pub use member::{Member, MemberData};
+pub use python::python_truthy;
 pub use role::{ParseRoleError, Role};

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::SlotKind;
+use crate::python_truthy as truthy;
 
 /// One entry of `slots`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,18 +168,6 @@ pub fn parse_ignore_slots(config: &Map<String, Value>) -> (Vec<IgnoreSlot>, Vec<
         Some(other) => problems.push(format!("ignore_slots: {other} is not a list")),
     }
     (out, problems)
-}
-
-/// Python's truthiness of a JSON value.
-pub(crate) fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
 }
 
 /// A scalar as Python's `str()` prints it; strings without quotes.
