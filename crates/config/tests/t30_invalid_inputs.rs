@@ -358,3 +358,39 @@ fn unknown_settings_and_adjustments_are_warnings() {
     );
     assert!(config.tags.is_nofailover());
 }
+
+/// Python logging's queue size and traceback switch are validated, then said to have no effect.
+#[test]
+fn log_settings_without_effect_are_warned_about() {
+    let mut doc = base();
+    if let Value::Object(doc) = &mut doc {
+        let Value::Object(patch) =
+            json!({"log": {"max_queue_size": 500, "traceback_level": "DEBUG"}})
+        else {
+            unreachable!()
+        };
+        patroni_config::source::patch(doc, patch);
+    }
+    let (_, warnings) = Config::from_value(&doc).expect("valid");
+    let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|w| w.starts_with("log.max_queue_size: has no effect")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|w| w.starts_with("log.traceback_level: has no effect")),
+        "{shown:?}"
+    );
+    let mut bad = base();
+    if let Value::Object(doc) = &mut bad {
+        let Value::Object(patch) = json!({"log": {"max_queue_size": "lots"}}) else {
+            unreachable!()
+        };
+        patroni_config::source::patch(doc, patch);
+    }
+    assert!(Config::from_value(&bad).is_err(), "still validated");
+}

@@ -507,6 +507,14 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     wait_formed(client, &ns.name, 3, FORM, "after the graceful delete").await;
 
     tracing::info!("--- a malformed variable: an error naming it, the data directory untouched");
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "bad-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .expect("claim");
+    pvcs.create(&PostParams::default(), &claim)
+        .await
+        .expect("claim");
     let bad: Pod = serde_json::from_value(json!({
         "metadata": {"name": "bad-config"},
         "spec": {
@@ -519,7 +527,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
                 "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
                 "securityContext": {"readOnlyRootFilesystem": true}
             }],
-            "volumes": [{"name": "data", "emptyDir": {}}]
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "bad-data"}}]
         }
     }))
     .expect("pod");
@@ -548,5 +556,20 @@ async fn manifests_run_a_cluster_on_the_real_node() {
         })
         .map(|t| t.exit_code);
     assert_eq!(code, Some(64));
+    // Its volume (on the node's disk) is exactly as provisioned: empty.
+    let volume = std::fs::read_dir(node.dir.join("pv"))
+        .expect("volumes")
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{}_bad-data_", ns.name))
+        })
+        .expect("the bad pod's volume");
+    let left: Vec<_> = std::fs::read_dir(volume.path())
+        .expect("list")
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "the data directory was touched: {left:?}");
     let _ = pods.delete("bad-config", &DeleteParams::default()).await;
 }

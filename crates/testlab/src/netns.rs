@@ -26,18 +26,23 @@ pub(crate) fn ip(args: &[&str]) -> Result<()> {
 
 /// Runs a command to completion, failing with its stderr.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Command {
-            what: format!("{program} {}", args.join(" ")),
-            detail: e.to_string(),
-        })?;
+    run_command(
+        Command::new(program).args(args),
+        &format!("{program} {}", args.join(" ")),
+    )
+}
+
+/// Runs `cmd` to completion; `what` names it in the error, with its stderr.
+pub(crate) fn run_command(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().map_err(|e| Error::Command {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })?;
     if out.status.success() {
         return Ok(());
     }
     Err(Error::Command {
-        what: format!("{program} {}", args.join(" ")),
+        what: what.to_owned(),
         detail: format!(
             "{}: {}",
             out.status,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::netns::run_command as run;
 use crate::testenv_bin::{cache_dir, go_ldflags, source_hash, testenv_source_dir};
 use crate::{Error, Result};
 
@@ -299,22 +300,4 @@ pub fn import_image(node: &NodeInfo, archive: &Path, base_name: &str) -> Result<
             .arg(archive),
         "import an image into the node",
     )
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().map_err(|e| Error::Command {
-        what: what.into(),
-        detail: e.to_string(),
-    })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::Command {
-        what: what.into(),
-        detail: format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-    })
 }

@@ -11,8 +11,6 @@ use crate::validate::{Checker, IntRule, Node, Presence};
 pub const DEFAULT_FILE_SIZE: u64 = 25_000_000;
 /// Default number of rotated log files kept.
 pub const DEFAULT_FILE_NUM: u32 = 4;
-/// Default maximum number of queued log records.
-pub const DEFAULT_MAX_QUEUE_SIZE: u64 = 1000;
 
 /// Typed `log:` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,16 +19,12 @@ pub struct LogConfig {
     pub format_type: LogFormatType,
     /// Minimum level logged; default `INFO`.
     pub level: LogLevel,
-    /// Level at which tracebacks (error chains) are logged; default `ERROR`.
-    pub traceback_level: LogLevel,
     /// Python `logging` format string, or for JSON a list of fields; as written.
     pub format: Option<Value>,
     /// Date format for timestamps, if set.
     pub dateformat: Option<String>,
     /// Fields added to every JSON record.
     pub static_fields: BTreeMap<String, Value>,
-    /// Maximum queued records.
-    pub max_queue_size: u64,
     /// Directory for `patroni.log`; `None` logs to stderr.
     pub dir: Option<PathBuf>,
     /// Rotation size in bytes.
@@ -87,11 +81,9 @@ impl Default for LogConfig {
         Self {
             format_type: LogFormatType::Plain,
             level: LogLevel::Info,
-            traceback_level: LogLevel::Error,
             format: None,
             dateformat: None,
             static_fields: BTreeMap::new(),
-            max_queue_size: DEFAULT_MAX_QUEUE_SIZE,
             dir: None,
             file_size: DEFAULT_FILE_SIZE,
             file_num: DEFAULT_FILE_NUM,
@@ -110,6 +102,27 @@ impl LogConfig {
             c.int(node, key, Presence::Optional, IntRule::at_least(0))
                 .map_or(default, |n| n.unsigned_abs())
         };
+        // Validated as Patroni validates them, then said to have no effect: Python's logging
+        // queue and traceback switch have no counterpart here.
+        if node.has("traceback_level") {
+            c.choice(
+                node,
+                "traceback_level",
+                &[("DEBUG", LogLevel::Debug), ("ERROR", LogLevel::Error)],
+                false,
+            );
+            c.warn(
+                node.path_of("traceback_level"),
+                "has no effect: patroni-rs logs every error with its whole cause chain on one line",
+            );
+        }
+        if node.has("max_queue_size") {
+            uint(c, "max_queue_size", 0);
+            c.warn(
+                node.path_of("max_queue_size"),
+                "has no effect: patroni-rs writes log records synchronously and never drops one",
+            );
+        }
         let format = node.get("format").cloned();
         if let Some(format) = &format {
             check_format(c, &node.path_of("format"), format);
@@ -127,18 +140,9 @@ impl LogConfig {
                 )
                 .unwrap_or_default(),
             level: c.choice(node, "level", &LEVELS, true).unwrap_or(d.level),
-            traceback_level: c
-                .choice(
-                    node,
-                    "traceback_level",
-                    &[("DEBUG", LogLevel::Debug), ("ERROR", LogLevel::Error)],
-                    false,
-                )
-                .unwrap_or(d.traceback_level),
             format,
             dateformat: c.string(node, "dateformat", Presence::Optional),
             static_fields: c.map(node, "static_fields").unwrap_or_default(),
-            max_queue_size: uint(c, "max_queue_size", d.max_queue_size),
             dir: c.string(node, "dir", Presence::Optional).map(PathBuf::from),
             file_size: uint(c, "file_size", d.file_size),
             file_num: u32::try_from(uint(c, "file_num", d.file_num.into())).unwrap_or(d.file_num),
