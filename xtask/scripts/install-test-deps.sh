@@ -59,6 +59,7 @@ if ! cmp -s crates/e2e/py/requirements.txt "$VENV/.requirements" 2>/dev/null; th
 fi
 "$VENV/bin/patronictl" version >/dev/null
 
-# --- Go modules of the lab's control plane ------------------------------------
+# --- Go modules of the lab's control plane, node and Helm ---------------------
 # A no-op when the module cache already holds them.
 (cd testenv && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
+(cd testenv/helm && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)

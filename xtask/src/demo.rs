@@ -22,8 +22,12 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3)]
     members: u32,
     /// Keep the cluster state in Endpoints instead of ConfigMaps.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node")]
     use_endpoints: bool,
+    /// Run the members as pods of the lab's real node (kubelet, containerd) from the
+    /// image and `deploy/kubernetes/patroni-rs.yaml`, as users deploy patroni-rs.
+    #[arg(long)]
+    node: bool,
     /// State directory.
     #[arg(long, default_value = ".lab")]
     dir: PathBuf,
@@ -44,7 +48,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(DemoCommand::Down) = args.command {
         return crate::lab::down(&args.dir);
     }
-    let binary = build_agent()?;
     let info_path = args.dir.join("lab.json");
     if info_path.exists() && Lab::attach(&info_path).is_ok() {
         bail!(
@@ -52,6 +55,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             args.dir.display()
         );
     }
+    if args.node {
+        return crate::demo_node::run(&args.dir, args.members);
+    }
+    let binary = build_agent()?;
     let mut lab = Lab::start(&args.dir, 0).context("start the lab")?;
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
     let members_dir = lab.info().dir.join("members");
@@ -199,13 +206,7 @@ fn build_agent() -> anyhow::Result<PathBuf> {
 }
 
 fn venv() -> PathBuf {
-    std::env::var_os("PATRONI_RS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/patroni-rs")
-        })
-        .join("venv")
+    patroni_testlab::cache_dir().join("venv")
 }
 
 fn write_patronictl_config(dir: &Path, use_endpoints: bool) -> anyhow::Result<PathBuf> {

@@ -20,6 +20,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
+use patroni_testlab::{OciImage, build_archive, cache_dir};
 
 /// The image's name in containerd after import.
 pub const IMAGE_NAME: &str = "localhost/patroni-rs";
@@ -101,29 +102,7 @@ pub fn build(output: &Path, tag: &str) -> anyhow::Result<Built> {
     let bin_tar = work.join("binaries.tar");
     binaries_layer(&binaries, &work.join("binaries"), &bin_tar)?;
 
-    let layout = work.join("oci");
-    let image = format!("{}:{tag}", layout.display());
-    run_tool(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-    )?;
-    run_tool(Command::new("umoci").args(["new", "--image", &image]))?;
-    for layer in [&base, &bin_tar] {
-        run_tool(
-            Command::new("umoci")
-                .args(["raw", "add-layer", "--image", &image])
-                .arg(layer),
-        )?;
-    }
-    run_tool(Command::new("umoci").args([
-        "config",
-        "--image",
-        &image,
-        "--architecture",
-        "amd64",
-        "--os",
-        "linux",
+    let config: Vec<String> = [
         "--author",
         "patroni-rs",
         "--config.user",
@@ -146,22 +125,18 @@ pub fn build(output: &Path, tag: &str) -> anyhow::Result<Built> {
         "org.opencontainers.image.title=patroni-rs",
         "--config.label",
         &format!("org.opencontainers.image.version={tag}"),
-    ]))?;
-    run_tool(Command::new("umoci").args(["gc", "--layout"]).arg(&layout))?;
-    if let Some(parent) = output.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    }
-    let partial = output.with_extension("partial");
-    run_tool(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&layout)
-            .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
-            .arg(&partial)
-            .arg("."),
+    ]
+    .map(String::from)
+    .into();
+    let compressed = build_archive(
+        &OciImage {
+            layers: &[&base, &bin_tar],
+            tag,
+            config: &config,
+        },
+        &work,
+        output,
     )?;
-    std::fs::rename(&partial, output).with_context(|| format!("write {}", output.display()))?;
-    let compressed = dir_size(&layout.join("blobs"))?;
     let unpacked = file_size(&base)? + file_size(&bin_tar)?;
     std::fs::remove_dir_all(&work).ok();
     Ok(Built {
@@ -317,16 +292,6 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// `$PATRONI_RS_CACHE`, default `~/.cache/patroni-rs`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("PATRONI_RS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/patroni-rs")
-        })
-}
-
 fn tempdir_in(parent: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
     let dir = parent.join(format!("{prefix}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -338,18 +303,4 @@ fn file_size(path: &Path) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(path)
         .with_context(|| format!("stat {}", path.display()))?
         .len())
-}
-
-fn dir_size(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_size(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
 }

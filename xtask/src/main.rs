@@ -3,12 +3,14 @@
 //! - `cargo xtask test`: lints, then every test, against one lab (a real
 //!   control plane and test hosts) started for the run and stopped after it.
 //! - `cargo xtask lab up|exec|down`: a lab to poke at by hand.
-//! - `cargo xtask demo [down]`: a local HA cluster on the lab.
+//! - `cargo xtask demo [--node] [down]`: a local HA cluster on the lab (`--node`: pods of
+//!   its real node, from the image and the manifests).
 //! - `cargo xtask bench`: HA timings and footprint, into `docs/benchmarks.md`.
 //! - `cargo xtask image`: the container image, as an OCI archive (no Docker, no registry).
 
 mod bench;
 mod demo;
+mod demo_node;
 mod image;
 mod lab;
 mod test;

@@ -30,20 +30,25 @@
 mod agent;
 mod controlplane;
 mod error;
+mod gobuild;
+mod helm;
 mod host;
 mod lab;
 mod netns;
 mod node;
+mod oci;
 mod rbac;
 mod testenv_bin;
 
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
 pub use controlplane::{ControlPlane, User};
 pub use error::{Error, Result};
+pub use helm::{HELM_VERSION, helm_binary};
 pub use host::Host;
 pub use host::HostInfo;
 pub use lab::{LAB_ENV, Lab, LabInfo, PodSpec, TestNamespace, wait_until};
 pub use netns::sweep_stale;
 pub use node::{COREDNS_VERSION, NODE_NAME, NodeBinaries, NodeInfo, import_image, node_binaries};
+pub use oci::{OciImage, build_archive};
 pub use rbac::{member_role, shipped_role};
-pub use testenv_bin::testenv_binary;
+pub use testenv_bin::{cache_dir, testenv_binary};

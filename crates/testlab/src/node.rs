@@ -7,7 +7,7 @@
 //! `10.96.0.10`.
 //!
 //! The binaries are built once from `testenv/` (kubelet, kube-proxy,
-//! kube-scheduler, pause) and CoreDNS's own module, and cached like the
+//! kube-scheduler, kubectl for people, pause) and CoreDNS's own module, and cached like the
 //! control plane's. The supervisor removes everything the node made when it
 //! gets SIGTERM or the lab's owner is gone; [`crate::Lab::stop`] does that
 //! before it deletes the namespaces.
@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::gobuild::GoBuild;
 use crate::netns::run_command as run;
-use crate::testenv_bin::{cache_dir, go_ldflags, source_hash, testenv_source_dir};
+use crate::oci::{OciImage, build_archive};
+use crate::testenv_bin::{cache_dir, go_ldflags, testenv_source_dir};
 use crate::{Error, Result};
 
 /// CoreDNS release built from its Go module.
@@ -54,7 +56,7 @@ pub struct NodeInfo {
 /// The node's programs.
 #[derive(Debug, Clone)]
 pub struct NodeBinaries {
-    /// kubelet, kube-proxy, kube-scheduler and pause.
+    /// kubelet, kube-proxy, kube-scheduler, kubectl and pause.
     pub bin_dir: PathBuf,
     /// coredns.
     pub coredns: PathBuf,
@@ -67,58 +69,23 @@ pub struct NodeBinaries {
 /// # Errors
 /// A Go build or umoci failed.
 pub fn node_binaries() -> Result<NodeBinaries> {
-    let src = testenv_source_dir();
-    let hash = source_hash(&src)?;
-    let dir = cache_dir().join("node");
-    let out = dir.join(&hash);
-    std::fs::create_dir_all(&out).map_err(Error::io("create", &out))?;
-    let lock_path = dir.join("build.lock");
-    let lock = File::create(&lock_path).map_err(Error::io("create", &lock_path))?;
-    lock.lock().map_err(Error::io("lock", &lock_path))?;
-    let done = out.join(".complete");
-    if !done.exists() {
-        tracing::info!(out = %out.display(), "building kubelet, kube-proxy, kube-scheduler (first build takes minutes)");
-        let tmp = out.join("tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(Error::io("create", &tmp))?;
-        let mut cmd = Command::new("go");
-        cmd.current_dir(&src)
-            .env("GOTOOLCHAIN", "local")
-            .env("CGO_ENABLED", "0")
-            .args([
-                "build",
-                "-trimpath",
-                "-tags",
-                "grpcnotrace",
-                "-ldflags",
-                &go_ldflags(),
-                "-o",
-            ])
-            .arg(format!("{}/", tmp.display()))
-            .args([
-                "k8s.io/kubernetes/cmd/kubelet",
-                "k8s.io/kubernetes/cmd/kube-proxy",
-                "k8s.io/kubernetes/cmd/kube-scheduler",
-                "./pause",
-            ]);
-        run(&mut cmd, "go build the node's components")?;
-        for name in ["kubelet", "kube-proxy", "kube-scheduler", "pause"] {
-            let (from, to) = (tmp.join(name), out.join(name));
-            std::fs::rename(&from, &to).map_err(Error::io("rename", &from))?;
-        }
-        pause_image(&out.join("pause"), &out.join("pause.oci.tar"), &tmp)?;
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::write(&done, b"").map_err(Error::io("write", &done))?;
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.path().is_dir() && entry.file_name() != hash.as_str() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+    let bin_dir = GoBuild {
+        name: "node",
+        module: &testenv_source_dir(),
+        packages: &[
+            "k8s.io/kubernetes/cmd/kubelet",
+            "k8s.io/kubernetes/cmd/kube-proxy",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "k8s.io/kubernetes/cmd/kubectl",
+            "./pause",
+        ],
+        ldflags: &go_ldflags(),
     }
+    .dir(|out, work| pause_image(&out.join("pause"), &out.join("pause.oci.tar"), work))?;
     Ok(NodeBinaries {
-        bin_dir: out.clone(),
+        pause_image: bin_dir.join("pause.oci.tar"),
+        bin_dir,
         coredns: coredns_binary()?,
-        pause_image: out.join("pause.oci.tar"),
     })
 }
 
@@ -163,49 +130,21 @@ fn pause_image(pause: &Path, archive: &Path, work: &Path) -> Result<()> {
             .arg("pause"),
         "tar the pause layer",
     )?;
-    let layout = work.join("pause-oci");
-    let image = format!("{}:3.10", layout.display());
-    run(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-        "umoci init",
+    build_archive(
+        &OciImage {
+            layers: &[&layer],
+            tag: "3.10",
+            config: &[
+                "--config.entrypoint".into(),
+                "/pause".into(),
+                "--config.user".into(),
+                "65535:65535".into(),
+            ],
+        },
+        work,
+        archive,
     )?;
-    run(
-        Command::new("umoci").args(["new", "--image", &image]),
-        "umoci new",
-    )?;
-    run(
-        Command::new("umoci")
-            .args(["raw", "add-layer", "--image", &image])
-            .arg(&layer),
-        "umoci add-layer",
-    )?;
-    run(
-        Command::new("umoci").args([
-            "config",
-            "--image",
-            &image,
-            "--architecture",
-            "amd64",
-            "--os",
-            "linux",
-            "--config.entrypoint",
-            "/pause",
-            "--config.user",
-            "65535:65535",
-        ]),
-        "umoci config",
-    )?;
-    run(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&layout)
-            .arg("-cf")
-            .arg(archive)
-            .arg("."),
-        "tar the pause image",
-    )
+    Ok(())
 }
 
 /// Starts `testenv node` for a lab whose node namespace `netns` exists, and

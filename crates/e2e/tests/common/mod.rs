@@ -152,13 +152,7 @@ pub fn member_labels(scope: &str) -> BTreeMap<String, String> {
 
 /// The Python virtualenv holding Patroni (created by `cargo xtask test`).
 pub fn venv() -> std::path::PathBuf {
-    let cache = std::env::var_os("PATRONI_RS_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/patroni-rs")
-        });
-    let venv = cache.join("venv");
+    let venv = patroni_testlab::cache_dir().join("venv");
     assert!(
         venv.join("bin/patronictl").exists(),
         "Patroni's Python package is missing from {0}: `cargo xtask test` installs it (xtask/scripts/install-test-deps.sh)",
