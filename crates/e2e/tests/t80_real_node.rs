@@ -18,192 +18,30 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::init_tracing;
+use common::node::{IMAGE, Roles, apply, import_image, psql, psql_soon, root, run_pod};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::Api;
-use kube::api::{
-    DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
-};
-use kube::core::GroupVersionKind;
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use patroni_testlab::{Lab, NodeInfo, wait_until};
-use serde::Deserialize as _;
 use serde_json::json;
 
-const IMAGE: &str = concat!("localhost/patroni-rs:", env!("CARGO_PKG_VERSION"));
 const SUPERUSER_PASSWORD: &str = "change-me-superuser";
 const SELECTOR: &str = "application=patroni,cluster-name=patroni-rs";
+/// The manifests' pods and role label values.
+const ROLES: Roles = Roles {
+    selector: SELECTOR,
+    label: "role",
+    primary: "primary",
+    replica: "replica",
+};
 /// Bootstrap, two base backups and three pod starts.
 const FORM: Duration = Duration::from_secs(240);
 /// ttl (30) + loop_wait (10) of the manifests' default timings, plus the pod's restart.
 const TAKEOVER: Duration = Duration::from_secs(90);
-
-/// The repository root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Builds the image (`cargo xtask image`; only the binaries layer when the base is cached)
-/// and imports it into the node.
-fn import_image(node: &NodeInfo) {
-    let archive = root().join("target/image/patroni-rs.oci.tar");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(root())
-        .args(["xtask", "image", "--output"])
-        .arg(&archive)
-        .status()
-        .expect("run cargo xtask image");
-    assert!(status.success(), "cargo xtask image failed");
-    patroni_testlab::import_image(node, &archive, "localhost/patroni-rs").expect("import");
-}
-
-/// Creates every object of a multi-document manifest in `ns`.
-async fn apply(client: &kube::Client, ns: &str, yaml: &str) {
-    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
-        let value = serde_yaml_ng::Value::deserialize(doc).expect("YAML");
-        if value.is_null() {
-            continue;
-        }
-        let obj: DynamicObject = serde_yaml_ng::from_value(value).expect("object");
-        let types = obj.types.clone().expect("apiVersion and kind");
-        let gvk = GroupVersionKind::try_from(&types).expect("gvk");
-        let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
-            .await
-            .expect("discover the kind");
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-        api.create(&PostParams::default(), &obj)
-            .await
-            .unwrap_or_else(|e| panic!("create {}: {e}", types.kind));
-    }
-}
-
-/// Runs `psql ARGS` in a client pod on the node (the image has psql); its output, or the
-/// failure with the pod's log.
-async fn psql(client: &kube::Client, ns: &str, args: &[&str]) -> Result<String, String> {
-    run_pod(client, ns, "psql", args).await
-}
-
-/// [`psql`] retried for up to 30 s: a Service follows a new primary a moment after its
-/// label changes (endpoints, then kube-proxy), as clients see in any cluster.
-async fn psql_soon(client: &kube::Client, ns: &str, args: &[&str]) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match psql(client, ns, args).await {
-            Ok(out) => return Ok(out),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
-    }
-}
-
-/// Runs `program ARGS` in a pod from the image and waits for it; its log, `Err(log)` when it
-/// failed.
-async fn run_pod(
-    client: &kube::Client,
-    ns: &str,
-    program: &str,
-    args: &[&str],
-) -> Result<String, String> {
-    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!(
-        "client-{}",
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsUser": 999, "runAsNonRoot": true},
-            "containers": [{
-                "name": "client", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                "command": [program], "args": args,
-                "env": [{"name": "PGPASSWORD", "value": SUPERUSER_PASSWORD},
-                        {"name": "PGCONNECT_TIMEOUT", "value": "3"}],
-                "securityContext": {"readOnlyRootFilesystem": true}
-            }]
-        }
-    }))
-    .expect("pod");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .map_err(|e| e.to_string())?;
-    let phase = wait_until(Duration::from_secs(60), format!("pod {name}"), || async {
-        let p = pods.get(&name).await.ok()?;
-        let phase = p.status?.phase?;
-        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let log = pods
-        .logs(&name, &LogParams::default())
-        .await
-        .unwrap_or_default();
-    let _ = pods
-        .delete(&name, &DeleteParams::default().grace_period(0))
-        .await;
-    if phase == "Succeeded" {
-        Ok(log.trim().to_owned())
-    } else {
-        Err(log)
-    }
-}
-
-/// `name: role` of the cluster's pods that are Ready.
-async fn ready_roles(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let Ok(list) = pods.list(&ListParams::default().labels(SELECTOR)).await else {
-        return BTreeMap::new();
-    };
-    list.items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .map(|p| {
-            let role = p
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("role"))
-                .cloned()
-                .unwrap_or_default();
-            (p.metadata.name.unwrap_or_default(), role)
-        })
-        .collect()
-}
-
-/// Waits until all `n` pods are Ready with one primary and the others replicas; the primary.
-async fn wait_formed(
-    client: &kube::Client,
-    ns: &str,
-    n: usize,
-    timeout: Duration,
-    what: &str,
-) -> String {
-    wait_until(timeout, what.to_owned(), || async {
-        let roles = ready_roles(client, ns).await;
-        let primaries: Vec<&String> = roles
-            .iter()
-            .filter(|(_, r)| *r == "primary")
-            .map(|(n, _)| n)
-            .collect();
-        let replicas = roles.values().filter(|r| *r == "replica").count();
-        (roles.len() == n && primaries.len() == 1 && replicas == n - 1)
-            .then(|| primaries[0].clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// The address in the callback's Endpoints `patroni-rs-primary`.
 async fn endpoints_ip(client: &kube::Client, ns: &str) -> Option<String> {
@@ -257,7 +95,9 @@ async fn manifests_run_a_cluster_on_the_real_node() {
 
     tracing::info!("--- 3 pods Ready, one primary, each on a bound PVC");
     let started = Instant::now();
-    let first_primary = wait_formed(client, &ns.name, 3, FORM, "cluster formed").await;
+    let first_primary = ROLES
+        .formed(client, &ns.name, 3, FORM, "cluster formed")
+        .await;
     tracing::info!(elapsed = ?started.elapsed(), primary = %first_primary, "formed");
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
     let bound = pvcs
@@ -293,6 +133,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let out = psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &[
             "-Atc",
             "create table t (x int); insert into t values (1); select count(*) from t",
@@ -313,6 +154,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let out = psql(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &[
             "-Atc",
             "insert into t values (2); select pg_is_in_recovery()",
@@ -326,6 +168,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
         let out = psql(
             client,
             &ns.name,
+            SUPERUSER_PASSWORD,
             &[
                 "-Atc",
                 "select pg_is_in_recovery(), count(*) from t",
@@ -354,6 +197,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let out = psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &["-Atc", "select pg_is_in_recovery()", &conn(&callback_dns)],
     )
     .await
@@ -365,6 +209,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let sysid = psql(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &[
             "-Atc",
             "select system_identifier from pg_control_system()",
@@ -379,7 +224,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
         .await
         .expect("delete the primary");
     let new_primary = wait_until(TAKEOVER, "a replica took over".into(), || async {
-        let roles = ready_roles(client, &ns.name).await;
+        let roles = ROLES.ready(client, &ns.name).await;
         roles
             .iter()
             .find(|(n, r)| *r == "primary" && **n != first_primary)
@@ -391,6 +236,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let out = psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &[
             "-Atc",
             "insert into t values (3); select count(*) from t",
@@ -414,12 +260,15 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let out = psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &["-Atc", "select pg_is_in_recovery()", &conn(&callback_dns)],
     )
     .await
     .unwrap_or_else(|e| panic!("through the callback's Service after the takeover: {e}"));
     assert_eq!(out, "f");
-    wait_formed(client, &ns.name, 3, FORM, "the deleted pod rejoined").await;
+    ROLES
+        .formed(client, &ns.name, 3, FORM, "the deleted pod rejoined")
+        .await;
     assert_eq!(
         pg_version_inode(&node, &ns.name, &first_primary),
         Some(inode),
@@ -428,6 +277,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     let out = psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &[
             "-Atc",
             "select system_identifier from pg_control_system()",
@@ -460,10 +310,13 @@ async fn manifests_run_a_cluster_on_the_real_node() {
             .expect("scaled to 0");
         }
     }
-    let primary = wait_formed(client, &ns.name, 3, FORM, "scaled back to 3").await;
+    let primary = ROLES
+        .formed(client, &ns.name, 3, FORM, "scaled back to 3")
+        .await;
     let out = psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &["-Atc", "select count(*) from t", &conn(&primary_dns)],
     )
     .await
@@ -474,6 +327,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     psql_soon(
         client,
         &ns.name,
+        SUPERUSER_PASSWORD,
         &[
             "-Atc",
             "create table gap (at timestamptz default clock_timestamp())",
@@ -490,7 +344,14 @@ async fn manifests_run_a_cluster_on_the_real_node() {
                  psql -Atc 'insert into gap default values' 'host={dns} user=postgres dbname=postgres connect_timeout=1' >/dev/null 2>&1; \
                  sleep 0.05; done"
             );
-            run_pod(&client, &ns_name, "sh", &["-c", &script]).await
+            run_pod(
+                &client,
+                &ns_name,
+                &[("PGPASSWORD", SUPERUSER_PASSWORD)],
+                "sh",
+                &["-c", &script],
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -498,13 +359,15 @@ async fn manifests_run_a_cluster_on_the_real_node() {
         .await
         .expect("graceful delete");
     let _ = writer.await.expect("writer");
-    let gap = psql_soon(client, &ns.name, &["-Atc", "select extract(epoch from max(d)) from (select at - lag(at) over (order by at) d from gap) s", &conn(&primary_dns)])
+    let gap = psql_soon(client, &ns.name, SUPERUSER_PASSWORD, &["-Atc", "select extract(epoch from max(d)) from (select at - lag(at) over (order by at) d from gap) s", &conn(&primary_dns)])
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", "gap"));
     let gap: f64 = gap.parse().expect("seconds");
     println!("write gap of a graceful primary delete: {gap:.2} s");
     assert!(gap < 30.0, "write gap {gap} s");
-    wait_formed(client, &ns.name, 3, FORM, "after the graceful delete").await;
+    ROLES
+        .formed(client, &ns.name, 3, FORM, "after the graceful delete")
+        .await;
 
     tracing::info!("--- a malformed variable: an error naming it, the data directory untouched");
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod node;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,670 @@
+//! Issue #14: the Helm chart `deploy/helm/patroni-rs`, with Helm built from its Go module,
+//! installed on the lab's real node.
+//! - static: `helm lint --strict`; every value of values.yaml is set in
+//!   `data/helm-all-values.yaml` and listed in the chart's README; that rendering passes the
+//!   API server's validation (server-side dry run); the schema refuses a wrong type, an unknown
+//!   key and a DCS or backup that is not built, with a message naming it; the chart's Role
+//!   grants exactly what `deploy/rbac` grants for the mode;
+//! - defaults (ConfigMaps mode, 5 members): 5 pods Ready, 5 PVCs bound, one primary;
+//!   `helm test` (write through the primary Service, read through the replicas', by DNS name);
+//!   Python `patronictl list`; deleting the primary fails over and the Service follows; an
+//!   upgrade that changes the pod spec rolls every pod with a writer running throughout: no
+//!   acknowledged write lost, longest gap printed, same passwords; `helm uninstall` keeps the
+//!   PVCs and an install with the same name finds the data;
+//! - Endpoints mode with the seed's `spilo-role`/`master` labels and `rbac.create=false` with a
+//!   ServiceAccount bound to `deploy/rbac/endpoints-mode.yaml`: formed, the leader's Endpoints
+//!   route the primary Service, `helm test` and Python `patronictl list` pass.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::init_tracing;
+use common::node::{Roles, apply, import_image, psql_soon, root, run_pod};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use patroni_testlab::{Lab, helm_binary, node_binaries, wait_until};
+
+/// Bootstrap and up to four base backups, one pod after the other.
+const FORM: Duration = Duration::from_secs(420);
+/// ttl + loop_wait of the defaults, plus the pod's restart.
+const TAKEOVER: Duration = Duration::from_secs(90);
+
+/// The two installs share two cores: one at a time.
+static INSTALLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn chart() -> PathBuf {
+    root().join("deploy/helm/patroni-rs")
+}
+
+/// `helm` against the lab, with its own home under the cache.
+fn helm(lab: &Lab) -> Command {
+    let home = patroni_testlab::cache_dir().join("helm-home");
+    let mut cmd = Command::new(helm_binary().expect("build helm"));
+    cmd.env("KUBECONFIG", &lab.controlplane().kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    cmd
+}
+
+/// `kubectl` (built with the node) against the lab.
+fn kubectl(lab: &Lab) -> Command {
+    let program = node_binaries()
+        .expect("node programs")
+        .bin_dir
+        .join("kubectl");
+    let mut cmd = Command::new(program);
+    cmd.env("KUBECONFIG", &lab.controlplane().kubeconfig);
+    cmd
+}
+
+fn output(what: &str, cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; its stdout.
+fn ok(what: &str, cmd: &mut Command) -> String {
+    let out = output(what, cmd);
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Dotted names of the leaves of a YAML map (`image.tag`, `affinity`, …).
+fn leaves(prefix: &str, value: &serde_yaml_ng::Value, out: &mut BTreeSet<String>) {
+    match value {
+        serde_yaml_ng::Value::Mapping(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = k.as_str().expect("string keys");
+                let name = if prefix.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(&name, v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned());
+        }
+    }
+}
+
+fn yaml_file(path: &std::path::Path) -> serde_yaml_ng::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// The rules of the Role in a multi-document manifest.
+fn role_rules(yaml: &str) -> serde_json::Value {
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(doc).expect("YAML");
+        if value["kind"] == "Role" {
+            return value["rules"].clone();
+        }
+    }
+    panic!("no Role in:\n{yaml}")
+}
+
+#[tokio::test]
+async fn chart_lints_renders_and_validates() {
+    init_tracing();
+    let lab = Lab::shared();
+    ok(
+        "helm lint",
+        helm(lab).args(["lint", "--strict"]).arg(chart()),
+    );
+
+    // Every value is documented and set in the all-values file.
+    let mut names = BTreeSet::new();
+    leaves("", &yaml_file(&chart().join("values.yaml")), &mut names);
+    let mut set = BTreeSet::new();
+    let all_values = root().join("crates/e2e/tests/data/helm-all-values.yaml");
+    leaves("", &yaml_file(&all_values), &mut set);
+    let readme = std::fs::read_to_string(chart().join("README.md")).expect("chart README");
+    // A leaf counts as documented when it or a map above it has a row; as set when the file
+    // sets it, something under it, or the whole map above it.
+    let prefixes = |name: &str| -> Vec<String> {
+        let parts: Vec<&str> = name.split('.').collect();
+        (1..=parts.len()).map(|i| parts[..i].join(".")).collect()
+    };
+    for name in &names {
+        assert!(
+            set.iter().any(|s| s == name
+                || s.starts_with(&format!("{name}."))
+                || name.starts_with(&format!("{s}."))),
+            "{name} is not set in {}",
+            all_values.display()
+        );
+        assert!(
+            prefixes(name)
+                .iter()
+                .any(|p| readme.contains(&format!("`{p}`"))),
+            "{name} is not in the chart's README"
+        );
+    }
+    for seed in [
+        "nameOverride",
+        "fullnameOverride",
+        "replicaCount",
+        "image.repository",
+        "image.tag",
+        "image.pullPolicy",
+        "credentials.superuser",
+        "credentials.admin",
+        "credentials.standby",
+        "kubernetes.dcs.enable",
+        "kubernetes.configmaps.enable",
+        "etcd.enable",
+        "etcd.deployChart",
+        "etcd.host",
+        "etcd.discovery",
+        "zookeeper.enable",
+        "zookeeper.deployChart",
+        "zookeeper.hosts",
+        "walE.enable",
+        "walE.scheduleCronJob",
+        "walE.retainBackups",
+        "walE.s3Bucket",
+        "walE.gcsBucket",
+        "walE.kubernetesSecret",
+        "walE.backupThresholdMegabytes",
+        "walE.backupThresholdPercentage",
+        "resources",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "persistentVolume.accessModes",
+        "persistentVolume.annotations",
+        "persistentVolume.mountPath",
+        "persistentVolume.size",
+        "persistentVolume.storageClass",
+        "persistentVolume.subPath",
+        "rbac.create",
+        "serviceAccount.create",
+        "serviceAccount.name",
+    ] {
+        assert!(names.contains(seed), "the seed chart's {seed} is missing");
+    }
+
+    // Everything set: the API server accepts every object.
+    let ns = lab.namespace("t81-render").await.expect("namespace");
+    let rendered = ok(
+        "helm template with every value",
+        helm(lab)
+            .args(["template", "all", "--namespace", &ns.name])
+            .arg(chart())
+            .arg("-f")
+            .arg(&all_values),
+    );
+    let file = std::env::temp_dir().join(format!("t81-all-{}.yaml", std::process::id()));
+    std::fs::write(&file, &rendered).expect("write the rendering");
+    let applied = ok(
+        "server-side dry run",
+        kubectl(lab)
+            .args(["apply", "--dry-run=server", "-n", &ns.name, "-f"])
+            .arg(&file),
+    );
+    let _ = std::fs::remove_file(&file);
+    for kind in [
+        "statefulset.apps/all-values",
+        "service/all-values",
+        "service/all-values-repl",
+        "secret/all-values",
+        "configmap/all-values",
+        "role.rbac.authorization.k8s.io/all-values",
+        "poddisruptionbudget.policy/all-values",
+        "serviceaccount/all-values-sa",
+    ] {
+        assert!(applied.contains(kind), "{kind} not validated:\n{applied}");
+    }
+
+    // The schema's refusals name the value.
+    for (set, expect) in [
+        (
+            "replicaCount=abc",
+            "'/replicaCount': got string, want integer",
+        ),
+        (
+            "etcd.enabled=true",
+            "additional properties 'enabled' not allowed",
+        ),
+        ("etcd.enable=true", "etcd as the DCS is not built yet"),
+        (
+            "zookeeper.enable=true",
+            "ZooKeeper as the DCS is not built yet",
+        ),
+        ("walE.enable=true", "WAL-E backups are not built yet"),
+        (
+            "kubernetes.dcs.enable=false",
+            "Kubernetes is the only DCS built yet",
+        ),
+        (
+            "persistentVolume.mountPath=relative",
+            "/persistentVolume/mountPath",
+        ),
+    ] {
+        let out = output(
+            set,
+            helm(lab)
+                .args(["template", "bad"])
+                .arg(chart())
+                .args(["--set", set]),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--set {set} was accepted");
+        assert!(err.contains(expect), "--set {set}: {err}");
+    }
+
+    // The Role is deploy/rbac's for the mode.
+    for (configmaps, file) in [
+        (true, "configmaps-mode.yaml"),
+        (false, "endpoints-mode.yaml"),
+    ] {
+        let rendered = ok(
+            "helm template rbac",
+            helm(lab).args(["template", "r"]).arg(chart()).args([
+                "--show-only",
+                "templates/rbac.yaml",
+                "--set",
+                &format!("kubernetes.configmaps.enable={configmaps}"),
+            ]),
+        );
+        let shipped = std::fs::read_to_string(root().join("deploy/rbac").join(file)).expect("rbac");
+        assert_eq!(role_rules(&rendered), role_rules(&shipped), "{file}");
+    }
+}
+
+/// The values of the release's Secret.
+async fn passwords(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    secrets
+        .get(name)
+        .await
+        .expect("the Secret")
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+fn superuser(passwords: &BTreeMap<String, Vec<u8>>) -> String {
+    String::from_utf8(passwords["password-superuser"].clone()).expect("UTF-8 password")
+}
+
+/// `helm test` passes (its pod's log in the failure).
+fn helm_test(lab: &Lab, ns: &str, release: &str) {
+    let log = ok(
+        "helm test",
+        helm(lab).args([
+            "test",
+            release,
+            "--namespace",
+            ns,
+            "--logs",
+            "--timeout",
+            "3m",
+        ]),
+    );
+    assert!(log.contains("read helm-test-"), "{log}");
+}
+
+/// Python `patronictl list -f json` of a release: `member: role`.
+fn python_list(
+    lab: &Lab,
+    ns: &str,
+    release: &str,
+    scope: &str,
+    use_endpoints: bool,
+) -> BTreeMap<String, String> {
+    let dir = std::env::temp_dir().join(format!("t81-{}-{release}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("patronictl.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "scope: {scope}\nkubernetes:\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/name: patroni-rs\n    app.kubernetes.io/instance: {release}\n  use_endpoints: {use_endpoints}\n  context: testenv\n"
+        ),
+    )
+    .expect("config");
+    let out = ok(
+        "python patronictl list",
+        Command::new(common::venv().join("bin/patronictl"))
+            .env("KUBECONFIG", &lab.controlplane().kubeconfig)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["list", "-f", "json"]),
+    );
+    let members: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
+    members
+        .iter()
+        .map(|m| {
+            (
+                m["Member"].as_str().unwrap_or_default().to_owned(),
+                m["Role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the StatefulSet runs its current template on every pod.
+async fn rolled_out(client: &kube::Client, ns: &str, name: &str, n: i32) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    wait_until(FORM, format!("{name} rolled out"), || async {
+        let s = sets.get(name).await.ok()?;
+        let generation = s.metadata.generation?;
+        let st = s.status?;
+        (st.observed_generation? >= generation
+            && st.updated_replicas? == n
+            && st.ready_replicas? == n
+            && st.current_revision? == st.update_revision?)
+            .then_some(())
+    })
+    .await
+    .expect("rollout");
+}
+
+#[tokio::test]
+async fn default_install_fails_over_upgrades_and_reinstalls() {
+    init_tracing();
+    let _one = INSTALLS.lock().await;
+    let lab = Lab::shared();
+    let node = tokio::task::spawn_blocking(move || lab.node())
+        .await
+        .expect("join")
+        .expect("the real node");
+    tokio::task::spawn_blocking(move || import_image(&node))
+        .await
+        .expect("join");
+    let ns = lab.namespace("t81-helm").await.expect("namespace");
+    let (client, ns_name) = (&ns.client, ns.name.as_str());
+    let (release, fullname) = ("pg", "pg-patroni-rs");
+    let roles = Roles {
+        selector: "app.kubernetes.io/instance=pg",
+        label: "role",
+        primary: "primary",
+        replica: "replica",
+    };
+    let install = |cmd: &str, extra: &[&str]| {
+        let mut c = helm(lab);
+        c.args([cmd, release])
+            .arg(chart())
+            .args(["--namespace", ns_name])
+            .args(extra);
+        ok(&format!("helm {cmd}"), &mut c)
+    };
+
+    tracing::info!("--- helm install with the defaults: 5 members");
+    let started = Instant::now();
+    install("install", &[]);
+    let primary = roles.formed(client, ns_name, 5, FORM, "5 members").await;
+    println!(
+        "helm install: 5 members formed in {:.1?}",
+        started.elapsed()
+    );
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns_name);
+    let bound = || async {
+        pvcs.list(&ListParams::default())
+            .await
+            .expect("pvcs")
+            .items
+            .iter()
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+            .count()
+    };
+    assert_eq!(bound().await, 5);
+    helm_test(lab, ns_name, release);
+    let listed = python_list(lab, ns_name, release, fullname, false);
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert_eq!(listed.get(&primary).map(String::as_str), Some("Leader"));
+    let before = passwords(client, ns_name, fullname).await;
+    let password = superuser(&before);
+    let primary_dns = format!("{fullname}.{ns_name}.svc.cluster.local");
+    let conn = format!("host={primary_dns} user=postgres dbname=postgres");
+
+    tracing::info!("--- the primary pod deleted: failover, the Service follows");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns_name);
+    let deleted = Instant::now();
+    pods.delete(&primary, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete the primary");
+    let new_primary = roles.takeover(client, ns_name, &primary, TAKEOVER).await;
+    println!(
+        "primary pod deleted: {new_primary} took over in {:.1?}",
+        deleted.elapsed()
+    );
+    roles
+        .formed(client, ns_name, 5, FORM, "the deleted pod rejoined")
+        .await;
+    helm_test(lab, ns_name, release);
+
+    tracing::info!("--- helm upgrade rolls every pod, a writer runs throughout");
+    psql_soon(
+        client,
+        ns_name,
+        &password,
+        &[
+            "-Atc",
+            "create table w (id int primary key, at timestamptz not null default clock_timestamp()); create table stop_writer (x int)",
+            &conn,
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("writer tables: {e}"));
+    let writer = {
+        let (client, ns_name, conn, password) = (
+            client.clone(),
+            ns_name.to_owned(),
+            format!("{conn} connect_timeout=1"),
+            password.clone(),
+        );
+        tokio::spawn(async move {
+            let script = format!(
+                "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); \
+                 if out=$(psql -XAtq -v ON_ERROR_STOP=1 '{conn}' -c \"insert into w(id) values ($i) returning (select count(*) from stop_writer)\" 2>/dev/null); then \
+                 echo ack $i; [ \"$out\" = 1 ] && exit 0; fi; sleep 0.05; done"
+            );
+            run_pod(
+                &client,
+                &ns_name,
+                &[("PGPASSWORD", &password)],
+                "sh",
+                &["-c", &script],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let upgraded = Instant::now();
+    install("upgrade", &["--set", "podAnnotations.rolled=yes"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rolled_out(client, ns_name, fullname, 5).await;
+    roles
+        .formed(client, ns_name, 5, FORM, "formed after the upgrade")
+        .await;
+    println!(
+        "helm upgrade: every pod rolled in {:.1?}",
+        upgraded.elapsed()
+    );
+    psql_soon(
+        client,
+        ns_name,
+        &password,
+        &["-Atc", "insert into stop_writer values (1)", &conn],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("stop the writer: {e}"));
+    let log = writer
+        .await
+        .expect("writer")
+        .unwrap_or_else(|e| panic!("writer: {e}"));
+    let acked: BTreeSet<i64> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("ack ")?.parse().ok())
+        .collect();
+    let stored = psql_soon(
+        client,
+        ns_name,
+        &password,
+        &["-Atc", "select id from w", &conn],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("read w: {e}"));
+    let stored: BTreeSet<i64> = stored.lines().filter_map(|l| l.parse().ok()).collect();
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(acked.len() > 20, "the writer wrote little: {}", acked.len());
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    let gap = psql_soon(
+        client,
+        ns_name,
+        &password,
+        &[
+            "-Atc",
+            "select extract(epoch from max(d)) from (select at - lag(at) over (order by at) d from w) s",
+            &conn,
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("gap: {e}"));
+    let gap: f64 = gap.parse().expect("seconds");
+    println!(
+        "helm upgrade with a writer: {} writes acknowledged, none lost, longest write gap {gap:.2} s",
+        acked.len()
+    );
+    assert_eq!(
+        passwords(client, ns_name, fullname).await,
+        before,
+        "the upgrade changed the passwords"
+    );
+
+    tracing::info!("--- helm uninstall keeps the PVCs; installing again finds the data");
+    ok(
+        "helm uninstall",
+        helm(lab).args(["uninstall", release, "--namespace", ns_name, "--wait"]),
+    );
+    wait_until(Duration::from_secs(120), "pods gone".into(), || async {
+        let l = pods
+            .list(&ListParams::default().labels(roles.selector))
+            .await
+            .ok()?;
+        l.items
+            .iter()
+            .all(|p| p.metadata.name.as_deref() == Some(&format!("{fullname}-test")))
+            .then_some(())
+    })
+    .await
+    .expect("uninstalled");
+    assert_eq!(bound().await, 5, "the PVCs went with the release");
+    install("install", &[]);
+    roles
+        .formed(client, ns_name, 5, FORM, "installed again")
+        .await;
+    let count = psql_soon(
+        client,
+        ns_name,
+        &password,
+        &["-Atc", "select count(*) from w", &conn],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("read w again: {e}"));
+    assert_eq!(
+        count,
+        stored.len().to_string(),
+        "the data of the first install"
+    );
+    assert_eq!(passwords(client, ns_name, fullname).await, before);
+    helm_test(lab, ns_name, release);
+    ok(
+        "helm uninstall",
+        helm(lab).args(["uninstall", release, "--namespace", ns_name, "--wait"]),
+    );
+}
+
+#[tokio::test]
+async fn endpoints_mode_custom_labels_and_a_premade_account() {
+    init_tracing();
+    let _one = INSTALLS.lock().await;
+    let lab = Lab::shared();
+    let node = tokio::task::spawn_blocking(move || lab.node())
+        .await
+        .expect("join")
+        .expect("the real node");
+    tokio::task::spawn_blocking(move || import_image(&node))
+        .await
+        .expect("join");
+    let ns = lab.namespace("t81-helm-ep").await.expect("namespace");
+    let (client, ns_name) = (&ns.client, ns.name.as_str());
+    let (release, fullname) = ("seed", "seed-patroni-rs");
+    let role =
+        std::fs::read_to_string(root().join("deploy/rbac/endpoints-mode.yaml")).expect("rbac");
+    apply(
+        client,
+        ns_name,
+        &format!(
+            "{role}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: premade\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: premade\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: patroni}}\n\
+             subjects: [{{kind: ServiceAccount, name: premade, namespace: {ns_name}}}]\n"
+        ),
+    )
+    .await;
+    ok(
+        "helm install (Endpoints mode)",
+        helm(lab)
+            .args(["install", release])
+            .arg(chart())
+            .args([
+                "--namespace",
+                ns_name,
+                "--set",
+                "replicaCount=3,kubernetes.configmaps.enable=false,kubernetes.roleLabel=spilo-role,kubernetes.leaderLabelValue=master,rbac.create=false,serviceAccount.create=false,serviceAccount.name=premade",
+            ]),
+    );
+    let roles = Roles {
+        selector: "app.kubernetes.io/instance=seed",
+        label: "spilo-role",
+        primary: "master",
+        replica: "replica",
+    };
+    let primary = roles.formed(client, ns_name, 3, FORM, "3 members").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns_name);
+    let pod = pods.get(&primary).await.expect("primary pod");
+    assert_eq!(
+        pod.spec.and_then(|s| s.service_account_name).as_deref(),
+        Some("premade")
+    );
+    let ip = pod.status.and_then(|s| s.pod_ip).expect("pod IP");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), ns_name);
+    wait_until(
+        Duration::from_secs(30),
+        "the leader's Endpoints route the primary Service".into(),
+        || async {
+            let ep = endpoints.get(fullname).await.ok()?;
+            let addr = ep.subsets?.first()?.addresses.as_ref()?.first()?.ip.clone();
+            (addr == ip).then_some(())
+        },
+    )
+    .await
+    .expect("leader Endpoints");
+    helm_test(lab, ns_name, release);
+    let listed = python_list(lab, ns_name, release, fullname, true);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed.get(&primary).map(String::as_str), Some("Leader"));
+    ok(
+        "helm uninstall",
+        helm(lab).args(["uninstall", release, "--namespace", ns_name, "--wait"]),
+    );
+}
