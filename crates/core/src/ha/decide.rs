@@ -30,7 +30,23 @@ pub fn decide(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {
     if obs.paused {
         d.message = format!("PAUSE: {}", d.message);
     }
+    // As Patroni's async executor wakes the HA loop when a promotion or demotion ends: the
+    // next cycle, right after, publishes the new role (the pod's role label that routes the
+    // primary Service), not loop_wait later. Not again right after one that failed.
+    let failed_before = obs
+        .memory
+        .finished
+        .as_ref()
+        .is_some_and(|f| !f.succeeded && changes_role(&f.action));
+    if d.is_final() && !failed_before && d.actions.iter().any(changes_role) {
+        d.next_cycle_at = Some(now);
+    }
     d
+}
+
+/// Whether `action` turns this member's PostgreSQL into a primary or out of one.
+fn changes_role(action: &Action) -> bool {
+    matches!(action, Action::Promote | Action::Demote { .. })
 }
 
 fn decide_unprefixed(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {

@@ -351,3 +351,32 @@ fn required_watchdog_that_is_unusable_never_leads() {
         [.., Action::Demote { .. }, Action::ReleaseLeader { .. }]
     ));
 }
+
+/// The cycle that promotes asks for the next one right after it (Patroni's async executor
+/// wakes the loop when the promotion ends), so the new role is published at once.
+#[test]
+fn promotion_runs_the_next_cycle_at_once() {
+    let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    let rt = Runtime::none()
+        .peers(vec![peer("pg-2", LAST_LSN - 10)])
+        .acquire(LockOutcome::Acquired);
+    let c = run(o, &cfg(), NOW, &rt);
+    assert_eq!(c.decision.actions, [Action::Promote]);
+    assert_eq!(c.decision.next_cycle_at, Some(NOW));
+}
+
+/// After a promotion that failed, the retry waits for the usual cycle (no busy loop).
+#[test]
+fn a_failed_promotion_is_not_retried_at_once() {
+    let mut o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    o.memory.finished = Some(crate::ha::Finished {
+        action: Action::Promote,
+        succeeded: false,
+    });
+    let rt = Runtime::none()
+        .peers(vec![peer("pg-2", LAST_LSN - 10)])
+        .acquire(LockOutcome::Acquired);
+    let c = run(o, &cfg(), NOW, &rt);
+    assert_eq!(c.decision.actions, [Action::Promote]);
+    assert_eq!(c.decision.next_cycle_at, None);
+}
