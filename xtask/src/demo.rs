@@ -29,7 +29,7 @@ pub struct DemoArgs {
     #[arg(long)]
     node: bool,
     /// State directory.
-    #[arg(long, default_value = ".lab")]
+    #[arg(long, default_value = ".lab", global = true)]
     dir: PathBuf,
 }
 

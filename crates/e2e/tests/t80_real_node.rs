@@ -364,7 +364,9 @@ async fn manifests_run_a_cluster_on_the_real_node() {
         .unwrap_or_else(|e| panic!("{}: {e}", "gap"));
     let gap: f64 = gap.parse().expect("seconds");
     println!("write gap of a graceful primary delete: {gap:.2} s");
-    assert!(gap < 30.0, "write gap {gap} s");
+    // The new primary publishes its role label in the cycle right after the promotion; one
+    // published a loop later shows up as a gap of loop_wait (10 s) or more.
+    assert!(gap < 10.0, "write gap {gap} s");
     ROLES
         .formed(client, &ns.name, 3, FORM, "after the graceful delete")
         .await;
