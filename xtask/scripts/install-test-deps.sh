@@ -63,3 +63,4 @@ fi
 # A no-op when the module cache already holds them.
 (cd testenv && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
 (cd testenv/helm && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
+(cd testenv/helm3 && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)

@@ -1,10 +1,11 @@
 //! Issue #14: the Helm chart `deploy/helm/patroni-rs`, with Helm built from its Go module,
 //! installed on the lab's real node.
-//! - static: `helm lint --strict`; every value of values.yaml is set in
+//! - static: `helm lint --strict` (Helm 4 and Helm 3, which also renders the same objects); every value of values.yaml is set in
 //!   `data/helm-all-values.yaml` and listed in the chart's README; that rendering passes the
 //!   API server's validation (server-side dry run); the schema refuses a wrong type, an unknown
-//!   key and a DCS or backup that is not built, with a message naming it; the chart's Role
-//!   grants exactly what `deploy/rbac` grants for the mode;
+//!   key, a DCS or backup that is not built and values the chart owns, with a message naming
+//!   them; a PodMonitor only where its CRD is served; the chart's Role grants exactly what
+//!   `deploy/rbac` grants for the mode;
 //! - defaults (ConfigMaps mode, 5 members): 5 pods Ready, 5 PVCs bound, one primary;
 //!   `helm test` (write through the primary Service, read through the replicas', by DNS name);
 //!   Python `patronictl list`; deleting the primary fails over and the Service follows; an
@@ -28,7 +29,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
-use patroni_testlab::{Lab, helm_binary, node_binaries, wait_until};
+use patroni_testlab::{Lab, helm_binary, helm3_binary, node_binaries, wait_until};
 
 /// Bootstrap and up to four base backups, one pod after the other.
 const FORM: Duration = Duration::from_secs(420);
@@ -255,6 +256,18 @@ async fn chart_lints_renders_and_validates() {
             "persistentVolume.mountPath=relative",
             "/persistentVolume/mountPath",
         ),
+        (
+            "credentials.existingSecret=mine,credentials.admin=a",
+            "credentials.existingSecret: the passwords come from that Secret",
+        ),
+        (
+            "patroni.kubernetes.labels.app=x",
+            "patroni.kubernetes.labels: set by the chart",
+        ),
+        (
+            "patroni.postgresql.data_dir=/data",
+            "set by the chart from persistentVolume.mountPath",
+        ),
     ] {
         let out = output(
             set,
@@ -266,6 +279,64 @@ async fn chart_lints_renders_and_validates() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "--set {set} was accepted");
         assert!(err.contains(expect), "--set {set}: {err}");
+    }
+
+    // Helm 3 reads the chart too: lint, the full rendering, a refusal.
+    let helm3 = || {
+        let mut cmd = Command::new(helm3_binary().expect("build helm 3"));
+        cmd.env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("t81-helm3-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("t81-helm3-config"),
+        );
+        cmd
+    };
+    ok(
+        "helm 3 lint",
+        helm3().args(["lint", "--strict"]).arg(chart()),
+    );
+    let rendered3 = ok(
+        "helm 3 template with every value",
+        helm3()
+            .args(["template", "all", "--namespace", &ns.name])
+            .arg(chart())
+            .arg("-f")
+            .arg(&all_values),
+    );
+    assert_eq!(
+        rendered3.matches("\nkind: ").count(),
+        rendered.matches("\nkind: ").count(),
+        "Helm 3 and Helm 4 render different objects"
+    );
+    let out = output(
+        "helm 3 refusal",
+        helm3()
+            .args(["template", "bad"])
+            .arg(chart())
+            .args(["--set", "etcd.enable=true"]),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("etcd as the DCS is not built yet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // metrics: a PodMonitor only where its CRD is served.
+    for (api_versions, expect) in [(None, 0), (Some("monitoring.coreos.com/v1/PodMonitor"), 1)] {
+        let mut cmd = helm(lab);
+        cmd.args(["template", "m"])
+            .arg(chart())
+            .args(["--set", "metrics.enabled=true"]);
+        if let Some(v) = api_versions {
+            cmd.args(["--api-versions", v]);
+        }
+        let rendered = ok("helm template metrics", &mut cmd);
+        assert_eq!(rendered.matches("kind: PodMonitor").count(), expect);
+        assert!(rendered.contains("prometheus.io/scrape: \"true\""));
     }
 
     // The Role is deploy/rbac's for the mode.

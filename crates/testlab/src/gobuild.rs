@@ -1,5 +1,6 @@
 //! Go programs the lab builds from Go modules in the repository (`testenv/`,
-//! `testenv/helm/`), once per source hash, cached outside the clone.
+//! `testenv/helm/`, `testenv/helm3/`), once per hash of their sources, packages
+//! and flags, cached outside the clone.
 //!
 //! Cache: [`cache_dir`]`/<name>/<hash>/`, holding the programs and a
 //! `.complete` marker; concurrent test processes serialise on
@@ -38,7 +39,7 @@ impl GoBuild<'_> {
     /// # Errors
     /// The Go build or `finish` failed, or the cache is not writable.
     pub fn dir(&self, finish: impl FnOnce(&Path, &Path) -> Result<()>) -> Result<PathBuf> {
-        let hash = source_hash(self.module)?;
+        let hash = self.hash()?;
         let dir = cache_dir().join(self.name);
         let out = dir.join(&hash);
         let done = out.join(".complete");
@@ -94,10 +95,24 @@ impl GoBuild<'_> {
     }
 }
 
+impl GoBuild<'_> {
+    /// [`source_hash`] of the module, with the packages and flags of this build.
+    fn hash(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        h.update(source_hash(self.module)?);
+        for p in self.packages {
+            h.update(p);
+            h.update([0]);
+        }
+        h.update(self.ldflags);
+        Ok(format!("{:x}", h.finalize())[..16].to_string())
+    }
+}
+
 /// Hash of everything a module's programs are built from: its `.go` files,
 /// `go.mod` and `go.sum`, in its sub-directories too except nested modules,
 /// and [`KUBE_VERSION`] (stamped into the Kubernetes programs).
-pub(crate) fn source_hash(module: &Path) -> Result<String> {
+fn source_hash(module: &Path) -> Result<String> {
     let mut files = Vec::new();
     collect_sources(module, module, &mut files)?;
     files.sort();

@@ -43,7 +43,7 @@ mod testenv_bin;
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
 pub use controlplane::{ControlPlane, User};
 pub use error::{Error, Result};
-pub use helm::{HELM_VERSION, helm_binary};
+pub use helm::{HELM_VERSION, HELM3_VERSION, helm_binary, helm3_binary};
 pub use host::Host;
 pub use host::HostInfo;
 pub use lab::{LAB_ENV, Lab, LabInfo, PodSpec, TestNamespace, wait_until};
