@@ -6,6 +6,7 @@
 //! passes the latter in [`HaSnapshot::global`](crate::HaSnapshot::global); [`GlobalFlags::resolve`]
 //! picks between them.
 
+use patroni_core::ha::SynchronousMode;
 use patroni_core::{Cluster, SyncState};
 use serde_json::{Map, Value};
 
@@ -19,25 +20,13 @@ pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: i64 = 1_048_576;
 /// Patroni's default `loop_wait`, in seconds.
 pub const DEFAULT_LOOP_WAIT: u64 = 10;
 
-/// `synchronous_mode` as Patroni interprets it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Asynchronous replication (default).
-    #[default]
-    Off,
-    /// `synchronous_mode: on`: named synchronous standbys.
-    On,
-    /// `synchronous_mode: quorum`: quorum commit.
-    Quorum,
-}
-
 /// Settings of the dynamic configuration that change API answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobalFlags {
     /// `pause`: maintenance mode.
     pub paused: bool,
     /// `synchronous_mode`, as written (see [`GlobalFlags::is_synchronous_mode`]).
-    pub synchronous_mode: SyncMode,
+    pub synchronous_mode: SynchronousMode,
     /// `standby_cluster` has a `host`, `port` or `restore_command`.
     pub standby_cluster: bool,
     /// `maximum_lag_on_failover` in bytes (default 1 MiB); the default readiness lag limit.
@@ -54,7 +43,7 @@ impl Default for GlobalFlags {
     fn default() -> Self {
         Self {
             paused: false,
-            synchronous_mode: SyncMode::Off,
+            synchronous_mode: SynchronousMode::Off,
             standby_cluster: false,
             maximum_lag_on_failover: DEFAULT_MAXIMUM_LAG_ON_FAILOVER,
             loop_wait: DEFAULT_LOOP_WAIT,
@@ -69,9 +58,9 @@ impl GlobalFlags {
     pub fn from_data(data: &Map<String, Value>) -> Self {
         let flag = |key: &str| data.get(key).and_then(parse_bool).unwrap_or(false);
         let synchronous_mode = match data.get("synchronous_mode") {
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => SyncMode::Quorum,
-            Some(v) if parse_bool(v) == Some(true) => SyncMode::On,
-            _ => SyncMode::Off,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => SynchronousMode::Quorum,
+            Some(v) if parse_bool(v) == Some(true) => SynchronousMode::On,
+            _ => SynchronousMode::Off,
         };
         let standby_cluster = data
             .get("standby_cluster")
@@ -112,12 +101,12 @@ impl GlobalFlags {
 
     /// Synchronous replication (on or quorum) is in effect; never in a standby cluster.
     pub fn is_synchronous_mode(&self) -> bool {
-        self.synchronous_mode != SyncMode::Off && !self.standby_cluster
+        self.synchronous_mode != SynchronousMode::Off && !self.standby_cluster
     }
 
     /// Quorum commit is requested.
     pub fn is_quorum_commit_mode(&self) -> bool {
-        self.synchronous_mode == SyncMode::Quorum
+        self.synchronous_mode == SynchronousMode::Quorum
     }
 }
 
@@ -152,11 +141,11 @@ mod tests {
         assert_eq!(f.maximum_lag_on_failover, 100);
         assert_eq!(f.loop_wait, 5);
         let f = GlobalFlags::from_data(&data(json!({"synchronous_mode": true})));
-        assert_eq!(f.synchronous_mode, SyncMode::On);
+        assert_eq!(f.synchronous_mode, SynchronousMode::On);
         assert_eq!(
             f,
             GlobalFlags {
-                synchronous_mode: SyncMode::On,
+                synchronous_mode: SynchronousMode::On,
                 ..Default::default()
             }
         );

@@ -49,7 +49,7 @@ pub use backend::{
     ReinitializeRequest, RestartOutcome, RestartRequest,
 };
 pub use client_tls::{ClientTls, ClientTlsError};
-pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags, SyncMode};
+pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags};
 pub use metrics::render_metrics;
 pub use model::{
     ClusterDocument, ClusterView, MemberDocument, Reported, ScheduledSwitchover, StatusDocument,

@@ -69,17 +69,6 @@ pub fn check_dcs_url(url: Option<&str>) -> anyhow::Result<()> {
     )
 }
 
-/// The DCS sections Patroni knows.
-const DCS_KEYS: [&str; 7] = [
-    "consul",
-    "etcd",
-    "etcd3",
-    "exhibitor",
-    "kubernetes",
-    "raft",
-    "zookeeper",
-];
-
 /// Fills what a member's configuration requires but patronictl does not use, so that a
 /// patronictl-only file (`scope` + `kubernetes`) validates: the `postgresql` section is
 /// replaced by a placeholder (patronictl never reads it), `restapi` gets addresses, and a
@@ -110,7 +99,9 @@ fn pad_for_validation(raw: &mut Value) -> bool {
             }
         }),
     );
-    let has_dcs = DCS_KEYS.iter().any(|k| map.contains_key(*k));
+    let has_dcs = patroni_config::DcsKind::ALL
+        .iter()
+        .any(|k| map.contains_key(k.section()));
     if !has_dcs {
         map.insert("kubernetes".into(), json!({"labels": {}}));
     }

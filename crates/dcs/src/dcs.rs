@@ -75,6 +75,9 @@ pub trait Dcs: Send + Sync {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Waits up to `timeout` for a change that matters; true if one came.
     fn watch(&self, timeout: Duration) -> impl Future<Output = bool> + Send;
+    /// Takes the timings of a changed dynamic configuration: `ttl`, what the next leader
+    /// write promises, and `retry_timeout`, how long one operation may retry.
+    fn set_timing(&self, ttl: Duration, retry_timeout: Duration);
 }
 
 // === impl Dcs for KubernetesDcs ===
@@ -135,5 +138,9 @@ impl Dcs for crate::KubernetesDcs {
 
     async fn watch(&self, timeout: Duration) -> bool {
         crate::KubernetesDcs::watch(self, timeout).await
+    }
+
+    fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
+        crate::KubernetesDcs::set_timing(self, ttl, retry_timeout);
     }
 }

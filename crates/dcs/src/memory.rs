@@ -62,7 +62,9 @@ struct LockState {
 pub struct MemoryDcs {
     store: MemoryStore,
     name: String,
-    ttl: Duration,
+    /// What a lock write promises; shared by the clones of this handle, changed by
+    /// [`Dcs::set_timing`].
+    ttl: Arc<Mutex<Duration>>,
 }
 
 // === impl MemoryStore ===
@@ -78,7 +80,7 @@ impl MemoryStore {
         MemoryDcs {
             store: self.clone(),
             name: name.to_string(),
-            ttl,
+            ttl: Arc::new(Mutex::new(ttl)),
         }
     }
 
@@ -180,6 +182,14 @@ impl State {
 // === impl MemoryDcs ===
 
 impl MemoryDcs {
+    /// What a lock write promises now.
+    fn ttl(&self) -> Duration {
+        *self
+            .ttl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn guard(&self) -> Result<MutexGuard<'_, State>> {
         let s = self.store.lock();
         if s.reachable_denied {
@@ -218,7 +228,7 @@ impl Dcs for MemoryDcs {
         }
         s.leader = Some(LockState {
             holder: self.name.clone(),
-            expires: now + self.ttl,
+            expires: now + self.ttl(),
         });
         s.leader_version = s.bump();
         drop(s);
@@ -234,7 +244,7 @@ impl Dcs for MemoryDcs {
         }
         s.leader = Some(LockState {
             holder: self.name.clone(),
-            expires: now + self.ttl,
+            expires: now + self.ttl(),
         });
         if let Some(lsn) = status.last_lsn.filter(|l| *l > 0) {
             s.status.last_lsn = lsn;
@@ -337,6 +347,13 @@ impl Dcs for MemoryDcs {
             .await
             .is_ok()
     }
+
+    fn set_timing(&self, ttl: Duration, _retry_timeout: Duration) {
+        *self
+            .ttl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ttl;
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +409,20 @@ mod tests {
             "the view predates the acquisition"
         );
         assert!(b.get_cluster().await.expect("ok").is_locked());
+    }
+
+    /// A changed `ttl` (the dynamic configuration) holds from the next lock write.
+    #[tokio::test(start_paused = true)]
+    async fn set_timing_changes_what_the_next_write_promises() {
+        let store = MemoryStore::new();
+        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
+        a.set_timing(Duration::from_secs(5), Duration::from_secs(2));
+        assert!(a.attempt_to_acquire_leader(None).await.expect("reachable"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(
+            !b.get_cluster().await.expect("ok").is_locked(),
+            "the lock written after set_timing lasts the new ttl"
+        );
     }
 
     /// Exactly one of several members takes a free lock; it expires ttl

@@ -21,7 +21,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::init_tracing;
-use common::node::{IMAGE, Roles, apply, import_image, psql, psql_soon, root, run_pod};
+use common::node::{IMAGE, Roles, apply, node_with_image, psql, psql_soon, root, run_pod};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::Api;
@@ -74,16 +74,7 @@ fn pg_version_inode(node: &NodeInfo, ns: &str, pod: &str) -> Option<u64> {
 async fn manifests_run_a_cluster_on_the_real_node() {
     init_tracing();
     let lab = Lab::shared();
-    let node = tokio::task::spawn_blocking(move || lab.node())
-        .await
-        .expect("join")
-        .expect("the real node");
-    {
-        let node = node.clone();
-        tokio::task::spawn_blocking(move || import_image(&node))
-            .await
-            .expect("join");
-    }
+    let node = node_with_image(lab).await;
     let ns = lab.namespace("t80-node").await.expect("namespace");
     let client = &ns.client;
     let primary_dns = format!("patroni-rs.{}.svc.cluster.local", ns.name);

@@ -24,7 +24,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::init_tracing;
-use common::node::{Roles, apply, import_image, psql_soon, root, run_pod};
+use common::node::{Roles, apply, node_with_image, psql_soon, root, run_pod};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
@@ -453,13 +453,7 @@ async fn default_install_fails_over_upgrades_and_reinstalls() {
     init_tracing();
     let _one = INSTALLS.lock().await;
     let lab = Lab::shared();
-    let node = tokio::task::spawn_blocking(move || lab.node())
-        .await
-        .expect("join")
-        .expect("the real node");
-    tokio::task::spawn_blocking(move || import_image(&node))
-        .await
-        .expect("join");
+    node_with_image(lab).await;
     let ns = lab.namespace("t81-helm").await.expect("namespace");
     let (client, ns_name) = (&ns.client, ns.name.as_str());
     let (release, fullname) = ("pg", "pg-patroni-rs");
@@ -672,13 +666,7 @@ async fn endpoints_mode_custom_labels_and_a_premade_account() {
     init_tracing();
     let _one = INSTALLS.lock().await;
     let lab = Lab::shared();
-    let node = tokio::task::spawn_blocking(move || lab.node())
-        .await
-        .expect("join")
-        .expect("the real node");
-    tokio::task::spawn_blocking(move || import_image(&node))
-        .await
-        .expect("join");
+    node_with_image(lab).await;
     let ns = lab.namespace("t81-helm-ep").await.expect("namespace");
     let (client, ns_name) = (&ns.client, ns.name.as_str());
     let (release, fullname) = ("seed", "seed-patroni-rs");

@@ -118,7 +118,7 @@ impl Builder {
                         Some(
                             parse_list(&text)
                                 .ok()
-                                .filter(is_truthy)
+                                .filter(patroni_core::python_truthy)
                                 .unwrap_or(Value::String(text)),
                         )
                     } else {
@@ -338,23 +338,11 @@ fn parse_dict(text: &str) -> Result<Value, serde_yaml_ng::Error> {
     }
 }
 
-/// Python truthiness of a parsed value (empty collections, `""`, `0`, `false` and null are false).
-fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
 /// Patroni's fixed sections drop a converted list or mapping that is empty (or parsed to null),
 /// but keep `false` and `0`.
 fn is_truthy_or_scalar(value: &Value) -> bool {
     match value {
         Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
-        other => is_truthy(other),
+        other => patroni_core::python_truthy(other),
     }
 }

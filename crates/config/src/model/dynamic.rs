@@ -86,17 +86,8 @@ pub struct DynamicConfig {
     pub postgresql: DynamicPostgresql,
 }
 
-/// `synchronous_mode`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SynchronousMode {
-    /// Asynchronous replication (default).
-    #[default]
-    Off,
-    /// Synchronous replication with `synchronous_node_count` standbys.
-    On,
-    /// Quorum commit (`ANY n (...)`).
-    Quorum,
-}
+/// `synchronous_mode`: the core's one enum (off, on, quorum).
+pub use patroni_core::ha::SynchronousMode;
 
 /// `standby_cluster`: follow a remote primary instead of running a primary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

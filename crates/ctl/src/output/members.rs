@@ -293,16 +293,9 @@ fn member_row(
         .collect()
 }
 
-/// Python's truthiness of an optional JSON value.
+/// Python's truthiness of an optional JSON value (absent is false).
 pub fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
-        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-        Some(Value::Bool(true)) => true,
-    }
+    v.is_some_and(patroni_core::python_truthy)
 }
 
 /// Python `str()` of a JSON value.

@@ -25,7 +25,7 @@ pub fn root() -> PathBuf {
 
 /// Builds the image (`cargo xtask image`; only the binaries layer when the base is cached)
 /// and imports it into the node, once per test process.
-pub fn import_image(node: &NodeInfo) {
+fn import_image(node: &NodeInfo) {
     static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut done = DONE
         .lock()
@@ -44,6 +44,19 @@ pub fn import_image(node: &NodeInfo) {
     assert!(status.success(), "cargo xtask image failed");
     patroni_testlab::import_image(node, &archive, "localhost/patroni-rs").expect("import");
     *done = true;
+}
+
+/// The shared lab's real node with the image imported (both done once per test process).
+pub async fn node_with_image(lab: &'static patroni_testlab::Lab) -> NodeInfo {
+    let node = tokio::task::spawn_blocking(move || lab.node())
+        .await
+        .expect("join")
+        .expect("the real node");
+    let for_import = node.clone();
+    tokio::task::spawn_blocking(move || import_image(&for_import))
+        .await
+        .expect("join");
+    node
 }
 
 /// Creates every object of a multi-document manifest in `ns`.

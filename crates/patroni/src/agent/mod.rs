@@ -13,11 +13,14 @@ mod divergence;
 mod dynamic_cache;
 pub mod execute;
 pub mod fake_pg;
+mod ha_config;
 pub mod member_data;
 mod observe;
 pub mod operator;
 pub mod peers;
 pub mod pgctl;
+mod publish;
+mod queries;
 pub mod runtime;
 mod slots;
 
@@ -149,11 +152,7 @@ pub async fn run(
         Arc::clone(&shared),
     )
     .with_reloader(reloader)
-    .with_peers(peers)
-    .with_timing_hook({
-        let dcs = Arc::clone(&dcs);
-        Box::new(move |ttl, retry_timeout| dcs.set_timing(ttl, retry_timeout))
-    });
+    .with_peers(peers);
     let result = runtime.run(stop_rx).await;
     shared.update(|s| s.loop_status = LoopStatus::ShuttingDown);
     let _ = api_stop_tx.send(true);

@@ -1,7 +1,8 @@
 //! What an operator asks of the HA loop through the REST API (or SIGHUP): reload the local
 //! configuration, restart PostgreSQL now or at a scheduled time, reinitialise; and keeping
-//! the running server's configuration in line with the dynamic configuration (rewrite and
-//! reload when `postgresql.parameters` change, report what waits for a restart).
+//! the running server's configuration in line with the dynamic configuration (switch to a
+//! changed DCS `config`, rewrite and reload when `postgresql.parameters` change, report what
+//! waits for a restart).
 //!
 //! The loop takes the queued [`Command`]s at the start of a cycle ([`Runtime::take_commands`]):
 //! a reinitialise becomes a request of this cycle's observation, reloads happen at once, and
@@ -16,17 +17,18 @@ use std::time::Duration;
 
 use patroni_api::{ParamChange, RestartOutcome, RestartRequest};
 use patroni_config::{Config, DynamicConfig};
-use patroni_core::Role;
 use patroni_core::ha::{Observation, PgRole, PgServer, ReinitRequest, StartRole};
+use patroni_core::{Cluster, Role};
 use patroni_dcs::Dcs;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::api_backend::{Command, LoopStatus};
 use super::callbacks::{CallbackRunner, PgEvent};
+use super::ha_config::{ha_config, parse_dynamic};
 use super::member_data::{Identity, PgState};
 use super::pgctl::PostgresCtl;
-use super::runtime::{Runtime, ha_config};
+use super::runtime::Runtime;
 
 /// Re-reads the local configuration (file and environment) on reload.
 pub type Reloader = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
@@ -91,6 +93,33 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.config = config;
         self.ha = ha_config(&self.dynamic, &self.config);
         self.reconfigure = true;
+    }
+
+    /// Switches to the DCS `config` when present and valid.
+    pub(super) fn apply_dynamic(&mut self, cluster: &Cluster) {
+        let Some(config) = &cluster.config else {
+            return;
+        };
+        if config.data.is_empty() {
+            return;
+        }
+        let raw = serde_json::Value::Object(config.data.clone());
+        if raw == self.dynamic_raw {
+            return;
+        }
+        let dynamic = parse_dynamic(&raw, "the DCS `config`");
+        self.dynamic_raw = raw;
+        self.cache_needs_saving = true;
+        if dynamic != self.dynamic {
+            tracing::info!("applying the dynamic configuration from the DCS");
+            let ha = ha_config(&dynamic, &self.config);
+            if (ha.ttl, ha.retry_timeout) != (self.ha.ttl, self.ha.retry_timeout) {
+                self.dcs.set_timing(ha.ttl, ha.retry_timeout);
+            }
+            self.ha = ha;
+            let old = std::mem::replace(&mut self.dynamic, dynamic.clone());
+            self.dynamic_changed(&old, &dynamic);
+        }
     }
 
     /// Notes a change of the dynamic configuration that the running server must see.

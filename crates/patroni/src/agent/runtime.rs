@@ -10,6 +10,10 @@
 //! (bootstrap happens before the lock is taken; clone only without data), so the lock is not
 //! at risk; a start of a crashed primary is bounded by its timeout.
 //!
+//! The cycle's parts live beside it as `impl Runtime` blocks: the queries (`queries.rs`), the
+//! effects (`execute.rs`), observing Postgres (`observe.rs`), publishing (`publish.rs`),
+//! operator requests and the dynamic configuration (`operator.rs`, `ha_config.rs`).
+//!
 //! # What breaks if this stalls or panics
 //! The lock holder stops renewing and its replicas take over after `ttl`; the API's liveness
 //! check reports the loop overdue.
@@ -20,30 +24,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use patroni_api::ParamChange;
 use patroni_config::{Config, DynamicConfig};
+use patroni_core::Tick;
 use patroni_core::ha::{
-    Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, LockOutcome, MemberTags,
-    Observation, PgRole, PgServer, SynchronousMode, TimelineCheck, decide,
+    Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, MemberTags, Observation,
+    PgRole, PgServer, decide,
 };
-use patroni_core::{Cluster, Role, Tick};
-use patroni_dcs::{Dcs, LeaderStatusUpdate};
+use patroni_dcs::Dcs;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::api_backend::{LoopStatus, Shared};
-use super::callbacks::{CallbackRunner, CallbackState, PgEvent};
-use super::member_data::{Identity, PgState, StatusExtras, member_data, node_status};
+use super::callbacks::{CallbackRunner, CallbackState};
+use super::ha_config::{ha_config, parse_dynamic};
+use super::member_data::{Identity, PgState};
 use super::operator::Reloader;
 use super::peers::PeerClient;
 use super::pgctl::PostgresCtl;
+use super::publish::running_role;
 use super::slots::SlotKeeper;
 
 /// At most this many decide steps per cycle (the core needs at most four).
 const MAX_STEPS: usize = 8;
 /// How long the shutdown sequence may take before the agent gives up and exits.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
-/// Slack on top of the longest legitimate age of a view the lock is raced with.
-const STALE_VIEW_MARGIN: Duration = Duration::from_secs(1);
 /// A wake-up this much later than its deadline means the process was suspended (logged).
 const LATE_WAKE: Duration = Duration::from_secs(1);
 /// Pause between shutdown attempts whose actions failed.
@@ -81,7 +85,7 @@ pub struct Runtime<D, P> {
     /// a bootstrap writes to the DCS).
     pub(super) dynamic_raw: serde_json::Value,
     /// `dynamic_raw` changed since `patroni.dynamic.json` was last written.
-    cache_needs_saving: bool,
+    pub(super) cache_needs_saving: bool,
     /// The core's settings derived from it.
     pub(super) ha: HaConfig,
     /// The role the server last ran (or was started) in.
@@ -97,14 +101,11 @@ pub struct Runtime<D, P> {
     /// `pg_stat_wal_receiver.status` of the last observation.
     pub(super) wal_receiver: Option<String>,
     /// Unix seconds of the last successful DCS read.
-    dcs_last_seen: u64,
+    pub(super) dcs_last_seen: u64,
     /// Which `postgresql.callbacks` the next events fire.
-    callback_state: CallbackState,
+    pub(super) callback_state: CallbackState,
     /// Runs the callbacks.
     pub(super) callback_runner: CallbackRunner,
-    /// Told the new `ttl` and `retry_timeout` when the dynamic configuration changes them
-    /// (the Kubernetes client's own timing).
-    timing_hook: Option<TimingHook>,
     /// Re-reads the local configuration on reload.
     pub(super) reloader: Option<Reloader>,
     /// The running server's configuration files are out of date (rewrite and reload).
@@ -118,9 +119,6 @@ pub struct Runtime<D, P> {
     /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
     last_heartbeat: Option<String>,
 }
-
-/// See [`Runtime::with_timing_hook`].
-pub type TimingHook = Box<dyn Fn(Duration, Duration) + Send + Sync>;
 
 /// How a cycle ended.
 struct CycleEnd {
@@ -144,11 +142,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let (dynamic, dynamic_raw) = match super::dynamic_cache::load(&config.postgresql.data_dir) {
             Some(cached) => {
                 tracing::info!("using the dynamic configuration cached in patroni.dynamic.json");
-                let (dynamic, problems) = DynamicConfig::from_value(&cached);
-                for p in problems {
-                    tracing::warn!("patroni.dynamic.json: {p}");
-                }
-                (dynamic, cached)
+                (parse_dynamic(&cached, "patroni.dynamic.json"), cached)
             }
             None => (
                 config.bootstrap.dcs.clone(),
@@ -185,7 +179,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             dcs_last_seen: 0,
             callback_state: CallbackState::default(),
             callback_runner,
-            timing_hook: None,
             reloader: None,
             reconfigure: false,
             pending_restart: BTreeMap::new(),
@@ -204,12 +197,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Re-reads the local configuration with `reloader` on `POST /reload` and SIGHUP.
     pub fn with_reloader(mut self, reloader: Reloader) -> Self {
         self.reloader = Some(reloader);
-        self
-    }
-
-    /// Calls `hook(ttl, retry_timeout)` whenever the dynamic configuration changes them.
-    pub fn with_timing_hook(mut self, hook: TimingHook) -> Self {
-        self.timing_hook = Some(hook);
         self
     }
 
@@ -401,249 +388,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         memory.last_healthy = self.memory.last_healthy;
         self.memory.previous_wal = local.server().map(PgServer::wal_position);
     }
-
-    /// Switches to the DCS `config` when present and valid.
-    fn apply_dynamic(&mut self, cluster: &Cluster) {
-        let Some(config) = &cluster.config else {
-            return;
-        };
-        if config.data.is_empty() {
-            return;
-        }
-        let raw = serde_json::Value::Object(config.data.clone());
-        let (dynamic, _problems) = DynamicConfig::from_value(&raw);
-        if raw != self.dynamic_raw {
-            self.dynamic_raw = raw;
-            self.cache_needs_saving = true;
-        }
-        if dynamic != self.dynamic {
-            tracing::info!("applying the dynamic configuration from the DCS");
-            let ha = ha_config(&dynamic, &self.config);
-            if (ha.ttl, ha.retry_timeout) != (self.ha.ttl, self.ha.retry_timeout)
-                && let Some(hook) = &self.timing_hook
-            {
-                hook(ha.ttl, ha.retry_timeout);
-            }
-            self.ha = ha;
-            let old = std::mem::replace(&mut self.dynamic, dynamic.clone());
-            self.dynamic_changed(&old, &dynamic);
-        }
-    }
-
-    /// Performs one query and records its outcome in `obs`.
-    async fn query(&mut self, query: Action, obs: &mut Observation, now: Tick) {
-        let dcs = Arc::clone(&self.dcs);
-        match query {
-            Action::TakeInitializeKey => match dcs.initialize("").await {
-                Ok(won) => obs.cycle.initialize = Some(won),
-                Err(e) => self.dcs_failed(obs, "take the initialize key", e),
-            },
-            Action::AcquireLeader => {
-                let age = self
-                    .tick()
-                    .saturating_sub(obs.view_read_at.unwrap_or_default());
-                if age > self.stale_view_limit() {
-                    // Reading the view, the peers and deciding take at most retry_timeout and
-                    // the peer timeout: this process was suspended in between (issue #11).
-                    let at = self.tick();
-                    tracing::warn!(
-                        age = ?age,
-                        "not racing for the leader lock: the DCS view is too old, this agent was suspended"
-                    );
-                    self.memory.resumed_at = Some(at);
-                    obs.memory.resumed_at = Some(at);
-                    return;
-                }
-                let seen = obs
-                    .cluster()
-                    .and_then(|c| c.leader.as_ref())
-                    .map(|l| l.version.clone());
-                self.acquire(obs, now, seen.as_deref()).await;
-            }
-            other => self.query_more(other, obs, now).await,
-        }
-    }
-
-    /// The oldest a DCS view may be when this member races for the lock with it: the read
-    /// (at most `retry_timeout`), the peer checks and a margin.
-    fn stale_view_limit(&self) -> Duration {
-        self.ha.retry_timeout + super::peers::PEER_TIMEOUT + STALE_VIEW_MARGIN
-    }
-
-    /// [`Action::AcquireLeader`], conditional on the leader object version `seen`.
-    async fn acquire(&mut self, obs: &mut Observation, now: Tick, seen: Option<&str>) {
-        let dcs = Arc::clone(&self.dcs);
-        match dcs.attempt_to_acquire_leader(seen).await {
-            Ok(true) => {
-                tracing::info!("acquired the leader lock");
-                self.lock_held(obs, now, LockOutcome::Acquired);
-            }
-            Ok(false) => obs.cycle.lock = Some(LockOutcome::Refused),
-            Err(e) => self.dcs_failed(obs, "acquire the leader lock", e),
-        }
-    }
-
-    /// The queries other than taking the lock.
-    async fn query_more(&mut self, query: Action, obs: &mut Observation, now: Tick) {
-        let dcs = Arc::clone(&self.dcs);
-        match query {
-            Action::RenewLeader { last_lsn } => {
-                let (slots, retain_slots) = match last_lsn {
-                    Some(lsn) => self.leader_slots(obs.cluster(), lsn, now).await,
-                    None => (None, None),
-                };
-                let update = LeaderStatusUpdate {
-                    last_lsn,
-                    slots,
-                    retain_slots,
-                    ..Default::default()
-                };
-                match dcs.update_leader(&update).await {
-                    Ok(true) => self.lock_held(obs, now, LockOutcome::Renewed),
-                    Ok(false) => {
-                        tracing::warn!("the leader lock could not be renewed");
-                        obs.cycle.lock = Some(LockOutcome::Refused);
-                    }
-                    Err(e) => self.dcs_failed(obs, "renew the leader lock", e),
-                }
-            }
-            Action::CheckPeers { members } => {
-                obs.cycle.peers = Some(self.peers.check(&members).await);
-            }
-            Action::CheckTimeline { leader } => {
-                let (verdict, leader_timeline) = self.check_timeline(obs, &leader.member).await;
-                tracing::info!(leader = %leader.member, ?verdict, "timeline check");
-                let check = TimelineCheck {
-                    leader: leader.member,
-                    leader_timeline,
-                    verdict,
-                    checked_at: now,
-                };
-                self.memory.timeline_check = Some(check.clone());
-                obs.memory.timeline_check = Some(check);
-            }
-            other => tracing::warn!(action = ?other, "not a query"),
-        }
-    }
-
-    fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
-        self.memory.last_lock_renewal = Some(now);
-        obs.memory.last_lock_renewal = Some(now);
-        obs.cycle.lock = Some(outcome);
-    }
-
-    fn dcs_failed(&self, obs: &mut Observation, what: &str, e: patroni_dcs::Error) {
-        let e = anyhow::Error::from(e);
-        if obs.cycle.lock.is_none() {
-            tracing::warn!("failed to {what}: {e:#}");
-        }
-        obs.dcs = DcsView::Unreachable;
-    }
-
-    /// Publishes the member key (when the DCS answered) and the API snapshot; with `idle`
-    /// (no action runs, no shutdown) then brings the replication slots in line.
-    async fn publish(&mut self, obs: &Observation, idle: bool) {
-        let local = self.observe(self.tick()).await;
-        if self.cache_needs_saving && local.data().is_some() {
-            // As Patroni, once a data directory exists.
-            match super::dynamic_cache::save(&self.config.postgresql.data_dir, &self.dynamic_raw) {
-                Ok(()) => self.cache_needs_saving = false,
-                Err(e) => tracing::warn!("failed to save patroni.dynamic.json: {e:#}"),
-            }
-        }
-        if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
-            self.callback_runner.fire(cb);
-        }
-        let state = match self
-            .state_override
-            .unwrap_or_else(|| PgState::observed(&local))
-        {
-            // In pause nothing restarts a postmaster that died: Patroni reports it `stopped`.
-            PgState::Crashed if obs.paused => PgState::Stopped,
-            state => state,
-        };
-        let cluster = obs.cluster().cloned();
-        let reachable = cluster.is_some();
-        if reachable {
-            let mut data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
-            if obs.paused {
-                data.extra.insert("pause".into(), true.into());
-            }
-            if !self.pending_restart.is_empty() {
-                data.extra.insert("pending_restart".into(), true.into());
-                data.extra.insert(
-                    "pending_restart_reason".into(),
-                    serde_json::to_value(&self.pending_restart).unwrap_or_default(),
-                );
-            }
-            if let Some(doc) = self.scheduled_restart_document() {
-                data.extra
-                    .insert("scheduled_restart".into(), serde_json::Value::Object(doc));
-            }
-            if let Err(e) = self.dcs.touch_member(&data).await {
-                tracing::warn!(
-                    "failed to publish the member key: {:#}",
-                    anyhow::Error::from(e)
-                );
-            }
-        }
-        let extras = StatusExtras {
-            paused: obs.paused,
-            cluster_unlocked: cluster.as_ref().is_none_or(|c| !c.is_locked()),
-            dcs_last_seen: self.dcs_last_seen,
-            sysid: local.data().map(|d| d.sysid.clone()),
-        };
-        let mut status = node_status(&self.id, &local, state, &extras);
-        status.pending_restart_reason = self.pending_restart_reason();
-        if running_role(&local).is_some() {
-            (status.postmaster_start_time, status.server_version) = self.server_facts.clone();
-        }
-        status.scheduled_restart = self.scheduled_restart_document();
-        status.watchdog_failed = self.ha.watchdog_unusable;
-        let is_leader = cluster
-            .as_ref()
-            .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
-            && obs.cycle.lock.is_some_and(LockOutcome::holds);
-        let ttl = self.ha.ttl;
-        let global = cluster
-            .as_ref()
-            .and_then(|c| c.config.as_ref())
-            .map(|c| patroni_api::GlobalFlags::from_data(&c.data));
-        let tags = self.id.tags.clone();
-        self.shared.update(|s| {
-            s.status = status;
-            s.ha.is_leader = is_leader;
-            s.ha.running_as_primary = local.is_primary();
-            s.ha.ttl = ttl;
-            s.ha.configured_tags = tags;
-            if let Some(g) = global {
-                s.ha.global = g;
-            }
-            if let Some(c) = cluster {
-                s.cluster = Some((c, Instant::now()));
-            }
-        });
-        // Last: the API already shows this cycle's view while the slots are brought in line.
-        if idle && let Some(c) = obs.cluster() {
-            self.sync_slots(c, &local, obs.paused).await;
-        }
-    }
-
-    /// Fires the callback `event` calls for, if any (in the background).
-    pub(super) fn callback(&mut self, event: PgEvent) {
-        if let Some(cb) = self.callback_state.on(event) {
-            self.callback_runner.fire(cb);
-        }
-    }
-}
-
-/// The role of a server that runs and answers, for the callbacks.
-fn running_role(local: &LocalPostgres) -> Option<Role> {
-    match local.server()? {
-        PgServer::Primary(_) => Some(Role::Primary),
-        PgServer::Replica(_) => Some(Role::Replica),
-        _ => None,
-    }
 }
 
 /// Wall-clock time since the Unix epoch (zero if the clock is before it).
@@ -651,52 +395,4 @@ fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-/// Whether a configured replica creation method can run without a member to clone from
-/// (`no_leader`), as Patroni's `can_create_replica_without_replication_connection`.
-fn replica_method_without_leader(config: &Config) -> bool {
-    let pg = &config.postgresql;
-    pg.create_replica_methods.iter().any(|name| {
-        patroni_postgres::ReplicaMethod::from_config(
-            name,
-            pg.replica_method_sections.get(name),
-            &pg.basebackup,
-        )
-        .works_without_leader()
-    })
-}
-
-/// The core's settings from the dynamic and local configuration.
-pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
-    let secs = |s: u64| Duration::from_secs(s);
-    HaConfig {
-        ttl: secs(d.ttl.into()),
-        loop_wait: secs(d.loop_wait.into()),
-        retry_timeout: secs(d.retry_timeout.into()),
-        maximum_lag_on_failover: d.maximum_lag_on_failover,
-        primary_start_timeout: secs(d.primary_start_timeout),
-        primary_stop_timeout: secs(d.primary_stop_timeout),
-        primary_race_backoff: secs(d.primary_race_backoff),
-        check_timeline: d.check_timeline,
-        use_pg_rewind: d
-            .postgresql
-            .use_pg_rewind
-            .unwrap_or(config.postgresql.use_pg_rewind),
-        remove_data_directory_on_rewind_failure: config
-            .postgresql
-            .remove_data_directory_on_rewind_failure,
-        remove_data_directory_on_diverged_timelines: config
-            .postgresql
-            .remove_data_directory_on_diverged_timelines,
-        synchronous_mode: match d.synchronous_mode {
-            patroni_config::SynchronousMode::Off => SynchronousMode::Off,
-            patroni_config::SynchronousMode::On => SynchronousMode::On,
-            patroni_config::SynchronousMode::Quorum => SynchronousMode::Quorum,
-        },
-        failsafe_mode: false,
-        can_bootstrap: true,
-        create_replica_without_leader: replica_method_without_leader(config),
-        watchdog_unusable: config.watchdog.mode == patroni_config::WatchdogMode::Required,
-    }
 }

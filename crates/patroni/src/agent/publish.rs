@@ -1,0 +1,120 @@
+//! What each cycle shows the world: the member key in the DCS, the REST API's snapshot
+//! (status, cluster view, global flags), the callbacks a role change calls for, the cached
+//! `patroni.dynamic.json`; then, when the member is idle, the replication slots.
+
+use patroni_core::Role;
+use patroni_core::ha::{LocalPostgres, LockOutcome, Observation, PgServer};
+use patroni_dcs::Dcs;
+use tokio::time::Instant;
+
+use super::callbacks::PgEvent;
+use super::member_data::{PgState, StatusExtras, member_data, node_status};
+use super::pgctl::PostgresCtl;
+use super::runtime::Runtime;
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// Publishes the member key (when the DCS answered) and the API snapshot; with `idle`
+    /// (no action runs, no shutdown) then brings the replication slots in line.
+    pub(super) async fn publish(&mut self, obs: &Observation, idle: bool) {
+        let local = self.observe(self.tick()).await;
+        if self.cache_needs_saving && local.data().is_some() {
+            // As Patroni, once a data directory exists.
+            match super::dynamic_cache::save(&self.config.postgresql.data_dir, &self.dynamic_raw) {
+                Ok(()) => self.cache_needs_saving = false,
+                Err(e) => tracing::warn!("failed to save patroni.dynamic.json: {e:#}"),
+            }
+        }
+        if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
+            self.callback_runner.fire(cb);
+        }
+        let state = match self
+            .state_override
+            .unwrap_or_else(|| PgState::observed(&local))
+        {
+            // In pause nothing restarts a postmaster that died: Patroni reports it `stopped`.
+            PgState::Crashed if obs.paused => PgState::Stopped,
+            state => state,
+        };
+        let cluster = obs.cluster().cloned();
+        let reachable = cluster.is_some();
+        if reachable {
+            let mut data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
+            if obs.paused {
+                data.extra.insert("pause".into(), true.into());
+            }
+            if !self.pending_restart.is_empty() {
+                data.extra.insert("pending_restart".into(), true.into());
+                data.extra.insert(
+                    "pending_restart_reason".into(),
+                    serde_json::to_value(&self.pending_restart).unwrap_or_default(),
+                );
+            }
+            if let Some(doc) = self.scheduled_restart_document() {
+                data.extra
+                    .insert("scheduled_restart".into(), serde_json::Value::Object(doc));
+            }
+            if let Err(e) = self.dcs.touch_member(&data).await {
+                tracing::warn!(
+                    "failed to publish the member key: {:#}",
+                    anyhow::Error::from(e)
+                );
+            }
+        }
+        let extras = StatusExtras {
+            paused: obs.paused,
+            cluster_unlocked: cluster.as_ref().is_none_or(|c| !c.is_locked()),
+            dcs_last_seen: self.dcs_last_seen,
+            sysid: local.data().map(|d| d.sysid.clone()),
+        };
+        let mut status = node_status(&self.id, &local, state, &extras);
+        status.pending_restart_reason = self.pending_restart_reason();
+        if running_role(&local).is_some() {
+            (status.postmaster_start_time, status.server_version) = self.server_facts.clone();
+        }
+        status.scheduled_restart = self.scheduled_restart_document();
+        status.watchdog_failed = self.ha.watchdog_unusable;
+        let is_leader = cluster
+            .as_ref()
+            .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
+            && obs.cycle.lock.is_some_and(LockOutcome::holds);
+        let ttl = self.ha.ttl;
+        let global = cluster
+            .as_ref()
+            .and_then(|c| c.config.as_ref())
+            .map(|c| patroni_api::GlobalFlags::from_data(&c.data));
+        let tags = self.id.tags.clone();
+        self.shared.update(|s| {
+            s.status = status;
+            s.ha.is_leader = is_leader;
+            s.ha.running_as_primary = local.is_primary();
+            s.ha.ttl = ttl;
+            s.ha.configured_tags = tags;
+            if let Some(g) = global {
+                s.ha.global = g;
+            }
+            if let Some(c) = cluster {
+                s.cluster = Some((c, Instant::now()));
+            }
+        });
+        // Last: the API already shows this cycle's view while the slots are brought in line.
+        if idle && let Some(c) = obs.cluster() {
+            self.sync_slots(c, &local, obs.paused).await;
+        }
+    }
+
+    /// Fires the callback `event` calls for, if any (in the background).
+    pub(super) fn callback(&mut self, event: PgEvent) {
+        if let Some(cb) = self.callback_state.on(event) {
+            self.callback_runner.fire(cb);
+        }
+    }
+}
+
+/// The role of a server that runs and answers, for the callbacks.
+pub(super) fn running_role(local: &LocalPostgres) -> Option<Role> {
+    match local.server()? {
+        PgServer::Primary(_) => Some(Role::Primary),
+        PgServer::Replica(_) => Some(Role::Replica),
+        _ => None,
+    }
+}

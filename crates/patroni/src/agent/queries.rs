@@ -1,0 +1,130 @@
+//! The core's queries, performed for the HA loop: the initialize key, the leader lock (taken
+//! only from a view read since the last suspension, conditional on the version it saw;
+//! renewed with the leader's slots), the peers' health and the timeline check. Each records
+//! its outcome in the cycle's [`Observation`] for the next decide step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use patroni_core::Tick;
+use patroni_core::ha::{Action, DcsView, LockOutcome, Observation, TimelineCheck};
+use patroni_dcs::{Dcs, LeaderStatusUpdate};
+
+use super::pgctl::PostgresCtl;
+use super::runtime::Runtime;
+
+/// Slack on top of `retry_timeout` and the peer timeout before a view counts as older than
+/// a suspension.
+const STALE_VIEW_MARGIN: Duration = Duration::from_secs(1);
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// Performs one query and records its outcome in `obs`.
+    pub(super) async fn query(&mut self, query: Action, obs: &mut Observation, now: Tick) {
+        let dcs = Arc::clone(&self.dcs);
+        match query {
+            Action::TakeInitializeKey => match dcs.initialize("").await {
+                Ok(won) => obs.cycle.initialize = Some(won),
+                Err(e) => self.dcs_failed(obs, "take the initialize key", e),
+            },
+            Action::AcquireLeader => {
+                let age = self
+                    .tick()
+                    .saturating_sub(obs.view_read_at.unwrap_or_default());
+                if age > self.stale_view_limit() {
+                    // Reading the view, the peers and deciding take at most retry_timeout and
+                    // the peer timeout: this process was suspended in between (issue #11).
+                    let at = self.tick();
+                    tracing::warn!(
+                        age = ?age,
+                        "not racing for the leader lock: the DCS view is too old, this agent was suspended"
+                    );
+                    self.memory.resumed_at = Some(at);
+                    obs.memory.resumed_at = Some(at);
+                    return;
+                }
+                let seen = obs
+                    .cluster()
+                    .and_then(|c| c.leader.as_ref())
+                    .map(|l| l.version.clone());
+                self.acquire(obs, now, seen.as_deref()).await;
+            }
+            other => self.query_more(other, obs, now).await,
+        }
+    }
+
+    /// The oldest a DCS view may be when this member races for the lock with it: the read
+    /// (at most `retry_timeout`), the peer checks and a margin.
+    fn stale_view_limit(&self) -> Duration {
+        self.ha.retry_timeout + super::peers::PEER_TIMEOUT + STALE_VIEW_MARGIN
+    }
+
+    /// [`Action::AcquireLeader`], conditional on the leader object version `seen`.
+    async fn acquire(&mut self, obs: &mut Observation, now: Tick, seen: Option<&str>) {
+        let dcs = Arc::clone(&self.dcs);
+        match dcs.attempt_to_acquire_leader(seen).await {
+            Ok(true) => {
+                tracing::info!("acquired the leader lock");
+                self.lock_held(obs, now, LockOutcome::Acquired);
+            }
+            Ok(false) => obs.cycle.lock = Some(LockOutcome::Refused),
+            Err(e) => self.dcs_failed(obs, "acquire the leader lock", e),
+        }
+    }
+
+    /// The queries other than taking the lock.
+    async fn query_more(&mut self, query: Action, obs: &mut Observation, now: Tick) {
+        let dcs = Arc::clone(&self.dcs);
+        match query {
+            Action::RenewLeader { last_lsn } => {
+                let (slots, retain_slots) = match last_lsn {
+                    Some(lsn) => self.leader_slots(obs.cluster(), lsn, now).await,
+                    None => (None, None),
+                };
+                let update = LeaderStatusUpdate {
+                    last_lsn,
+                    slots,
+                    retain_slots,
+                    ..Default::default()
+                };
+                match dcs.update_leader(&update).await {
+                    Ok(true) => self.lock_held(obs, now, LockOutcome::Renewed),
+                    Ok(false) => {
+                        tracing::warn!("the leader lock could not be renewed");
+                        obs.cycle.lock = Some(LockOutcome::Refused);
+                    }
+                    Err(e) => self.dcs_failed(obs, "renew the leader lock", e),
+                }
+            }
+            Action::CheckPeers { members } => {
+                obs.cycle.peers = Some(self.peers.check(&members).await);
+            }
+            Action::CheckTimeline { leader } => {
+                let (verdict, leader_timeline) = self.check_timeline(obs, &leader.member).await;
+                tracing::info!(leader = %leader.member, ?verdict, "timeline check");
+                let check = TimelineCheck {
+                    leader: leader.member,
+                    leader_timeline,
+                    verdict,
+                    checked_at: now,
+                };
+                self.memory.timeline_check = Some(check.clone());
+                obs.memory.timeline_check = Some(check);
+            }
+            other => tracing::warn!(action = ?other, "not a query"),
+        }
+    }
+
+    fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
+        self.memory.last_lock_renewal = Some(now);
+        obs.memory.last_lock_renewal = Some(now);
+        obs.cycle.lock = Some(outcome);
+    }
+
+    fn dcs_failed(&self, obs: &mut Observation, what: &str, e: patroni_dcs::Error) {
+        let e = anyhow::Error::from(e);
+        if obs.cycle.lock.is_none() {
+            tracing::warn!("failed to {what}: {e:#}");
+        }
+        obs.dcs = DcsView::Unreachable;
+    }
+}
