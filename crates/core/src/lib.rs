@@ -6,14 +6,16 @@
 
 mod cluster;
 pub mod ha;
-mod lock;
 mod member;
 mod python;
 mod role;
 pub mod slots;
 
 pub use cluster::{Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, SyncState};
-pub use lock::{LEADER_RECORD_KEYS, LockObserver, LockState, Tick, leader_record};
 pub use member::{Member, MemberData};
 pub use python::python_truthy;
 pub use role::{ParseRoleError, Role};
+
+/// A reading of a monotonic clock, as a duration since an arbitrary origin (the core has no
+/// clock: callers pass readings).
+pub type Tick = std::time::Duration;

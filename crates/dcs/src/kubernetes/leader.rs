@@ -95,7 +95,7 @@ impl KubernetesDcs {
         // slots moved) is a safe base for the CAS.
         if let (Some(v), Some(cached)) = (&version, inner.kinds.get(&inner.names.leader()))
             && &cached.resource_version != v
-            && patroni_core::leader_record(&cached.annotations) == record
+            && super::lock::leader_record(&cached.annotations) == record
         {
             version = Some(cached.resource_version.clone());
         }

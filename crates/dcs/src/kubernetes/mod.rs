@@ -5,7 +5,7 @@
 //! the leader lock is a compare-and-swap (resourceVersion) write to the
 //! leader object. Reads come from list+watch caches; the view is built by
 //! the pure [`view::build`]; the lock's expiry is judged on the local
-//! monotonic clock ([`patroni_core::LockObserver`]).
+//! monotonic clock ([`lock::LockObserver`]).
 //!
 //! Module map: `names` (object names, labels, selector), `annotations`
 //! (encodings), `objects` (cached shapes), `view` (cluster view), `labels`
@@ -18,6 +18,7 @@ mod cache;
 mod client;
 mod labels;
 mod leader;
+pub mod lock;
 pub mod names;
 pub mod objects;
 mod retry;
@@ -34,7 +35,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject};
 use patroni_config::KubernetesConfig;
-use patroni_core::{Cluster, LockObserver, LockState};
+use patroni_core::Cluster;
+
+use self::lock::{LockObserver, LockState};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -134,10 +137,8 @@ impl LockTrack {
         if self.seen.iter().any(|(v, _)| v == version) {
             return;
         }
-        self.seen.push_back((
-            version.to_string(),
-            patroni_core::leader_record(annotations),
-        ));
+        self.seen
+            .push_back((version.to_string(), lock::leader_record(annotations)));
         while self.seen.len() > SEEN_VERSIONS {
             self.seen.pop_front();
         }

@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 
 use patroni_core::{
-    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, LockState, Member, MemberData,
-    SyncState,
+    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, Member, MemberData, SyncState,
 };
+
+use super::lock::LockState;
 
 use super::annotations::{self as ann, key};
 use super::names::Names;
@@ -28,7 +29,7 @@ pub struct View {
 }
 
 /// Builds the view. `lock` is the lock as judged by the caller's
-/// [`LockObserver`](patroni_core::LockObserver) for the current leader object.
+/// [`LockObserver`](super::lock::LockObserver) for the current leader object.
 pub fn build(
     names: &Names,
     kinds: &BTreeMap<String, KindObject>,

@@ -1,4 +1,5 @@
-//! Expiry of the leader lock, judged locally.
+//! Expiry of the leader lock, judged locally (the Kubernetes backend's own rule: etcd3 and
+//! ZooKeeper expire keys on the server).
 //!
 //! Kubernetes has no server-side TTL. Like Patroni, a member remembers the
 //! *leader record* (the lock annotations `leader`, `acquireTime`,
@@ -11,12 +12,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use patroni_core::Tick;
+
 /// The annotations that make up the leader record.
 pub const LEADER_RECORD_KEYS: [&str; 5] =
     ["leader", "acquireTime", "renewTime", "ttl", "transitions"];
-
-/// A reading of a monotonic clock, as a duration since an arbitrary origin.
-pub type Tick = Duration;
 
 /// What a member remembers of the leader record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
