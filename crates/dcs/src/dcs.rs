@@ -27,6 +27,42 @@ pub struct LeaderStatusUpdate {
     pub failsafe: Option<BTreeMap<String, String>>,
 }
 
+/// What a write of the failover key says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverRequest<'a> {
+    /// Switch over from `leader` (a failover when `None`) to `candidate` (any healthy member
+    /// when `None`), now or at `scheduled_at`.
+    Request {
+        /// The member to switch over from.
+        leader: Option<&'a str>,
+        /// The member to switch over or fail over to.
+        candidate: Option<&'a str>,
+        /// When (ISO 8601), for a scheduled switchover.
+        scheduled_at: Option<&'a str>,
+    },
+    /// No request: the last one was carried out or cancelled.
+    Clear,
+}
+
+impl<'a> FailoverRequest<'a> {
+    /// `(leader, candidate, scheduled_at)`, an empty leader or candidate read as absent (as
+    /// Patroni clears the key by writing `''`).
+    pub fn parts(self) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+        match self {
+            Self::Request {
+                leader,
+                candidate,
+                scheduled_at,
+            } => (
+                leader.filter(|s| !s.is_empty()),
+                candidate.filter(|s| !s.is_empty()),
+                scheduled_at,
+            ),
+            Self::Clear => (None, None, None),
+        }
+    }
+}
+
 /// The operations of a DCS the HA loop uses.
 pub trait Dcs: Send + Sync {
     /// The current cluster view.
@@ -65,12 +101,11 @@ pub trait Dcs: Send + Sync {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Writes the timeline history.
     fn set_history_value(&self, value: &str) -> impl Future<Output = Result<bool>> + Send;
-    /// Requests (or, all `None`, clears) a switchover/failover.
+    /// Writes the failover key (a switchover/failover request, or none), conditionally on
+    /// `version` when given.
     fn manual_failover(
         &self,
-        leader: Option<&str>,
-        candidate: Option<&str>,
-        scheduled_at: Option<&str>,
+        request: FailoverRequest<'_>,
         version: Option<&str>,
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Waits up to `timeout` for a change that matters; true if one came.
@@ -128,12 +163,10 @@ impl Dcs for crate::KubernetesDcs {
 
     async fn manual_failover(
         &self,
-        leader: Option<&str>,
-        candidate: Option<&str>,
-        scheduled_at: Option<&str>,
+        request: FailoverRequest<'_>,
         version: Option<&str>,
     ) -> Result<bool> {
-        crate::KubernetesDcs::manual_failover(self, leader, candidate, scheduled_at, version).await
+        crate::KubernetesDcs::manual_failover(self, request, version).await
     }
 
     async fn watch(&self, timeout: Duration) -> bool {

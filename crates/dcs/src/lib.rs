@@ -13,7 +13,7 @@ mod error;
 pub mod kubernetes;
 mod memory;
 
-pub use dcs::{Dcs, LeaderStatusUpdate};
+pub use dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 pub use error::{Error, Result};
 pub use kubernetes::{KubernetesDcs, Settings};
 pub use memory::{MemoryDcs, MemoryStore};

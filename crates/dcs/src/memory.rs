@@ -17,7 +17,7 @@ use patroni_core::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::dcs::{Dcs, LeaderStatusUpdate};
+use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 use crate::{Error, Result};
 
 /// The shared state of one in-memory cluster.
@@ -321,11 +321,10 @@ impl Dcs for MemoryDcs {
 
     async fn manual_failover(
         &self,
-        leader: Option<&str>,
-        candidate: Option<&str>,
-        scheduled_at: Option<&str>,
+        request: FailoverRequest<'_>,
         version: Option<&str>,
     ) -> Result<bool> {
+        let (leader, candidate, scheduled_at) = request.parts();
         let mut s = self.guard()?;
         if let (Some(want), Some(have)) = (version, &s.failover)
             && want != have.version

@@ -206,9 +206,11 @@ pub async fn failover_or_switchover(ctl: &Ctl, command: Command) -> anyhow::Resu
             opened
                 .dcs
                 .manual_failover(
-                    switchover_leader.as_deref(),
-                    candidate.as_deref(),
-                    scheduled_at.as_deref(),
+                    patroni_dcs::FailoverRequest::Request {
+                        leader: switchover_leader.as_deref(),
+                        candidate: candidate.as_deref(),
+                        scheduled_at: scheduled_at.as_deref(),
+                    },
                     None,
                 )
                 .await?;

@@ -393,7 +393,7 @@ async fn flush_switchover(
     );
     opened
         .dcs
-        .manual_failover(Some(""), Some(""), None, Some(&failover.version))
+        .manual_failover(patroni_dcs::FailoverRequest::Clear, Some(&failover.version))
         .await?;
     Ok(())
 }

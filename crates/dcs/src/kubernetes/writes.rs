@@ -20,6 +20,7 @@ use super::names::Mode;
 use super::objects::{KindObject, PodObject};
 use super::retry::Retry;
 use super::{Inner, KubernetesDcs};
+use crate::dcs::FailoverRequest;
 use crate::{Error, Result};
 
 /// Annotation values to write; `None` deletes the annotation.
@@ -398,20 +399,13 @@ impl KubernetesDcs {
     /// `scheduled_at` (ISO 8601 with offset); all `None` clears the request.
     pub async fn manual_failover(
         &self,
-        leader: Option<&str>,
-        candidate: Option<&str>,
-        scheduled_at: Option<&str>,
+        request: FailoverRequest<'_>,
         version: Option<&str>,
     ) -> Result<bool> {
+        let (leader, candidate, scheduled_at) = request.parts();
         let a = Annotations::from([
-            (
-                key::LEADER.to_string(),
-                leader.filter(|s| !s.is_empty()).map(String::from),
-            ),
-            (
-                key::MEMBER.to_string(),
-                candidate.filter(|s| !s.is_empty()).map(String::from),
-            ),
+            (key::LEADER.to_string(), leader.map(String::from)),
+            (key::MEMBER.to_string(), candidate.map(String::from)),
             (
                 key::SCHEDULED_AT.to_string(),
                 scheduled_at.map(String::from),

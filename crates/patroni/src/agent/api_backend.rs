@@ -17,7 +17,7 @@ use patroni_api::{
     RestartOutcome, RestartRequest,
 };
 use patroni_core::{Cluster, Member};
-use patroni_dcs::Dcs;
+use patroni_dcs::{Dcs, FailoverRequest};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
@@ -251,9 +251,11 @@ impl<D: Dcs + 'static> Backend for AgentBackend<D> {
         let written = self
             .dcs
             .manual_failover(
-                key.leader.as_deref(),
-                key.candidate.as_deref(),
-                key.scheduled_at.as_deref(),
+                FailoverRequest::Request {
+                    leader: key.leader.as_deref(),
+                    candidate: key.candidate.as_deref(),
+                    scheduled_at: key.scheduled_at.as_deref(),
+                },
                 version.as_deref(),
             )
             .await

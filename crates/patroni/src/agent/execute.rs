@@ -12,7 +12,7 @@ use patroni_core::ha::{
     Action, CloneSource, ControlState, DemoteMode, Finished, Observation, PgRole, ReleaseLsn,
     StartRole, StopMode, TimelineCheck, TimelineVerdict, Upstream,
 };
-use patroni_dcs::Dcs;
+use patroni_dcs::{Dcs, FailoverRequest};
 use patroni_postgres::{
     FollowSpec, RecoveryConf, ServerParameters, ServerParametersInput, StopMode as PgStopMode,
     UpstreamAddress,
@@ -106,7 +106,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 Ok(())
             }
             Action::ClearFailover { version } => refused(
-                dcs.manual_failover(None, None, None, version.as_deref())
+                dcs.manual_failover(FailoverRequest::Clear, version.as_deref())
                     .await,
                 "clear the failover key",
             ),
@@ -116,9 +116,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 version,
             } => refused(
                 dcs.manual_failover(
-                    None,
-                    Some(candidate),
-                    scheduled_at.as_deref(),
+                    FailoverRequest::Request {
+                        leader: None,
+                        candidate: Some(candidate),
+                        scheduled_at: scheduled_at.as_deref(),
+                    },
                     Some(version),
                 )
                 .await,
