@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use patroni_core::{Cluster, MemberData};
+use patroni_core::{Cluster, MemberData, SyncState};
 
 use crate::Result;
 
@@ -108,6 +108,22 @@ pub trait Dcs: Send + Sync {
         request: FailoverRequest<'_>,
         version: Option<&str>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Writes the synchronous replication state: the primary `leader` and its synchronous
+    /// standbys (`quorum` in quorum mode), conditionally on `version`; the state as written,
+    /// `None` when refused.
+    fn write_sync_state(
+        &self,
+        leader: Option<&str>,
+        sync_standby: &[String],
+        quorum: Option<u32>,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Option<SyncState>>> + Send;
+    /// Empties the synchronous replication state, conditionally on `version`; false when
+    /// refused.
+    fn delete_sync_state(&self, version: Option<&str>)
+    -> impl Future<Output = Result<bool>> + Send;
+    /// Deletes the cluster's state (`patronictl remove`); members' own records stay.
+    fn delete_cluster(&self) -> impl Future<Output = Result<bool>> + Send;
     /// Waits up to `timeout` for a change that matters; true if one came.
     fn watch(&self, timeout: Duration) -> impl Future<Output = bool> + Send;
     /// Takes the timings of a changed dynamic configuration: `ttl`, what the next leader
@@ -167,6 +183,24 @@ impl Dcs for crate::KubernetesDcs {
         version: Option<&str>,
     ) -> Result<bool> {
         crate::KubernetesDcs::manual_failover(self, request, version).await
+    }
+
+    async fn write_sync_state(
+        &self,
+        leader: Option<&str>,
+        sync_standby: &[String],
+        quorum: Option<u32>,
+        version: Option<&str>,
+    ) -> Result<Option<SyncState>> {
+        crate::KubernetesDcs::write_sync_state(self, leader, sync_standby, quorum, version).await
+    }
+
+    async fn delete_sync_state(&self, version: Option<&str>) -> Result<bool> {
+        crate::KubernetesDcs::delete_sync_state(self, version).await
+    }
+
+    async fn delete_cluster(&self) -> Result<bool> {
+        crate::KubernetesDcs::delete_cluster(self).await
     }
 
     async fn watch(&self, timeout: Duration) -> bool {

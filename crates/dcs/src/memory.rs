@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use patroni_core::{
-    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, Member, MemberData,
+    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, Member, MemberData, SyncState,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -44,6 +44,7 @@ struct State {
     config: Option<(u64, String)>,
     history: Option<String>,
     failover: Option<Failover>,
+    sync: Option<SyncState>,
     members: BTreeMap<String, (u64, MemberData)>,
     /// Members whose next `get_cluster` returns a view taken before a pause this long.
     frozen: BTreeMap<String, Duration>,
@@ -173,6 +174,7 @@ impl State {
             status: self.status.clone(),
             members,
             failover: self.failover.clone(),
+            sync: self.sync.clone().unwrap_or_default(),
             history,
             ..Default::default()
         }
@@ -341,6 +343,54 @@ impl Dcs for MemoryDcs {
         Ok(true)
     }
 
+    async fn write_sync_state(
+        &self,
+        leader: Option<&str>,
+        sync_standby: &[String],
+        quorum: Option<u32>,
+        version: Option<&str>,
+    ) -> Result<Option<SyncState>> {
+        let mut s = self.guard()?;
+        let current = s.sync.as_ref().and_then(|c| c.version.clone());
+        if version.is_some_and(|want| current.as_deref() != Some(want)) {
+            return Ok(None);
+        }
+        let mut standbys = sync_standby.to_vec();
+        standbys.sort();
+        let state = SyncState {
+            version: Some(s.bump().to_string()),
+            leader: leader.map(String::from),
+            sync_standby: standbys,
+            quorum: leader.and(quorum).unwrap_or(0),
+        };
+        s.sync = Some(state.clone());
+        drop(s);
+        self.store.changed();
+        Ok(Some(state))
+    }
+
+    async fn delete_sync_state(&self, version: Option<&str>) -> Result<bool> {
+        self.write_sync_state(None, &[], None, version)
+            .await
+            .map(|s| s.is_some())
+    }
+
+    async fn delete_cluster(&self) -> Result<bool> {
+        let mut s = self.guard()?;
+        // The cluster's state goes; members' records and the fault switches stay.
+        let kept = State {
+            version: s.version,
+            members: std::mem::take(&mut s.members),
+            frozen: std::mem::take(&mut s.frozen),
+            stale_attempts: std::mem::take(&mut s.stale_attempts),
+            ..State::default()
+        };
+        *s = kept;
+        drop(s);
+        self.store.changed();
+        Ok(true)
+    }
+
     async fn watch(&self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, self.store.inner.changed.notified())
             .await
@@ -408,6 +458,47 @@ mod tests {
             "the view predates the acquisition"
         );
         assert!(b.get_cluster().await.expect("ok").is_locked());
+    }
+
+    /// The sync state is a compare-and-swap on its version; deleting the cluster empties the
+    /// state and keeps the members.
+    #[tokio::test(start_paused = true)]
+    async fn sync_state_and_cluster_deletion() {
+        let store = MemoryStore::new();
+        let a = store.member("a", TTL);
+        let standbys = ["c".to_string(), "b".to_string()];
+        let written = a
+            .write_sync_state(Some("a"), &standbys, Some(1), None)
+            .await
+            .expect("reachable")
+            .expect("written");
+        assert_eq!(written.sync_standby, ["b", "c"]);
+        assert_eq!(written.quorum, 1);
+        assert_eq!(a.get_cluster().await.expect("ok").sync, written);
+        assert!(
+            a.write_sync_state(Some("a"), &[], None, Some("stale"))
+                .await
+                .expect("reachable")
+                .is_none(),
+            "a write from an old version is refused"
+        );
+        assert!(
+            a.delete_sync_state(written.version.as_deref())
+                .await
+                .expect("ok")
+        );
+        let emptied = a.get_cluster().await.expect("ok").sync;
+        assert_eq!((emptied.leader, emptied.quorum), (None, 0));
+        assert!(emptied.sync_standby.is_empty());
+
+        a.touch_member(&MemberData::default()).await.expect("ok");
+        assert!(a.initialize("7").await.expect("ok"));
+        assert!(a.attempt_to_acquire_leader(None).await.expect("ok"));
+        assert!(a.delete_cluster().await.expect("ok"));
+        let c = a.get_cluster().await.expect("ok");
+        assert_eq!(c.initialize, None);
+        assert!(!c.is_locked());
+        assert_eq!(c.members.len(), 1);
     }
 
     /// A changed `ttl` (the dynamic configuration) holds from the next lock write.
