@@ -27,6 +27,24 @@ pub struct LeaderStatusUpdate {
     pub failsafe: Option<BTreeMap<String, String>>,
 }
 
+/// The sync state as a write of `(leader, sync_standby, quorum)` at `version` leaves it:
+/// standbys sorted, the quorum kept only with a leader (what every backend reports back).
+pub(crate) fn written_sync_state(
+    version: String,
+    leader: Option<&str>,
+    sync_standby: &[String],
+    quorum: Option<u32>,
+) -> SyncState {
+    let mut standbys = sync_standby.to_vec();
+    standbys.sort();
+    SyncState {
+        version: Some(version),
+        leader: leader.map(String::from),
+        sync_standby: standbys,
+        quorum: leader.and(quorum).unwrap_or(0),
+    }
+}
+
 /// What a write of the failover key says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailoverRequest<'a> {

@@ -17,7 +17,7 @@ use patroni_core::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
+use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate, written_sync_state};
 use crate::{Error, Result};
 
 /// The shared state of one in-memory cluster.
@@ -355,14 +355,7 @@ impl Dcs for MemoryDcs {
         if version.is_some_and(|want| current.as_deref() != Some(want)) {
             return Ok(None);
         }
-        let mut standbys = sync_standby.to_vec();
-        standbys.sort();
-        let state = SyncState {
-            version: Some(s.bump().to_string()),
-            leader: leader.map(String::from),
-            sync_standby: standbys,
-            quorum: leader.and(quorum).unwrap_or(0),
-        };
+        let state = written_sync_state(s.bump().to_string(), leader, sync_standby, quorum);
         s.sync = Some(state.clone());
         drop(s);
         self.store.changed();

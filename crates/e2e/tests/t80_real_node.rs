@@ -50,6 +50,29 @@ async fn endpoints_ip(client: &kube::Client, ns: &str) -> Option<String> {
     Some(ep.subsets?.first()?.addresses.as_ref()?.first()?.ip.clone())
 }
 
+/// Waits until the callback's Endpoints name `primary`'s IP, then checks that a connection
+/// through the callback's Service (`conn`) reaches a primary.
+async fn callback_routes_to(client: &kube::Client, ns: &str, primary: &str, conn: &str) {
+    wait_until(
+        Duration::from_secs(30),
+        format!("callback Endpoints at {primary}"),
+        || async {
+            (endpoints_ip(client, ns).await? == pod_ip(client, ns, primary).await?).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the callback did not point the Endpoints at {primary}: {e}"));
+    let out = psql_soon(
+        client,
+        ns,
+        SUPERUSER_PASSWORD,
+        &["-Atc", "select pg_is_in_recovery()", conn],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("through the callback's Service to {primary}: {e}"));
+    assert_eq!(out, "f");
+}
+
 /// A pod's IP.
 async fn pod_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -174,26 +197,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     assert!(read.is_ok(), "{read:?}");
 
     let callback_dns = format!("patroni-rs-primary.{}.svc.cluster.local", ns.name);
-    wait_until(
-        Duration::from_secs(30),
-        "callback Endpoints at the primary".into(),
-        || async {
-            (endpoints_ip(client, &ns.name).await?
-                == pod_ip(client, &ns.name, &first_primary).await?)
-                .then_some(())
-        },
-    )
-    .await
-    .expect("the callback pointed the Endpoints at the primary");
-    let out = psql_soon(
-        client,
-        &ns.name,
-        SUPERUSER_PASSWORD,
-        &["-Atc", "select pg_is_in_recovery()", &conn(&callback_dns)],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("through the callback's Service: {e}"));
-    assert_eq!(out, "f");
+    callback_routes_to(client, &ns.name, &first_primary, &conn(&callback_dns)).await;
 
     tracing::info!("--- the primary pod deleted: a replica takes over, the pod rejoins on its PVC");
     let inode = pg_version_inode(&node, &ns.name, &first_primary).expect("PG_VERSION on the PV");
@@ -237,26 +241,7 @@ async fn manifests_run_a_cluster_on_the_real_node() {
     .await
     .unwrap_or_else(|e| panic!("{}: {e}", "the Service follows the new primary"));
     assert_eq!(out.lines().last(), Some("3"));
-    wait_until(
-        Duration::from_secs(30),
-        "callback Endpoints follow".into(),
-        || async {
-            (endpoints_ip(client, &ns.name).await?
-                == pod_ip(client, &ns.name, &new_primary).await?)
-                .then_some(())
-        },
-    )
-    .await
-    .expect("the callback pointed the Endpoints at the new primary");
-    let out = psql_soon(
-        client,
-        &ns.name,
-        SUPERUSER_PASSWORD,
-        &["-Atc", "select pg_is_in_recovery()", &conn(&callback_dns)],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("through the callback's Service after the takeover: {e}"));
-    assert_eq!(out, "f");
+    callback_routes_to(client, &ns.name, &new_primary, &conn(&callback_dns)).await;
     ROLES
         .formed(client, &ns.name, 3, FORM, "the deleted pod rejoined")
         .await;

@@ -248,6 +248,16 @@ async fn chart_lints_renders_and_validates() {
             "ZooKeeper as the DCS is not built yet",
         ),
         ("walE.enable=true", "WAL-E backups are not built yet"),
+        ("etcd.host=etcd:2379", "etcd.host is not built yet"),
+        (
+            "zookeeper.hosts=zk:2181",
+            "zookeeper.hosts is not built yet",
+        ),
+        ("walE.s3Bucket=b", "walE.s3Bucket is not built yet"),
+        (
+            "walE.retainBackups=3",
+            "walE.retainBackups is not built yet",
+        ),
         (
             "kubernetes.dcs.enable=false",
             "Kubernetes is the only DCS built yet",

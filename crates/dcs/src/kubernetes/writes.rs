@@ -20,7 +20,7 @@ use super::names::Mode;
 use super::objects::{KindObject, PodObject};
 use super::retry::Retry;
 use super::{Inner, KubernetesDcs};
-use crate::dcs::FailoverRequest;
+use crate::dcs::{FailoverRequest, written_sync_state};
 use crate::{Error, Result};
 
 /// Annotation values to write; `None` deletes the annotation.
@@ -466,21 +466,12 @@ impl KubernetesDcs {
             )
             .await
         {
-            Ok(obj) => {
-                let mut standbys = sync_standby.to_vec();
-                standbys.sort();
-                let quorum = if leader.is_some() {
-                    quorum.unwrap_or(0)
-                } else {
-                    0
-                };
-                Ok(Some(SyncState {
-                    version: Some(obj.resource_version),
-                    leader: leader.map(String::from),
-                    sync_standby: standbys,
-                    quorum,
-                }))
-            }
+            Ok(obj) => Ok(Some(written_sync_state(
+                obj.resource_version,
+                leader,
+                sync_standby,
+                quorum,
+            ))),
             Err(e) => refused(e).map(|_| None),
         }
     }

@@ -135,6 +135,15 @@ struct Running {
 // === impl CallbackAction ===
 
 impl CallbackAction {
+    /// Every callback, in Patroni's order.
+    pub const ALL: [Self; 5] = [
+        Self::OnStart,
+        Self::OnStop,
+        Self::OnRestart,
+        Self::OnReload,
+        Self::OnRoleChange,
+    ];
+
     /// The name Patroni passes as the first argument (and the configuration key).
     pub fn as_str(self) -> &'static str {
         match self {

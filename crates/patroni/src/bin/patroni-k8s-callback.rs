@@ -18,6 +18,7 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use patroni::agent::callbacks::CallbackAction;
 use serde_json::json;
 
 /// Points the primary's Endpoints at this pod (a Patroni `on_start`/`on_role_change` callback).
@@ -41,23 +42,17 @@ struct Cli {
     scope: String,
 }
 
-const ACTIONS: [&str; 5] = [
-    "on_start",
-    "on_stop",
-    "on_restart",
-    "on_reload",
-    "on_role_change",
-];
 const RETRIES: u32 = 10;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !ACTIONS.contains(&cli.action.as_str()) {
+    if !CallbackAction::ALL.iter().any(|a| a.as_str() == cli.action) {
+        let names: Vec<&str> = CallbackAction::ALL.iter().map(|a| a.as_str()).collect();
         eprintln!(
             "patroni-k8s-callback: unknown action {:?}; expected one of {}",
             cli.action,
-            ACTIONS.join(", ")
+            names.join(", ")
         );
         return ExitCode::from(64);
     }
