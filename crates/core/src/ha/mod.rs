@@ -38,8 +38,8 @@
 //!
 //! Standby clusters, failsafe mode (read as off), synchronous replication
 //! management on the primary (only the race eligibility rules are here),
-//! the pre-promote backoff, watchdog, scheduled restarts, replication slots and
-//! callbacks.
+//! the pre-promote backoff, watchdog, and callbacks. Operator restarts are judged by
+//! [`restart`], outside the cycle's decision.
 
 mod action;
 mod bootstrap;
@@ -55,6 +55,7 @@ mod observation;
 mod peer;
 mod postgres;
 mod race;
+pub mod restart;
 mod schedule;
 mod tags;
 pub mod timeline;

@@ -17,8 +17,12 @@ use std::time::Duration;
 
 use patroni_api::{ParamChange, RestartOutcome, RestartRequest};
 use patroni_config::{Config, DynamicConfig};
-use patroni_core::ha::{Observation, PgRole, PgServer, ReinitRequest, StartRole};
-use patroni_core::{Cluster, Role};
+use patroni_core::Cluster;
+use patroni_core::ha::restart::{
+    Dropped, RestartConditions, RestartFacts, RestartVerdict, ScheduledRestart, ScheduledVerdict,
+    restart_verdict, scheduled_restart_verdict,
+};
+use patroni_core::ha::{Observation, PgRole, ReinitRequest, StartRole};
 use patroni_dcs::Dcs;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -35,10 +39,6 @@ pub type Reloader = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 /// Restarts asked for in this cycle, answered after its actions.
 pub(super) type PendingRestarts = Vec<(RestartRequest, oneshot::Sender<RestartOutcome>)>;
-
-/// How much of `ttl` a restart of the leader may spend starting (it does not renew the lock
-/// meanwhile).
-const LEADER_START_SHARE: f64 = 0.5;
 
 impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Takes the queued commands: reloads now, the reinitialise request into the returned
@@ -200,68 +200,66 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
-    /// Runs the scheduled restart when its time has come, the cluster has a leader and is not
-    /// paused. A restart of the server since it was scheduled cancels it.
-    pub(super) async fn run_scheduled_restart(&mut self, obs: &Observation, busy: bool) {
-        let Some(scheduled) = self.shared.scheduled_restart() else {
-            return;
-        };
+    /// Runs the scheduled restart when the core says its time has come, drops it when the
+    /// core says so; how long until it is due otherwise (when known).
+    pub(super) async fn run_scheduled_restart(
+        &mut self,
+        obs: &Observation,
+        busy: bool,
+    ) -> Option<Duration> {
+        let scheduled = self.shared.scheduled_restart()?;
         let Some(at) = scheduled.request.schedule else {
             self.shared.take_scheduled_restart();
-            return;
+            return None;
         };
-        let started = self.shared.get().status.postmaster_start_time;
-        if scheduled.postmaster_start_time.is_some() && started != scheduled.postmaster_start_time {
-            tracing::info!("cancelling the scheduled restart: postgres restarted since");
-            self.shared.take_scheduled_restart();
-            return;
-        }
-        let has_leader = obs.cluster().is_some_and(patroni_core::Cluster::is_locked);
-        if busy || obs.paused || !has_leader || jiff::Timestamp::now() < at {
-            return;
+        let plan = ScheduledRestart {
+            at: Duration::try_from(at.duration_since(jiff::Timestamp::UNIX_EPOCH))
+                .unwrap_or_default(),
+            start_time_then: scheduled.postmaster_start_time.clone(),
+        };
+        let start_time_now = self.shared.get().status.postmaster_start_time;
+        let verdict =
+            scheduled_restart_verdict(&plan, start_time_now.as_deref(), busy, obs, &self.ha);
+        match verdict {
+            ScheduledVerdict::Wait { due_in } => return due_in,
+            ScheduledVerdict::Drop(Dropped::RestartedSince) => tracing::info!(
+                "cancelling the scheduled restart: postgres restart has already happened"
+            ),
+            ScheduledVerdict::Drop(Dropped::Stale) => {
+                tracing::warn!(schedule = %at, "found a stale scheduled restart, cleaning up");
+            }
+            ScheduledVerdict::Run => {
+                tracing::info!(schedule = %at, "running the scheduled restart");
+                let outcome = self.restart(&scheduled.request, obs).await;
+                tracing::info!(?outcome, "scheduled restart done");
+            }
         }
         self.shared.take_scheduled_restart();
-        tracing::info!(schedule = %at, "running the scheduled restart");
-        let outcome = self.restart(&scheduled.request, obs).await;
-        tracing::info!(?outcome, "scheduled restart done");
+        None
     }
 
     /// Restarts PostgreSQL in its current role if `request`'s conditions hold.
     async fn restart(&mut self, request: &RestartRequest, obs: &Observation) -> RestartOutcome {
-        let role = match obs.postgres.server() {
-            Some(PgServer::Starting { .. }) => return RestartOutcome::StillStarting,
-            Some(PgServer::Primary(_)) => PgRole::Primary,
-            Some(PgServer::Replica(_)) => PgRole::Replica,
-            Some(PgServer::Stopped(_)) | None => match self.last_role {
-                Some(role) if obs.postgres.server().is_some() => role,
-                _ => return RestartOutcome::ConditionsNotSatisfied,
-            },
+        let conditions = RestartConditions {
+            role: request.role,
+            postgres_version: request.postgres_version,
+            restart_pending: request.restart_pending,
+            timeout: request.timeout,
         };
-        let reported = match role {
-            PgRole::Primary => Role::Primary,
-            PgRole::Replica => Role::Replica,
+        let facts = RestartFacts {
+            last_role: self.last_role,
+            server_version: self.shared.get().status.server_version,
+            pending_restart: !self.pending_restart.is_empty(),
+            pg_ctl_timeout: Duration::from_secs(self.config.postgresql.pg_ctl_timeout),
         };
-        let version = self.shared.get().status.server_version;
-        let conditions = request.role.is_none_or(|r| r == reported)
-            && request
-                .postgres_version
-                .is_none_or(|wanted| version.is_some_and(|v| v < wanted))
-            && (!request.restart_pending || !self.pending_restart.is_empty());
-        if !conditions {
-            return RestartOutcome::ConditionsNotSatisfied;
-        }
-        let is_leader = obs
-            .cluster()
-            .and_then(patroni_core::Cluster::leader_name)
-            .is_some_and(|l| l == self.id.name);
-        let mut timeout = request.timeout.unwrap_or(if is_leader {
-            self.ha.primary_start_timeout
-        } else {
-            Duration::from_secs(self.config.postgresql.pg_ctl_timeout.max(1))
-        });
-        if is_leader {
-            timeout = timeout.min(self.ha.ttl.mul_f64(LEADER_START_SHARE));
-        }
+        let (role, timeout) = match restart_verdict(&conditions, &facts, obs, &self.ha) {
+            RestartVerdict::StillStarting => return RestartOutcome::StillStarting,
+            RestartVerdict::NotSatisfied(reason) => {
+                tracing::info!("not proceeding with the restart: {reason}");
+                return RestartOutcome::ConditionsNotSatisfied;
+            }
+            RestartVerdict::Restart { role, timeout } => (role, timeout),
+        };
         let start = match role {
             PgRole::Primary => StartRole::Primary,
             PgRole::Replica => StartRole::Replica {
@@ -274,8 +272,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.state_override = Some(PgState::Restarting);
         let result = async {
             self.stop(patroni_postgres::StopMode::Fast).await?;
-            self.start(&start, Some(timeout.max(Duration::from_secs(1))))
-                .await
+            self.start(&start, Some(timeout)).await
         }
         .await;
         self.state_override = None;

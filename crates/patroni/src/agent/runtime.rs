@@ -353,12 +353,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             self.apply_reconfigure().await;
         }
         self.answer_restarts(restarts, busy.clone(), &obs).await;
-        if !stopping {
-            self.run_scheduled_restart(&obs, busy.is_some()).await;
+        let mut next_cycle_at = decision.next_cycle_at;
+        if !stopping && let Some(due_in) = self.run_scheduled_restart(&obs, busy.is_some()).await {
+            let due = now + due_in;
+            next_cycle_at = Some(next_cycle_at.map_or(due, |t| t.min(due)));
         }
         self.publish(&obs, busy.is_none() && !stopping).await;
         Ok(CycleEnd {
-            next_cycle_at: decision.next_cycle_at,
+            next_cycle_at,
             all_done,
         })
     }

@@ -12,3 +12,4 @@ mod t40_failover;
 mod t50_follower;
 mod t60_outage_pause_shutdown;
 mod t70_invariants;
+mod t80_restart;
