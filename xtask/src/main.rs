@@ -8,6 +8,11 @@
 //! - `cargo xtask bench`: HA timings and footprint, into `docs/benchmarks.md`.
 //! - `cargo xtask image`: the container image, as an OCI archive (no Docker, no registry).
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test harness measures real elapsed time (std::time::Instant)"
+)]
+
 mod bench;
 mod demo;
 mod demo_node;

@@ -13,6 +13,11 @@
 //! Healing is measured from the end of the fault and must take at most
 //! `ttl + 2·loop_wait` plus a margin for PostgreSQL's own starts.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test harness measures real elapsed time (std::time::Instant)"
+)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -16,6 +16,11 @@
 //! - a malformed `PATRONI_KUBERNETES_LABELS` stops the container with an error naming the
 //!   variable, and its data directory stays untouched.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test harness measures real elapsed time (std::time::Instant)"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -16,6 +16,11 @@
 //!   ServiceAccount bound to `deploy/rbac/endpoints-mode.yaml`: formed, the leader's Endpoints
 //!   route the primary Service, `helm test` and Python `patronictl list` pass.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test harness measures real elapsed time (std::time::Instant)"
+)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -169,12 +169,12 @@ async fn scenario(members: &mut [Member], kubeconfig: &Path) -> Result<(), Strin
         let m = &mut members[leader];
         let mut child = m.agent.take().ok_or("no agent")?;
         kill(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + SHUTDOWN_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
                 break status;
             }
-            if std::time::Instant::now() > deadline {
+            if tokio::time::Instant::now() > deadline {
                 let _ = child.kill();
                 return Err("the agent did not stop on SIGTERM".into());
             }

@@ -27,6 +27,11 @@
 //! kube-proxy, kube-scheduler, CoreDNS, a volume provisioner) in one more
 //! namespace, for tests that run the product's image in pods ([`node`]).
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test harness measures real elapsed time (std::time::Instant)"
+)]
+
 mod agent;
 mod controlplane;
 mod error;

@@ -2,6 +2,11 @@
 //! manifests applied with kube-rs, client pods from the image, and the roles of a cluster's
 //! Ready pods.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test harness measures real elapsed time (std::time::Instant)"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -594,7 +594,7 @@ mod tests {
             action: OnStart,
             role: Role::Replica,
         });
-        let begun = std::time::Instant::now();
+        let begun = tokio::time::Instant::now();
         r.fire(Callback {
             action: OnRoleChange,
             role: Role::Primary,
