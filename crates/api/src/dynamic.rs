@@ -10,9 +10,7 @@ use patroni_core::ha::SynchronousMode;
 use patroni_core::{Cluster, SyncState};
 use serde_json::{Map, Value};
 
-use crate::units::{parse_bool, parse_int};
-
-pub(crate) use patroni_core::python_truthy;
+use patroni_config::DynamicConfig;
 
 /// Patroni's default `maximum_lag_on_failover` (1 MiB).
 pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: i64 = 1_048_576;
@@ -53,35 +51,28 @@ impl Default for GlobalFlags {
 }
 
 impl GlobalFlags {
-    /// Reads the flags from a `/config` document; missing or unparsable values take Patroni's
-    /// defaults.
-    pub fn from_data(data: &Map<String, Value>) -> Self {
-        let flag = |key: &str| data.get(key).and_then(parse_bool).unwrap_or(false);
-        let synchronous_mode = match data.get("synchronous_mode") {
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => SynchronousMode::Quorum,
-            Some(v) if parse_bool(v) == Some(true) => SynchronousMode::On,
-            _ => SynchronousMode::Off,
-        };
-        let standby_cluster = data
-            .get("standby_cluster")
-            .and_then(Value::as_object)
-            .is_some_and(|sc| {
-                ["host", "port", "restore_command"]
-                    .iter()
-                    .any(|k| sc.get(*k).is_some_and(python_truthy))
-            });
-        let int = |key: &str| data.get(key).and_then(parse_int);
+    /// The flags of a parsed dynamic configuration (the agent's, parsed once when it changed).
+    pub fn from_dynamic(d: &DynamicConfig) -> Self {
+        let standby_cluster = d.standby_cluster.as_ref().is_some_and(|sc| {
+            sc.host.as_deref().is_some_and(|h| !h.is_empty())
+                || sc.port.is_some_and(|p| p != 0)
+                || sc.restore_command.as_deref().is_some_and(|r| !r.is_empty())
+        });
         Self {
-            paused: flag("pause"),
-            synchronous_mode,
+            paused: d.pause.unwrap_or(false),
+            synchronous_mode: d.synchronous_mode,
             standby_cluster,
-            maximum_lag_on_failover: int("maximum_lag_on_failover")
-                .unwrap_or(DEFAULT_MAXIMUM_LAG_ON_FAILOVER),
-            loop_wait: int("loop_wait")
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(DEFAULT_LOOP_WAIT),
-            failsafe_mode: flag("failsafe_mode"),
+            maximum_lag_on_failover: i64::try_from(d.maximum_lag_on_failover).unwrap_or(i64::MAX),
+            loop_wait: u64::from(d.loop_wait),
+            failsafe_mode: d.failsafe_mode,
         }
+    }
+
+    /// Reads the flags from a `/config` document with the configuration's one parser
+    /// ([`DynamicConfig::from_value`]); missing or unparsable values take Patroni's defaults.
+    pub fn from_data(data: &Map<String, Value>) -> Self {
+        let (d, _problems) = DynamicConfig::from_value(&Value::Object(data.clone()));
+        Self::from_dynamic(&d)
     }
 
     /// The flags of `cluster`'s `/config`, if it holds a valid one (`modify_version` set).

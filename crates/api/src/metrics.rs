@@ -25,10 +25,11 @@ use std::fmt::Write as _;
 use patroni_core::{Cluster, Role};
 
 use crate::backend::HaSnapshot;
-use crate::dynamic::{GlobalFlags, python_truthy};
+use crate::dynamic::GlobalFlags;
 use crate::node::{NodeStatus, Xlog};
 use crate::patch::py_float;
 use crate::units::{parse_bool, parse_int};
+use patroni_core::python_truthy;
 
 /// PostgreSQL states in the order of Patroni's `PostgresqlState` indexes: `(state string,
 /// enum name)`. The index is what `patroni_postgres_state` reports.

@@ -90,6 +90,35 @@ async fn rest_operations_on_a_real_cluster() {
     let mut primary = primary;
 
     {
+        tracing::info!("--- GET /patroni lists the primary's WAL senders under replication");
+        let doc = wait_for(FORM_TIMEOUT, "two replication rows", &members, || {
+            let d = status_doc(&members[primary])?;
+            (d["replication"].as_array()?.len() == 2).then_some(d)
+        })
+        .await;
+        let mut names: Vec<&str> = doc["replication"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                assert_eq!(r["state"], "streaming", "{r}");
+                assert_eq!(r["sync_state"], "async", "{r}");
+                assert_eq!(r["sync_priority"], 0, "{r}");
+                assert!(
+                    r["usename"].is_string() && r["client_addr"].is_string(),
+                    "{r}"
+                );
+                r["application_name"].as_str().expect("application_name")
+            })
+            .collect();
+        names.sort_unstable();
+        let mut want = vec![members[replica].name.as_str(), members[other].name.as_str()];
+        want.sort_unstable();
+        assert_eq!(names, want);
+        let d = status_doc(&members[replica]).expect("replica status");
+        assert!(d.get("replication").is_none(), "{d}");
+    }
+    {
         tracing::info!("--- unsafe endpoints need basic auth; bad bodies are 400");
         let a = api(&members[replica], "POST", "/reload", None, false).expect("answer");
         assert_eq!(a.status, 401, "{}", a.body);

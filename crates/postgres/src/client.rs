@@ -95,6 +95,10 @@ pub struct ServerStatus {
     /// Parameters whose new value waits for a restart (`pg_settings.pending_restart`), with
     /// the value in effect (`current_setting`), sorted by name.
     pub pending_restart: Vec<(String, String)>,
+    /// `synchronous_standby_names` as the server applies it.
+    pub synchronous_standby_names: String,
+    /// Who streams WAL from this server (`pg_stat_replication`), by `application_name`.
+    pub wal_senders: Vec<ReplicationStat>,
 }
 
 /// A replication slot (`pg_replication_slots`).
@@ -129,6 +133,8 @@ pub struct ReplicationStat {
     pub state: Option<String>,
     /// `async`, `sync`, `quorum`, `potential`.
     pub sync_state: Option<String>,
+    /// Priority in `synchronous_standby_names` (0: asynchronous).
+    pub sync_priority: Option<i32>,
     /// Position sent.
     pub sent_lsn: Option<Lsn>,
     /// Position written by the standby.
@@ -177,7 +183,8 @@ SELECT pg_catalog.pg_is_in_recovery(),
                           'YYYY-MM-DD HH24:MI:SS.US') || '+00:00',
        pg_catalog.current_setting('server_version_num')::int,
        (SELECT pg_catalog.array_agg(name || '=' || pg_catalog.current_setting(name) ORDER BY name)
-          FROM pg_catalog.pg_settings WHERE pending_restart)";
+          FROM pg_catalog.pg_settings WHERE pending_restart),
+       pg_catalog.current_setting('synchronous_standby_names')";
 
 // === impl PgClient ===
 
@@ -216,7 +223,7 @@ impl PgClient {
         self.client.is_closed()
     }
 
-    /// Role, WAL positions and timeline in one round trip.
+    /// Role, WAL positions, timeline and settings in one round trip, then the WAL senders.
     ///
     /// # Errors
     /// The query fails or returns out-of-range values.
@@ -270,6 +277,11 @@ impl PgClient {
                     Some((name.to_owned(), value.to_owned()))
                 })
                 .collect(),
+            synchronous_standby_names: row
+                .try_get::<_, Option<String>>(10)
+                .map_err(|source| QueryError::Query { what, source })?
+                .unwrap_or_default(),
+            wal_senders: self.replication_stats().await?,
         })
     }
 
@@ -387,8 +399,8 @@ impl PgClient {
         let rows = self
             .client
             .query(
-                "SELECT pid, usename::text, application_name, client_addr::text, state, \
-                 sync_state, \
+                "SELECT pid, usename::text, application_name, pg_catalog.host(client_addr), \
+                 state, sync_state, sync_priority, \
                  pg_catalog.pg_wal_lsn_diff(sent_lsn, '0/0')::bigint, \
                  pg_catalog.pg_wal_lsn_diff(write_lsn, '0/0')::bigint, \
                  pg_catalog.pg_wal_lsn_diff(flush_lsn, '0/0')::bigint, \
@@ -408,10 +420,11 @@ impl PgClient {
                     client_addr: row.try_get(3).map_err(q)?,
                     state: row.try_get(4).map_err(q)?,
                     sync_state: row.try_get(5).map_err(q)?,
-                    sent_lsn: lsn(what, row.try_get(6).map_err(q)?)?,
-                    write_lsn: lsn(what, row.try_get(7).map_err(q)?)?,
-                    flush_lsn: lsn(what, row.try_get(8).map_err(q)?)?,
-                    replay_lsn: lsn(what, row.try_get(9).map_err(q)?)?,
+                    sync_priority: row.try_get(6).map_err(q)?,
+                    sent_lsn: lsn(what, row.try_get(7).map_err(q)?)?,
+                    write_lsn: lsn(what, row.try_get(8).map_err(q)?)?,
+                    flush_lsn: lsn(what, row.try_get(9).map_err(q)?)?,
+                    replay_lsn: lsn(what, row.try_get(10).map_err(q)?)?,
                 })
             })
             .collect()

@@ -75,6 +75,6 @@ pub use observation::{
 pub use peer::{PeerReply, PeerStatus, PeerTarget};
 pub use postgres::{
     ControlState, DataDirectory, LocalPostgres, PgRole, PgServer, PrimaryState, ReplicaState,
-    Stopped, Upstream,
+    SenderSyncState, Stopped, Upstream, WalSender,
 };
 pub use tags::MemberTags;

@@ -96,12 +96,61 @@ pub enum ControlState {
 }
 
 /// What a running primary reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PrimaryState {
     /// `pg_current_wal_flush_lsn()`.
     pub wal_lsn: u64,
     /// Current timeline.
     pub timeline: u64,
+    /// The standbys streaming from it (`pg_stat_replication` rows in state `streaming`), by
+    /// `application_name`.
+    pub wal_senders: Vec<WalSender>,
+    /// `synchronous_standby_names` as the server applies it.
+    pub synchronous_standby_names: String,
+}
+
+/// A standby streaming WAL from the primary (a `pg_stat_replication` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalSender {
+    /// The WAL sender's backend pid.
+    pub pid: i32,
+    /// The standby's `application_name` (its member name for Patroni standbys).
+    pub application_name: String,
+    /// Whether its confirmation makes a commit durable.
+    pub sync_state: SenderSyncState,
+    /// Position the standby wrote.
+    pub write_lsn: u64,
+    /// Position the standby flushed.
+    pub flush_lsn: u64,
+    /// Position the standby replayed.
+    pub replay_lsn: u64,
+}
+
+/// `pg_stat_replication.sync_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderSyncState {
+    /// Asynchronous (also any value PostgreSQL may add).
+    Async,
+    /// Would become synchronous if a synchronous one left.
+    Potential,
+    /// Synchronous (priority-based `FIRST n`).
+    Sync,
+    /// A candidate of quorum commit (`ANY n`).
+    Quorum,
+}
+
+// === impl SenderSyncState ===
+
+impl SenderSyncState {
+    /// Reads PostgreSQL's spelling; anything else is `Async`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "potential" => Self::Potential,
+            "sync" => Self::Sync,
+            "quorum" => Self::Quorum,
+            _ => Self::Async,
+        }
+    }
 }
 
 /// What a running replica reports.

@@ -186,6 +186,8 @@ impl PostgresCtl for FakePostgres {
                 postmaster_start_time: None,
                 server_version: Some(150_000),
                 pending_restart: Vec::new(),
+                synchronous_standby_names: String::new(),
+                wal_senders: Vec::new(),
             },
             PgRole::Replica => ServerStatus {
                 in_recovery: true,
@@ -198,6 +200,8 @@ impl PostgresCtl for FakePostgres {
                 postmaster_start_time: None,
                 server_version: Some(150_000),
                 pending_restart: Vec::new(),
+                synchronous_standby_names: String::new(),
+                wal_senders: Vec::new(),
             },
         })
     }

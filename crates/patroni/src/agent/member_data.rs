@@ -293,6 +293,7 @@ mod tests {
         let local = data(PgServer::Primary(PrimaryState {
             wal_lsn: 1234,
             timeline: 2,
+            ..Default::default()
         }));
         let d = member_data(&id(), &local, PgState::Running, None);
         assert_eq!(d.role.as_deref(), Some("primary"));

@@ -4,16 +4,28 @@
 //! Observation never fails: what cannot be read shows as `Inaccessible`, an unknown control
 //! state, or a server that is still `Starting`.
 
+use patroni_api::ReplicationRow;
 use patroni_core::Tick;
 use patroni_core::ha::{
     ControlState, DataDirectory, LocalPostgres, PgRole, PgServer, PrimaryState, ReplicaState,
-    Stopped,
+    SenderSyncState, Stopped, WalSender,
 };
 use patroni_dcs::Dcs;
-use patroni_postgres::DataDirState;
+use patroni_postgres::{DataDirState, ReplicationStat};
 
 use super::pgctl::PostgresCtl;
 use super::runtime::Runtime;
+
+/// What the last status query said beyond the core's view, for the API and restarts.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ServerFacts {
+    /// `postmaster_start_time`.
+    pub start_time: Option<String>,
+    /// `server_version` (`150004`).
+    pub version: Option<u32>,
+    /// Every WAL sender, as `GET /patroni` lists them under `replication`.
+    pub replication: Vec<ReplicationRow>,
+}
 
 // === impl Runtime (observe) ===
 
@@ -87,7 +99,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.starting_since = None;
         self.crashed_as = None;
         self.wal_receiver = st.wal_receiver.clone();
-        self.server_facts = (st.postmaster_start_time.clone(), st.server_version);
+        self.server_facts = ServerFacts {
+            start_time: st.postmaster_start_time.clone(),
+            version: st.server_version,
+            replication: st.wal_senders.iter().map(replication_row).collect(),
+        };
         self.note_pending_restart(&st.pending_restart);
         if st.in_recovery {
             self.last_role = Some(PgRole::Replica);
@@ -103,7 +119,33 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             PgServer::Primary(PrimaryState {
                 wal_lsn: st.flush_lsn.map_or(0, |l| l.0),
                 timeline: u64::from(st.timeline),
+                wal_senders: st.wal_senders.iter().filter_map(wal_sender).collect(),
+                synchronous_standby_names: st.synchronous_standby_names,
             })
         }
+    }
+}
+
+/// The core's view of a WAL sender that streams (others do not confirm anything yet).
+fn wal_sender(s: &ReplicationStat) -> Option<WalSender> {
+    (s.state.as_deref() == Some("streaming")).then(|| WalSender {
+        pid: s.pid,
+        application_name: s.application_name.clone(),
+        sync_state: SenderSyncState::parse(s.sync_state.as_deref().unwrap_or_default()),
+        write_lsn: s.write_lsn.map_or(0, |l| l.0),
+        flush_lsn: s.flush_lsn.map_or(0, |l| l.0),
+        replay_lsn: s.replay_lsn.map_or(0, |l| l.0),
+    })
+}
+
+/// A WAL sender as `GET /patroni` shows it.
+fn replication_row(s: &ReplicationStat) -> ReplicationRow {
+    ReplicationRow {
+        usename: s.usename.clone(),
+        application_name: s.application_name.clone(),
+        client_addr: s.client_addr.clone(),
+        state: s.state.clone().unwrap_or_default(),
+        sync_state: s.sync_state.clone().unwrap_or_default(),
+        sync_priority: s.sync_priority.unwrap_or_default(),
     }
 }

@@ -69,7 +69,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let mut status = node_status(&self.id, &local, state, &extras);
         status.pending_restart_reason = self.pending_restart_reason();
         if running_role(&local).is_some() {
-            (status.postmaster_start_time, status.server_version) = self.server_facts.clone();
+            status.postmaster_start_time = self.server_facts.start_time.clone();
+            status.server_version = self.server_facts.version;
+            status.replication = self.server_facts.replication.clone();
         }
         status.scheduled_restart = self.scheduled_restart_document();
         status.watchdog_failed = self.ha.watchdog_unusable;
@@ -78,10 +80,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
             && obs.cycle.lock.is_some_and(LockOutcome::holds);
         let ttl = self.ha.ttl;
-        let global = cluster
-            .as_ref()
-            .and_then(|c| c.config.as_ref())
-            .map(|c| patroni_api::GlobalFlags::from_data(&c.data));
+        let global = patroni_api::GlobalFlags::from_dynamic(&self.dynamic);
         let tags = self.id.tags.clone();
         self.shared.update(|s| {
             s.status = status;
@@ -89,9 +88,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             s.ha.running_as_primary = local.is_primary();
             s.ha.ttl = ttl;
             s.ha.configured_tags = tags;
-            if let Some(g) = global {
-                s.ha.global = g;
-            }
+            s.ha.global = global;
             if let Some(c) = cluster {
                 s.cluster = Some((c, Instant::now()));
             }

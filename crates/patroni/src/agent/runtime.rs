@@ -38,6 +38,7 @@ use super::api_backend::{LoopStatus, Shared};
 use super::callbacks::{CallbackRunner, CallbackState};
 use super::ha_config::{ha_config, parse_dynamic};
 use super::member_data::{Identity, PgState};
+use super::observe::ServerFacts;
 use super::operator::Reloader;
 use super::peers::PeerClient;
 use super::pgctl::PostgresCtl;
@@ -112,8 +113,8 @@ pub struct Runtime<D, P> {
     pub(super) reconfigure: bool,
     /// Parameters whose change waits for a restart.
     pub(super) pending_restart: BTreeMap<String, ParamChange>,
-    /// `postmaster_start_time` and `server_version` of the last status query.
-    pub(super) server_facts: (Option<String>, Option<u32>),
+    /// What the last status query said beyond the core's view.
+    pub(super) server_facts: ServerFacts,
     /// Replication slot state kept between cycles.
     pub(super) slots: SlotKeeper,
     /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
@@ -182,7 +183,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             reloader: None,
             reconfigure: false,
             pending_restart: BTreeMap::new(),
-            server_facts: (None, None),
+            server_facts: ServerFacts::default(),
             slots: SlotKeeper::default(),
             last_heartbeat: None,
         }

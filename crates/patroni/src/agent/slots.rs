@@ -175,7 +175,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// `server_version_num` of the running server, else of the binaries.
     fn server_version(&self) -> u32 {
-        self.server_facts.1.unwrap_or(self.major_version * 10_000)
+        self.server_facts
+            .version
+            .unwrap_or(self.major_version * 10_000)
     }
 
     /// One statement of the plan, logged as Patroni logs it; failures are logged and the

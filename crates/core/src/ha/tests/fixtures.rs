@@ -156,6 +156,7 @@ pub fn primary_on(lsn: u64, timeline: u64) -> LocalPostgres {
     data(PgServer::Primary(PrimaryState {
         wal_lsn: lsn,
         timeline,
+        ..Default::default()
     }))
 }
 
