@@ -1,7 +1,8 @@
 //! What every command starts from: the configuration (file from `-c`,
 //! `PATRONICTL_CONFIG_FILE` or `~/.config/patroni/patronictl.yaml`, plus `PATRONI_*`
-//! variables), a read-only Kubernetes DCS for the cluster named on the command line, and the
-//! REST client for members' APIs.
+//! variables), a read-only DCS for the cluster named on the command line (opened with
+//! [`patroni_dcs::connect`], the backend the configuration selects), and the REST client for
+//! members' APIs.
 //!
 //! # Guarantees
 //! Opening the DCS only lists and watches: patronictl never publishes a member key nor
@@ -13,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use patroni_api::{ClusterDocument, ClusterView, GlobalFlags};
-use patroni_config::{Config, DcsConfig, Environment, KubernetesConfig};
+use patroni_config::{Config, DcsConfig, Environment};
 use patroni_core::Cluster;
-use patroni_dcs::{KubernetesDcs, Settings};
+use patroni_dcs::{AnyDcs, Dcs, Settings};
 use serde_json::{Value, json};
 
 use crate::cli::GroupArg;
@@ -32,8 +33,10 @@ const DEFAULT_LOOP_WAIT: Duration = Duration::from_secs(10);
 pub struct Ctl {
     /// `scope` from the configuration, if any.
     pub scope: Option<String>,
-    /// The `kubernetes` section; `None` when no DCS is configured.
-    kubernetes: Option<KubernetesConfig>,
+    /// The configuration's DCS choice; `None` when no DCS is configured.
+    dcs: Option<DcsConfig>,
+    /// The environment offers in-cluster DCS credentials (read once, in `main`).
+    in_cluster: bool,
     /// REST client for members' APIs.
     pub rest: Rest,
 }
@@ -43,7 +46,7 @@ pub struct Opened {
     /// Cluster name.
     pub name: String,
     /// The DCS client (read-only unless a command writes).
-    pub dcs: KubernetesDcs,
+    pub dcs: AnyDcs,
 }
 
 /// The default configuration path: `$XDG_CONFIG_HOME/patroni/patronictl.yaml` or
@@ -155,7 +158,8 @@ impl Ctl {
             let problems: Vec<String> = invalid.errors.iter().map(|p| p.to_string()).collect();
             anyhow::anyhow!("invalid configuration: {}", problems.join("; "))
         })?;
-        Self::from_config(config, has_scope, has_dcs, insecure)
+        let in_cluster = patroni_dcs::in_cluster_offered(env);
+        Self::from_config(config, has_scope, has_dcs, insecure, in_cluster)
     }
 
     fn from_config(
@@ -163,13 +167,12 @@ impl Ctl {
         has_scope: bool,
         has_dcs: bool,
         insecure: bool,
+        in_cluster: bool,
     ) -> anyhow::Result<Self> {
-        let kubernetes = match &config.dcs {
-            DcsConfig::Kubernetes(k) => k.clone(),
-            DcsConfig::Unsupported { kind, .. } => {
-                bail!("the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes")
-            }
-        };
+        let kind = config.dcs.kind();
+        if !patroni_dcs::supports(kind) {
+            bail!("the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes")
+        }
         let auth = config
             .ctl
             .authentication
@@ -189,7 +192,8 @@ impl Ctl {
         let rest = Rest::new(auth.map(|a| (a.username, a.password)), &tls)?;
         Ok(Self {
             scope: has_scope.then_some(config.scope),
-            kubernetes: has_dcs.then_some(kubernetes),
+            dcs: has_dcs.then_some(config.dcs),
+            in_cluster,
             rest,
         })
     }
@@ -208,27 +212,29 @@ impl Ctl {
     /// Opens the DCS of `name` (read-only: caches only).
     ///
     /// # Errors
-    /// `--group` other than 0; no usable Kubernetes client configuration.
+    /// `--group` other than 0; no DCS configured; no usable DCS client configuration.
     pub async fn open(&self, name: &str, group: &GroupArg) -> anyhow::Result<Opened> {
         if let Some(g) = group.group
             && g != 0
         {
             bail!("Citus groups are not supported by patroni-rs (--group {g})");
         }
-        let Some(kubernetes) = self.kubernetes.clone() else {
+        let Some(choice) = self.dcs.clone() else {
             bail!("Can not find suitable configuration of distributed configuration store");
         };
-        let dcs = KubernetesDcs::start(Settings {
+        let backend = patroni_dcs::backend_name(choice.kind());
+        let dcs = patroni_dcs::connect(Settings {
             scope: name.to_string(),
             name: "patronictl".into(),
-            kubernetes,
+            dcs: choice,
             ttl: CTL_TTL,
             loop_wait: DEFAULT_LOOP_WAIT,
             retry_timeout: CTL_RETRY_TIMEOUT,
             kubeconfig: None,
+            in_cluster: self.in_cluster,
         })
         .await
-        .context("connect to Kubernetes")?;
+        .with_context(|| format!("connect to {backend}"))?;
         Ok(Opened {
             name: name.to_string(),
             dcs,
@@ -244,10 +250,12 @@ impl Opened {
     /// # Errors
     /// The DCS cannot be read.
     pub async fn cluster(&self) -> anyhow::Result<Cluster> {
-        self.dcs
-            .get_cluster()
-            .await
-            .context("read the cluster from Kubernetes")
+        self.dcs.get_cluster().await.with_context(|| {
+            format!(
+                "read the cluster from {}",
+                patroni_dcs::backend_name(self.dcs.kind())
+            )
+        })
     }
 }
 

@@ -1,10 +1,15 @@
-//! The DCS as the HA loop sees it: one narrow trait, implemented by the
-//! Kubernetes DCS and by an in-memory fake for tests of the agent.
+//! The DCS as the HA loop and patronictl see it: one narrow trait, implemented by every
+//! backend (Kubernetes; [`AnyDcs`](crate::AnyDcs) delegates to whichever was opened) and by
+//! an in-memory fake for tests of the agent.
 //!
-//! Results follow Patroni's conventions: `Ok(false)` is a refused operation
-//! (someone else holds the lock, a compare-and-swap lost), an
-//! [`Error`](crate::Error) that [`is_unreachable`](crate::Error::is_unreachable)
-//! means the DCS could not be reached within `retry_timeout`.
+//! Results follow Patroni's conventions: `Ok(false)` (`Ok(None)` for the sync state) is a
+//! refused operation (someone else holds the lock, a compare-and-swap lost, the store
+//! said no). An [`Error`](crate::Error) that [`is_unreachable`](crate::Error::is_unreachable)
+//! means the DCS could not be reached within `retry_timeout` (the HA loop treats it as
+//! "DCS is not accessible"). The other errors ([`Conflict`](crate::Error::Conflict),
+//! [`Refused`](crate::Error::Refused)) come only from operations that have no `false` to
+//! answer with (reading the cluster) or from a backend's internal read; nothing here names
+//! a backend.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,19 +1,29 @@
 //! The distributed configuration store (DCS) of patroni-rs: where the
 //! cluster's truth lives.
 //!
-//! The Kubernetes implementation ([`kubernetes::KubernetesDcs`]) writes
-//! exactly what Patroni 4 writes, in both of Patroni's modes (ConfigMaps,
-//! Endpoints), so Patroni's own tools read our clusters and ours read
-//! theirs. See `docs/kubernetes-dcs.md`. The HA loop talks to it through
-//! the [`Dcs`] trait; [`MemoryDcs`] is the in-memory fake for its tests.
+//! The HA loop and patronictl see the DCS only through the [`Dcs`] trait, open
+//! it only with [`connect`] (which picks the backend from the configuration's
+//! DCS choice and returns an [`AnyDcs`]), and get back the backend-neutral
+//! [`Error`]: unreachable / not ready ("the DCS is not accessible"), or a
+//! conflict, refusal or configuration problem.
+//!
+//! The Kubernetes backend ([`kubernetes::KubernetesDcs`]) writes exactly what
+//! Patroni 4 writes, in both of Patroni's modes (ConfigMaps, Endpoints), so
+//! Patroni's own tools read our clusters and ours read theirs. See
+//! `docs/kubernetes-dcs.md`. [`MemoryDcs`] is the in-memory fake for tests of
+//! the agent.
 
 pub mod accounting;
+mod any;
+mod connect;
 mod dcs;
 mod error;
 pub mod kubernetes;
 mod memory;
 
+pub use any::AnyDcs;
+pub use connect::{Settings, backend_name, connect, in_cluster_offered, supports};
 pub use dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
-pub use error::{Error, Result};
-pub use kubernetes::{KubernetesDcs, Settings};
+pub use error::{BoxError, Error, Result};
+pub use kubernetes::KubernetesDcs;
 pub use memory::{MemoryDcs, MemoryStore};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::rbac::v1::Role;
+use patroni_config::DcsConfig;
 use patroni_dcs::{KubernetesDcs, Settings};
 use patroni_testlab::{Lab, PodSpec};
 
@@ -94,11 +95,12 @@ async fn bypass_api_service_from_inside_a_pod() {
         let settings = Settings {
             scope: scope.into(),
             name: "m0".into(),
-            kubernetes: k8s,
+            dcs: DcsConfig::Kubernetes(k8s),
             ttl: Duration::from_secs(30),
             loop_wait: Duration::from_secs(10),
             retry_timeout: Duration::from_secs(4),
             kubeconfig: Some(kubeconfig),
+            in_cluster: false,
         };
         let (acquired, reads, bypassing) = host
             .run_inside(move || lock_from_inside(settings))

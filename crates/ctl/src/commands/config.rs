@@ -5,6 +5,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use patroni_dcs::Dcs as _;
 use serde_json::{Map, Value, json};
 
 use super::{api_url, fail, members_leader_first};

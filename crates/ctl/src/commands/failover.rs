@@ -2,6 +2,7 @@
 //! then `POST /switchover|/failover` to the leader (no leader: to the candidate), falling back
 //! to writing the `/failover` key when the API cannot be reached.
 
+use patroni_dcs::Dcs as _;
 use serde_json::{Value, json};
 
 use super::{api_url, fail, nofailover, parse_scheduled, print_members, timestamp};

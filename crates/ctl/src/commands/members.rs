@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use patroni_dcs::Dcs as _;
 use serde_json::{Map, Value, json};
 
 use super::{

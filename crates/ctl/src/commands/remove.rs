@@ -2,6 +2,7 @@
 //! confirmations (cluster name, `Yes I am aware`, the leader's name when it has one).
 
 use anyhow::Context as _;
+use patroni_dcs::Dcs as _;
 
 use super::{fail, print_members};
 use crate::cli::{Format, GroupArg};

@@ -1,12 +1,14 @@
 //! The Kubernetes clients of the DCS: where the API server is, who we are,
 //! and the timeouts, derived from the settings as Patroni derives them.
 //!
-//! - In a pod (`KUBERNETES_SERVICE_HOST` and the service account token
-//!   present): the service's address, the token (re-read by kube when
-//!   rotated) and `kubernetes.cacert` or the service account CA.
-//! - Elsewhere: the kubeconfig at `$KUBECONFIG` or `~/.kube/config`, with
-//!   context `kubernetes.context` (Patroni's default is `kind-kind`, not the
-//!   current context).
+//! - In a pod (the caller saw `KUBERNETES_SERVICE_HOST` in its environment,
+//!   [`ClientSource::in_cluster`], and the service account token is present):
+//!   the service's address, the token (re-read by kube when rotated) and
+//!   `kubernetes.cacert` or the service account CA.
+//! - Elsewhere, or when the in-cluster configuration is unusable: the
+//!   kubeconfig at `$KUBECONFIG` or `~/.kube/config`, with context
+//!   `kubernetes.context` (Patroni's default is `kind-kind`, not the current
+//!   context). When both fail, the error carries both causes.
 //! - `bypass_api_service`: the API server's own addresses from
 //!   `default/endpoints/kubernetes`, verified against the in-cluster name
 //!   `kubernetes.default.svc` instead of the IP; a 403 turns the bypass off.
@@ -24,6 +26,73 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::accounting::{CountingLayer, RequestCounter};
 use crate::{Error, Result};
+
+/// Path of the service account token kube's in-cluster configuration reads.
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// Why no Kubernetes client could be configured; the cause of
+/// [`Error::Config`] from [`connect`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `kubernetes.cacert` cannot be read.
+    #[error("read kubernetes.cacert {}", path.display())]
+    ReadCacert {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `kubernetes.cacert` is not a PEM bundle.
+    #[error("kubernetes.cacert")]
+    ParseCacert(#[source] rustls_pki_types::pem::Error),
+    /// `kubernetes.cacert` holds no certificate.
+    #[error("kubernetes.cacert: no certificate in the file")]
+    NoCertificate,
+    /// The kubeconfig cannot be read.
+    #[error("read kubeconfig")]
+    ReadKubeconfig(#[source] kube::config::KubeconfigError),
+    /// The kubeconfig has no usable context of this name.
+    #[error("kubeconfig context {context:?}")]
+    Context {
+        /// `kubernetes.context`.
+        context: String,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// In-cluster credentials were offered but unusable, and the kubeconfig tried next
+    /// failed too: both causes.
+    #[error("in-cluster configuration unusable ({in_cluster}), and the kubeconfig failed")]
+    NeitherSource {
+        /// Why the in-cluster configuration failed.
+        in_cluster: kube::config::InClusterError,
+        /// Why the kubeconfig failed.
+        #[source]
+        kubeconfig: Box<ClientError>,
+    },
+    /// An API server address from `default/endpoints/kubernetes` is not a URL.
+    #[error("API server address {address}")]
+    Address {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    /// The HTTP client cannot be built from the configuration (TLS, authentication).
+    #[error("build the HTTP client")]
+    Build(#[source] kube::Error),
+}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        Error::Config {
+            what: "configure the Kubernetes client".into(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
 
 /// Clients and the identity they were built with.
 #[derive(Clone)]
@@ -71,20 +140,23 @@ pub struct ClientSource {
     pub bypass_api_service: bool,
     /// Explicit kubeconfig path (else `$KUBECONFIG` / `~/.kube/config`).
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// The caller's environment offers in-cluster credentials
+    /// (`KUBERNETES_SERVICE_HOST` is set); read once by the caller, never here.
+    pub in_cluster: bool,
 }
 
 /// Builds the request and watch clients, counting every request.
 ///
 /// # Errors
-/// [`Error::Client`] when neither in-cluster credentials nor the kubeconfig
-/// context can be used.
+/// [`Error::Config`] (caused by a [`ClientError`]) when neither in-cluster
+/// credentials nor the kubeconfig context can be used.
 pub async fn connect(
     source: &ClientSource,
     timeouts: Timeouts,
     keepalive: Keepalive,
     counter: &RequestCounter,
 ) -> Result<Clients> {
-    let mut config = base_config(source).await?;
+    let mut config = base_config(source).await.map_err(Error::from)?;
     config.default_retry = false;
     config.connect_timeout = Some(timeouts.connect());
     config.write_timeout = Some(timeouts.request());
@@ -100,21 +172,24 @@ pub async fn connect(
             Ok(addrs) if !addrs.is_empty() => {
                 let pick = &addrs[jitter_index(addrs.len())];
                 tracing::info!(server = %pick, "bypassing the kubernetes Service");
-                config.cluster_url = pick
-                    .parse()
-                    .map_err(|e| Error::Client(format!("API server address {pick}: {e}")))?;
+                config.cluster_url = pick.parse().map_err(|source| ClientError::Address {
+                    address: pick.clone(),
+                    source,
+                })?;
                 config.tls_server_name = Some("kubernetes.default.svc".into());
                 bypassing = true;
             }
             Ok(_) => tracing::warn!(
                 "default/endpoints/kubernetes lists no API server; using the Service"
             ),
-            Err(e) if e.status() == Some(403) => {
+            Err(kube::Error::Api(s)) if s.code == 403 => {
                 tracing::warn!(
                     "bypass_api_service disabled: no permission to read default/endpoints/kubernetes"
                 )
             }
-            Err(e) => tracing::warn!("failed to {e:#}; using the Service address"),
+            Err(e) => tracing::warn!(
+                "failed to get default/endpoints/kubernetes: {e}; using the Service address"
+            ),
         }
     }
     let server = config.cluster_url.to_string();
@@ -126,15 +201,22 @@ pub async fn connect(
     })
 }
 
-async fn base_config(source: &ClientSource) -> Result<kube::Config> {
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists();
+async fn base_config(source: &ClientSource) -> Result<kube::Config, ClientError> {
+    let in_cluster = source.in_cluster && std::path::Path::new(SERVICE_ACCOUNT_TOKEN).exists();
+    configure(source, in_cluster).await
+}
+
+/// In-cluster credentials when `in_cluster` and no kubeconfig is named, else (or when they
+/// are unusable) the kubeconfig.
+async fn configure(source: &ClientSource, in_cluster: bool) -> Result<kube::Config, ClientError> {
+    let mut in_cluster_error = None;
     if in_cluster && source.kubeconfig.is_none() {
         match kube::Config::incluster() {
             Ok(mut c) => {
                 if let Some(ca) = &source.cacert {
-                    let pem = std::fs::read(ca).map_err(|e| {
-                        Error::Client(format!("read kubernetes.cacert {}: {e}", ca.display()))
+                    let pem = std::fs::read(ca).map_err(|e| ClientError::ReadCacert {
+                        path: ca.clone(),
+                        source: e,
                     })?;
                     c.root_cert = Some(pem_certs(&pem)?);
                     c.root_cert_file = Some(ca.clone());
@@ -142,35 +224,50 @@ async fn base_config(source: &ClientSource) -> Result<kube::Config> {
                 return Ok(c);
             }
             Err(e) => {
-                tracing::warn!("in-cluster configuration unusable ({e}); trying the kubeconfig")
+                tracing::warn!("in-cluster configuration unusable ({e}); trying the kubeconfig");
+                in_cluster_error = Some(e);
             }
         }
     }
+    kubeconfig(source)
+        .await
+        .map_err(|e| match in_cluster_error {
+            Some(in_cluster) => ClientError::NeitherSource {
+                in_cluster,
+                kubeconfig: Box::new(e),
+            },
+            None => e,
+        })
+}
+
+/// The configuration of context `source.context` of the kubeconfig.
+async fn kubeconfig(source: &ClientSource) -> Result<kube::Config, ClientError> {
     let kc = match &source.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
     }
-    .map_err(|e| Error::Client(format!("read kubeconfig: {e}")))?;
+    .map_err(ClientError::ReadKubeconfig)?;
     let options = KubeConfigOptions {
         context: Some(source.context.clone()),
         ..Default::default()
     };
     kube::Config::from_custom_kubeconfig(kc, &options)
         .await
-        .map_err(|e| Error::Client(format!("kubeconfig context {:?}: {e}", source.context)))
+        .map_err(|e| ClientError::Context {
+            context: source.context.clone(),
+            source: e,
+        })
 }
 
-fn pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
+fn pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, ClientError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem)
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<_, _>>()
-        .map_err(|e| Error::Client(format!("kubernetes.cacert: {e}")))?;
+        .map_err(ClientError::ParseCacert)?;
     if certs.is_empty() {
-        return Err(Error::Client(
-            "kubernetes.cacert: no certificate in the file".into(),
-        ));
+        return Err(ClientError::NoCertificate);
     }
     Ok(certs)
 }
@@ -180,13 +277,13 @@ fn build(
     read_timeout: Option<Duration>,
     keepalive: Keepalive,
     counter: &RequestCounter,
-) -> Result<kube::Client> {
+) -> Result<kube::Client, ClientError> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioExecutor;
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
 
-    let client_err = |e: kube::Error| Error::Client(e.to_string());
+    let client_err = ClientError::Build;
     // kube's default stack, with TCP keepalive on the connector so a dead
     // connection (a watch in particular) is noticed, as Patroni tunes it.
     let mut http = HttpConnector::new();
@@ -239,12 +336,9 @@ impl Keepalive {
 
 /// `https://IP:PORT` of every API server, from `default/endpoints/kubernetes`
 /// (port named `https`, TCP).
-async fn api_server_addresses(client: &kube::Client) -> Result<Vec<String>> {
+async fn api_server_addresses(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
     let api: Api<Endpoints> = Api::namespaced(client.clone(), "default");
-    let ep = api.get("kubernetes").await.map_err(|source| Error::Api {
-        what: "get default/endpoints/kubernetes".into(),
-        source,
-    })?;
+    let ep = api.get("kubernetes").await?;
     let mut out = Vec::new();
     for subset in ep.subsets.unwrap_or_default() {
         let Some(port) = subset.ports.iter().flatten().find(|p| {
@@ -274,6 +368,42 @@ fn jitter_index(n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// When in-cluster credentials are offered but unusable and the kubeconfig fails too,
+    /// the error keeps both causes.
+    #[tokio::test]
+    async fn a_failed_fallback_keeps_both_causes() {
+        let source = ClientSource {
+            context: "no-such-context-patroni-rs-test".into(),
+            ..Default::default()
+        };
+        let Err(e) = configure(&source, true).await else {
+            // Running in a pod with a service account: in-cluster credentials work.
+            return;
+        };
+        let ClientError::NeitherSource { kubeconfig, .. } = &e else {
+            panic!("both causes expected: {e:?}");
+        };
+        assert!(
+            matches!(
+                **kubeconfig,
+                ClientError::ReadKubeconfig(_) | ClientError::Context { .. }
+            ),
+            "{kubeconfig:?}"
+        );
+        let Error::Config {
+            source: Some(cause),
+            ..
+        } = Error::from(e)
+        else {
+            panic!("a configuration error with its cause");
+        };
+        assert!(
+            cause
+                .to_string()
+                .starts_with("in-cluster configuration unusable (")
+        );
+    }
 
     /// Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10) give
     /// 20 s idle and 3.33 s between probes; short ttls floor at 1 s.

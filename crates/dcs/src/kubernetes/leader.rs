@@ -10,7 +10,7 @@ use super::annotations::{self as ann, key};
 use super::retry::Retry;
 use super::writes::{Annotations, Method, Subsets};
 use super::{KindObject, KubernetesDcs};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Minimum time left to read the object back after a 409.
 const READ_BACK_MIN: Duration = Duration::from_secs(1);
@@ -114,7 +114,7 @@ impl KubernetesDcs {
         let ok = match result {
             Ok(_) => true,
             Err(e) if e.is_unreachable() => return Err(e),
-            Err(e) if e.status() == Some(409) && version.is_some() && retry.has(READ_BACK_MIN) => {
+            Err(Error::Conflict { .. }) if version.is_some() && retry.has(READ_BACK_MIN) => {
                 match self.read_back(&retry).await? {
                     Some(obj) => {
                         Some(obj.resource_version.as_str()) != version.as_deref()
@@ -123,10 +123,9 @@ impl KubernetesDcs {
                     None => false,
                 }
             }
+            Err(Error::Conflict { .. }) => false,
             Err(e) => {
-                if e.status() != Some(409) {
-                    tracing::warn!("failed to {e:#}");
-                }
+                tracing::warn!("failed to {e:#}");
                 false
             }
         };
@@ -231,7 +230,7 @@ impl KubernetesDcs {
         {
             Ok(_) => return Ok(true),
             Err(e) if e.is_unreachable() => return Err(e),
-            Err(e) if e.status() == Some(409) => tracing::warn!("concurrent update of {name}"),
+            Err(Error::Conflict { .. }) => tracing::warn!("concurrent update of {name}"),
             Err(e) => {
                 tracing::error!("failed to {e:#}");
                 return Ok(false);

@@ -10,12 +10,17 @@
 //! Module map: `names` (object names, labels, selector), `annotations`
 //! (encodings), `objects` (cached shapes), `view` (cluster view), `labels`
 //! (pod role labels), `cache` (list+watch), `client` (credentials,
-//! timeouts), `retry`, `leader` (acquire, renew, release), `writes` (every
-//! other write).
+//! timeouts), `errors` (`kube::Error` to [`crate::Error`]), `retry`,
+//! `leader` (acquire, renew, release), `writes` (every other write).
+//!
+//! Callers outside this crate reach it through [`crate::connect`] and
+//! [`crate::AnyDcs`]; [`KubernetesDcs`] itself is public for tests against a
+//! real API server, which read its request counts and caches.
 
 pub mod annotations;
 mod cache;
 mod client;
+mod errors;
 mod labels;
 mod leader;
 pub mod lock;
@@ -26,7 +31,6 @@ pub mod view;
 mod writes;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +38,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject};
-use patroni_config::KubernetesConfig;
+use patroni_config::{DcsConfig, KubernetesConfig};
 use patroni_core::Cluster;
 
 use self::lock::{LockObserver, LockState};
@@ -42,37 +46,18 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use self::cache::Cache;
-pub use self::client::ClientSource;
+pub use self::client::{ClientError, ClientSource};
 pub use self::labels::{LabelPatch, labels_match, target_labels};
 pub use self::names::{Mode, Names};
 pub use self::objects::{KindObject, PodObject};
 use self::retry::Retry;
 use crate::accounting::RequestCounter;
-use crate::{Error, Result};
+use crate::{Error, Result, Settings};
 
 /// Least time given to the read that confirms an expired lock.
 const CONFIRM_MIN: Duration = Duration::from_secs(1);
 /// Extra time non-holders wait in `watch`, so their cycles trail the leader's.
 const NON_LEADER_EXTRA_WAIT: Duration = Duration::from_millis(500);
-
-/// What the Kubernetes DCS needs to know.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Cluster name.
-    pub scope: String,
-    /// This member's name (= its pod's name).
-    pub name: String,
-    /// The `kubernetes` section.
-    pub kubernetes: KubernetesConfig,
-    /// Lock ttl written into the leader object.
-    pub ttl: Duration,
-    /// HA loop interval (tunes TCP keepalive of API connections).
-    pub loop_wait: Duration,
-    /// Budget of one DCS operation, retries included.
-    pub retry_timeout: Duration,
-    /// kubeconfig to use instead of in-cluster credentials or `$KUBECONFIG`.
-    pub kubeconfig: Option<PathBuf>,
-}
 
 /// Loop timings that dynamic configuration can change at run time.
 #[derive(Debug, Clone, Copy)]
@@ -157,18 +142,29 @@ impl LockTrack {
 // === impl KubernetesDcs ===
 
 impl KubernetesDcs {
-    /// Connects and starts the pod and state-object caches.
+    /// Connects and starts the pod and state-object caches, with the `kubernetes` section
+    /// of `settings.dcs`.
     ///
     /// # Errors
-    /// [`Error::Client`] when no client configuration is usable.
+    /// [`Error::Config`] when `settings.dcs` is not Kubernetes or no client configuration
+    /// is usable (caused by a [`ClientError`]).
     pub async fn start(settings: Settings) -> Result<Self> {
+        let DcsConfig::Kubernetes(k) = &settings.dcs else {
+            return Err(Error::Config {
+                what: format!(
+                    "the Kubernetes DCS cannot start with the {} section",
+                    settings.dcs.kind()
+                ),
+                source: None,
+            });
+        };
         let counter = RequestCounter::default();
-        let k = &settings.kubernetes;
         let source = ClientSource {
             context: k.context.clone(),
             cacert: k.cacert.clone(),
             bypass_api_service: k.bypass_api_service,
             kubeconfig: settings.kubeconfig.clone(),
+            in_cluster: settings.in_cluster,
         };
         let keepalive =
             client::Keepalive::new(settings.ttl, settings.loop_wait, settings.retry_timeout);

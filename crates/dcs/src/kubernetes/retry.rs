@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Error, Result};
+use super::errors;
+use crate::Result;
 
 /// First backoff delay.
 const INITIAL_DELAY: Duration = Duration::from_millis(100);
@@ -68,8 +69,9 @@ impl Retry {
     /// Runs `op` until it succeeds, fails for good, or time runs out.
     ///
     /// # Errors
-    /// [`Error::Api`] for a non-retriable answer, [`Error::Unreachable`] when
-    /// the budget is spent.
+    /// [`Error::Conflict`](crate::Error::Conflict) or [`Error::Refused`](crate::Error::Refused)
+    /// for a non-retriable answer, [`Error::Unreachable`](crate::Error::Unreachable) when the
+    /// budget is spent.
     pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -83,24 +85,18 @@ impl Retry {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    return Err(Error::Unreachable {
-                        what: what.to_string(),
-                        source: kube::Error::Service("request timed out".into()),
-                    });
+                    return Err(errors::unreachable(
+                        what,
+                        kube::Error::Service("request timed out".into()),
+                    ));
                 }
             };
             if !self.retriable(&e) {
-                return Err(Error::Api {
-                    what: what.to_string(),
-                    source: e,
-                });
+                return Err(errors::refused(what, e));
             }
             let sleep = delay + Duration::from_millis(jitter_ms());
             if self.remaining() <= sleep {
-                return Err(Error::Unreachable {
-                    what: what.to_string(),
-                    source: e,
-                });
+                return Err(errors::unreachable(what, e));
             }
             tracing::debug!(what, error = %e, ?sleep, "retrying");
             tokio::time::sleep(sleep).await;

@@ -15,13 +15,14 @@ use patroni_core::{MemberData, SyncState};
 use serde_json::{Value, json};
 
 use super::annotations::{self as ann, key};
+use super::errors::{self, http_status};
 use super::labels::{labels_match, target_labels};
 use super::names::Mode;
 use super::objects::{KindObject, PodObject};
 use super::retry::Retry;
 use super::{Inner, KubernetesDcs};
+use crate::Result;
 use crate::dcs::{FailoverRequest, written_sync_state};
-use crate::{Error, Result};
 
 /// Annotation values to write; `None` deletes the annotation.
 pub(crate) type Annotations = BTreeMap<String, Option<String>>;
@@ -102,7 +103,7 @@ impl Inner {
         };
         let result = match retry {
             Some(r) => r.run(&what, op).await,
-            None => op().await.map_err(|source| classify(&what, source)),
+            None => op().await.map_err(|source| errors::classify(&what, source)),
         };
         match result {
             Ok(obj) => {
@@ -111,7 +112,7 @@ impl Inner {
                 Ok(obj)
             }
             Err(e) => {
-                if e.status() == Some(409) && version.is_some() {
+                if http_status(&e) == Some(409) && version.is_some() {
                     // The cache may be stale: make both watches re-list.
                     self.kinds.kill_stream();
                     self.pods.kill_stream();
@@ -237,20 +238,6 @@ impl Inner {
     }
 }
 
-/// Maps an immediate (not retried) failure to the DCS error kinds.
-pub(crate) fn classify(what: &str, source: kube::Error) -> Error {
-    match source {
-        kube::Error::Api(_) | kube::Error::SerdeError(_) => Error::Api {
-            what: what.to_string(),
-            source,
-        },
-        source => Error::Unreachable {
-            what: what.to_string(),
-            source,
-        },
-    }
-}
-
 /// Whether the leader Endpoints' subsets need rewriting (Patroni's `subsets_changed`).
 pub(crate) fn subsets_changed(latest: &[EndpointSubset], ip: &str, ports: &[K8sPort]) -> bool {
     let [subset] = latest else { return true };
@@ -275,8 +262,8 @@ pub(crate) fn subsets_changed(latest: &[EndpointSubset], ip: &str, ports: &[K8sP
 
 /// Logs a refused write as Patroni does (409 silently, 403 as permission
 /// denied) and turns it into `false`.
-fn refused(e: Error) -> Result<bool> {
-    match e.status() {
+fn refused(e: crate::Error) -> Result<bool> {
+    match http_status(&e) {
         Some(409) => {}
         Some(403) => tracing::error!("permission denied: {e:#}"),
         _ => tracing::error!("failed to {e:#}"),

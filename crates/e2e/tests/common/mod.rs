@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::Role;
 
-use patroni_config::{EndpointPort, KubernetesConfig};
+use patroni_config::{DcsConfig, EndpointPort, KubernetesConfig};
 use patroni_dcs::{KubernetesDcs, Settings};
 use patroni_testlab::{Host, Lab, PodSpec, TestNamespace};
 
@@ -134,11 +134,12 @@ pub async fn dcs(
     KubernetesDcs::start(Settings {
         scope: scope.to_string(),
         name: name.to_string(),
-        kubernetes: k8s,
+        dcs: DcsConfig::Kubernetes(k8s),
         ttl,
         loop_wait: Duration::from_secs(10),
         retry_timeout: Duration::from_secs(4),
         kubeconfig: Some(kubeconfig),
+        in_cluster: false,
     })
     .await
     .expect("start the DCS")

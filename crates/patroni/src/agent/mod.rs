@@ -1,7 +1,7 @@
 //! The HA agent: starts the DCS, the Postgres instance, the REST API and the HA loop, and shuts
 //! them down in a fixed order.
 //!
-//! Start order: DCS (Kubernetes), Postgres instance (nothing is started yet), REST API on
+//! Start order: DCS (the backend the configuration selects, opened by [`patroni_dcs::connect`]), Postgres instance (nothing is started yet), REST API on
 //! `restapi.listen`, then the HA loop ([`runtime`]). On SIGTERM/SIGINT the loop is told to shut
 //! down: it keeps deciding until the core's shutdown actions are done (stop Postgres, then
 //! release the lock), within [`runtime::SHUTDOWN_DEADLINE`]; then the API stops and the agent
@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use patroni_api::{ApiSettings, HaSnapshot, bind, router, serve, serve_tls, tls_acceptor};
-use patroni_config::{Config, DcsConfig};
+use patroni_config::Config;
 use patroni_core::Role;
-use patroni_dcs::{KubernetesDcs, Settings};
+use patroni_dcs::{Dcs, Settings};
 use patroni_postgres::{BinDir, InstanceSpec, Launcher, Postgres};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -54,31 +54,37 @@ pub enum Outcome {
 
 /// Runs the agent until SIGTERM/SIGINT or a fatal decision.
 ///
-/// `home` is where the default password file goes.
+/// `home` is where the default password file goes; `in_cluster` says whether the process
+/// environment offers in-cluster DCS credentials ([`patroni_dcs::in_cluster_offered`] of the
+/// one snapshot `main` took).
 ///
 /// # Errors
 /// The DCS, the binaries or the API listener cannot be set up.
 pub async fn run(
     config: Config,
     home: PathBuf,
+    in_cluster: bool,
     reloader: operator::Reloader,
 ) -> anyhow::Result<Outcome> {
     let config = Arc::new(config);
-    let DcsConfig::Kubernetes(kubernetes) = &config.dcs else {
-        anyhow::bail!("only the kubernetes DCS is supported");
-    };
     let boot = &config.bootstrap.dcs;
-    let dcs = KubernetesDcs::start(Settings {
+    let dcs = patroni_dcs::connect(Settings {
         scope: config.scope.clone(),
         name: config.name.clone(),
-        kubernetes: kubernetes.clone(),
+        dcs: config.dcs.clone(),
         ttl: Duration::from_secs(boot.ttl.into()),
         loop_wait: Duration::from_secs(boot.loop_wait.into()),
         retry_timeout: Duration::from_secs(boot.retry_timeout.into()),
         kubeconfig: None,
+        in_cluster,
     })
     .await
-    .context("start the Kubernetes DCS")?;
+    .with_context(|| {
+        format!(
+            "start the {} DCS",
+            patroni_dcs::backend_name(config.dcs.kind())
+        )
+    })?;
     let dcs = Arc::new(dcs);
 
     if config.watchdog.mode == patroni_config::WatchdogMode::Required {
@@ -87,7 +93,7 @@ pub async fn run(
         );
     }
     let peers = PeerClient::from_config(&config).context("set up TLS for peer requests")?;
-    if let Some(reason) = duplicate_name(&dcs, &config.name, &peers).await {
+    if let Some(reason) = duplicate_name(dcs.as_ref(), &config.name, &peers).await {
         tracing::error!("{reason}");
         return Ok(Outcome::Fatal(reason));
     }
@@ -175,7 +181,7 @@ const UNIQUE_NAME_TIMEOUT: Duration = Duration::from_secs(3);
 /// two agents act for one member (issue #12: the duplicate released the real leader's lock).
 /// Checked before this agent's own API listens, so a restarted agent never finds itself.
 /// Returns Patroni's message when this agent must not start.
-async fn duplicate_name(dcs: &KubernetesDcs, name: &str, peers: &PeerClient) -> Option<String> {
+async fn duplicate_name(dcs: &impl Dcs, name: &str, peers: &PeerClient) -> Option<String> {
     let cluster = match dcs.get_cluster().await {
         Ok(c) => c,
         Err(e) => {

@@ -14,8 +14,8 @@ use anyhow::Context;
 use clap::Parser;
 use patroni::{agent, exit, process_env, report};
 use patroni_config::{
-    Config, DcsConfig, Environment, LoadError, Loaded, OsFilesystem, SystemCheckOptions,
-    TcpPortProbe, check_system, load,
+    Config, Environment, LoadError, Loaded, OsFilesystem, SystemCheckOptions, TcpPortProbe,
+    check_system, load,
 };
 
 const PROGRAM: &str = "patroni";
@@ -138,7 +138,8 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
             Err(LoadError::Source(e)) => Err(anyhow::Error::from(e)),
         })
     };
-    match runtime.block_on(agent::run(config, home, reloader)) {
+    let in_cluster = patroni_dcs::in_cluster_offered(env);
+    match runtime.block_on(agent::run(config, home, in_cluster, reloader)) {
         Ok(agent::Outcome::Stopped) => exit::OK,
         Ok(agent::Outcome::Fatal(reason)) => {
             tracing::error!("the agent stopped: {reason}");
@@ -209,14 +210,11 @@ fn load_or_report(cli: &Cli, env: &Environment, print_warnings: bool) -> Option<
     }
 }
 
-/// The refusal message for a DCS other than Kubernetes.
+/// The refusal message for a DCS this build has no backend for.
 fn unsupported_dcs(config: &Config) -> Option<String> {
-    match &config.dcs {
-        DcsConfig::Kubernetes(_) => None,
-        DcsConfig::Unsupported { kind, .. } => Some(format!(
-            "the \"{kind}\" DCS is not supported yet; patroni-rs supports kubernetes"
-        )),
-    }
+    let kind = config.dcs.kind();
+    (!patroni_dcs::supports(kind))
+        .then(|| format!("the \"{kind}\" DCS is not supported yet; patroni-rs supports kubernetes"))
 }
 
 fn print_yaml(loaded: &Loaded) -> anyhow::Result<()> {
