@@ -14,8 +14,8 @@ use patroni::agent::runtime::{Fatal, Runtime};
 use patroni_config::{Config, Environment, load};
 use patroni_core::ha::PgRole;
 use patroni_dcs::{Dcs, MemoryStore};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Lock ttl of the test cluster.
 const TTL: Duration = Duration::from_secs(20);
@@ -43,7 +43,7 @@ fn config(dir: &std::path::Path, i: usize) -> Config {
 
 struct Agent {
     task: JoinHandle<Result<(), Fatal>>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
 }
 
 fn start(store: &MemoryStore, world: &FakeWorld, config: Config, i: usize) -> Agent {
@@ -51,8 +51,8 @@ fn start(store: &MemoryStore, world: &FakeWorld, config: Config, i: usize) -> Ag
     let shared = Arc::new(Shared::new(initial_snapshot(&config)));
     let pg = world.member(&format!("10.0.0.{i}"));
     let runtime = Runtime::new(Arc::new(config), dcs, pg, 15, shared);
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(runtime.run(rx));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(stop.clone()));
     Agent { task, stop }
 }
 
@@ -177,7 +177,7 @@ async fn sigterm_on_the_leader_stops_postgres_releases_the_lock_and_exits() {
     let old = format!("10.0.0.{leader}");
     {
         tracing::info!("--- SIGTERM: the loop ends with success, the server is stopped");
-        agents[leader].stop.send(true).expect("loop listens");
+        agents[leader].stop.cancel();
         let result = (&mut agents[leader].task).await.expect("loop task");
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(world.servers()[&old].running, None);

@@ -34,8 +34,8 @@ use patroni_config::Config;
 use patroni_core::Role;
 use patroni_dcs::{Dcs, Settings};
 use patroni_postgres::{BinDir, InstanceSpec, Launcher, Postgres};
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use self::api_backend::{AgentBackend, LoopStatus, Shared, Snapshot};
 use self::member_data::{ADVERTISED_PATRONI_VERSION, Identity, PgState, StatusExtras};
@@ -116,7 +116,10 @@ pub async fn run(
 
     let shared = Arc::new(Shared::new(initial_snapshot(&config)));
 
-    let (api_stop_tx, api_stop_rx) = watch::channel(false);
+    // The agent's token: cancelled when the agent ends, after the loop; the API, the signal
+    // handlers and the loop's shutdown request hang below it.
+    let agent = CancellationToken::new();
+    let shutdown = agent.child_token();
     let backend = Arc::new(
         AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)).with_peers(peers.clone()),
     );
@@ -134,21 +137,14 @@ pub async fn run(
         .await
         .with_context(|| format!("listen on {:?}", config.restapi.listen))?;
     tracing::info!(listen = ?config.restapi.listen, tls = tls.is_some(), version = ADVERTISED_PATRONI_VERSION, "REST API listening");
-    let api_stopped = async move {
-        let mut rx = api_stop_rx;
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let api_stopped = agent.child_token().cancelled_owned();
     let api = match tls {
         Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app, api_stopped)),
         None => tokio::spawn(serve(listener, app, api_stopped)),
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    tokio::spawn(reload_on_sighup(Arc::clone(&shared)));
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(reload_on_sighup(Arc::clone(&shared), agent.child_token()));
 
     let runtime = Runtime::new(
         Arc::clone(&config),
@@ -159,10 +155,10 @@ pub async fn run(
     )
     .with_reloader(reloader)
     .with_peers(peers);
-    let result = runtime.run(stop_rx).await;
+    let result = runtime.run(shutdown).await;
     shared.update(|s| s.loop_status = LoopStatus::ShuttingDown);
-    let _ = api_stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), api).await {
+    agent.cancel();
+    match tokio::time::timeout(API_STOP_TIMEOUT, api).await {
         Ok(Ok(Err(e))) => tracing::warn!("failed to serve the REST API: {e:#}"),
         Err(_) => tracing::warn!("the REST API did not stop in time"),
         _ => {}
@@ -172,6 +168,9 @@ pub async fn run(
         Err(fatal) => Outcome::Fatal(fatal.0),
     })
 }
+
+/// How long the REST API may take to finish its open requests once the loop has ended.
+const API_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the running member of the same name may take to answer (Patroni: 3 s).
 const UNIQUE_NAME_TIMEOUT: Duration = Duration::from_secs(3);
@@ -232,32 +231,40 @@ pub fn initial_snapshot(config: &Config) -> Snapshot {
 
 /// Resolves at SIGTERM or SIGINT.
 /// Queues a reload of the local configuration on every SIGHUP, as Patroni does.
-async fn reload_on_sighup(shared: Arc<Shared>) {
+/// Queues a reload on each SIGHUP until `done`.
+async fn reload_on_sighup(shared: Arc<Shared>, done: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("failed to install the SIGHUP handler; reload with POST /reload");
         return;
     };
-    while hup.recv().await.is_some() {
+    while done
+        .run_until_cancelled(hup.recv())
+        .await
+        .flatten()
+        .is_some()
+    {
         tracing::info!("SIGHUP received: reloading the configuration");
         shared.send(api_backend::Command::Reload);
     }
 }
 
-async fn wait_for_signal() {
+/// Cancels `shutdown` on SIGTERM or SIGINT (returns when it is cancelled otherwise).
+async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::warn!("failed to install signal handlers; stop with SIGKILL");
-        std::future::pending::<()>().await;
         return;
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+        () = shutdown.cancelled() => return,
     }
+    shutdown.cancel();
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ use patroni_core::ha::{
     PgRole, PgServer, decide,
 };
 use patroni_dcs::Dcs;
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::api_backend::{LoopStatus, Shared};
@@ -206,18 +206,18 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.start.elapsed()
     }
 
-    /// Runs cycles until `shutdown` turns true and the shutdown actions are done (or
+    /// Runs cycles until `shutdown` is cancelled and the shutdown actions are done (or
     /// [`SHUTDOWN_DEADLINE`] passes).
     ///
     /// # Errors
     /// [`Fatal`] when the core says continuing is unsafe.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Fatal> {
         if self.pg.adopt() {
             tracing::info!("adopted a running postmaster");
         }
         let mut shutting_down_since: Option<Instant> = None;
         loop {
-            let stopping = *shutdown.borrow();
+            let stopping = shutdown.is_cancelled();
             if stopping && shutting_down_since.is_none() {
                 tracing::info!("shutdown requested");
                 shutting_down_since = Some(Instant::now());
@@ -245,13 +245,13 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 tokio::time::sleep(SHUTDOWN_RETRY).await;
                 continue;
             }
-            self.wait(end.next_cycle_at, &mut shutdown).await;
+            self.wait(end.next_cycle_at, &shutdown).await;
         }
     }
 
     /// Waits until the next cycle: cancellation first, then the deadline, a DCS change, an
     /// API wake-up.
-    async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &mut watch::Receiver<bool>) {
+    async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &CancellationToken) {
         let now = self.tick();
         let mut remaining = self.ha.loop_wait;
         if let Some(at) = next_cycle_at {
@@ -266,7 +266,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let shared = Arc::clone(&self.shared);
         tokio::select! {
             biased;
-            _ = shutdown.changed() => {}
+            () = shutdown.cancelled() => {}
             () = tokio::time::sleep_until(deadline) => {}
             _ = dcs.watch(remaining) => {}
             () = shared.wake.notified() => {}
