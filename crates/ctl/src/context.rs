@@ -39,6 +39,8 @@ pub struct Ctl {
     in_cluster: bool,
     /// REST client for members' APIs.
     pub rest: Rest,
+    /// The one snapshot of the process environment (`main`'s): libpq's and `$EDITOR`.
+    pub env: Environment,
 }
 
 /// One cluster opened in the DCS.
@@ -159,7 +161,9 @@ impl Ctl {
             anyhow::anyhow!("invalid configuration: {}", problems.join("; "))
         })?;
         let in_cluster = patroni_dcs::in_cluster_offered(env);
-        Self::from_config(config, has_scope, has_dcs, insecure, in_cluster)
+        let mut ctl = Self::from_config(config, has_scope, has_dcs, insecure, in_cluster)?;
+        ctl.env = env.clone();
+        Ok(ctl)
     }
 
     fn from_config(
@@ -195,6 +199,7 @@ impl Ctl {
             dcs: has_dcs.then_some(config.dcs),
             in_cluster,
             rest,
+            env: Environment::new(),
         })
     }
 

@@ -24,10 +24,15 @@ const STRIPPED_ENV_VARS: [&str; 1] = ["NOTIFY_SOCKET"];
 /// Patroni passes `PG_MALLOC_ARENA_MAX` to postgres as `MALLOC_ARENA_MAX`.
 const MALLOC_ARENA_VAR: (&str, &str) = ("PG_MALLOC_ARENA_MAX", "MALLOC_ARENA_MAX");
 
-/// A command prefix put in front of every PostgreSQL program (empty in production).
+/// A command prefix put in front of every PostgreSQL program (empty in production), and what
+/// changes in the programs' environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Launcher {
     prefix: Vec<OsString>,
+    /// Variables of the agent's environment the programs do not inherit.
+    removed: Vec<String>,
+    /// Variables set for the programs.
+    set: Vec<(String, String)>,
 }
 
 /// The PostgreSQL programs and how to launch them: what every operation of this crate that
@@ -54,7 +59,30 @@ impl Launcher {
     {
         Launcher {
             prefix: prefix.into_iter().map(Into::into).collect(),
+            ..Self::default()
         }
+    }
+
+    /// Adjusts the programs' environment to `vars`, the agent's one snapshot of its own: the
+    /// agent's configuration (`PATRONI_*`, `KUBERNETES_*`) and `NOTIFY_SOCKET` are not
+    /// inherited, `PG_MALLOC_ARENA_MAX` becomes `MALLOC_ARENA_MAX`, as Patroni does.
+    #[must_use]
+    pub fn with_environment<'a>(
+        mut self,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        for (name, value) in vars {
+            if STRIPPED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+                || STRIPPED_ENV_VARS.contains(&name)
+            {
+                self.removed.push(name.to_owned());
+            }
+            if name == MALLOC_ARENA_VAR.0 {
+                self.set
+                    .push((MALLOC_ARENA_VAR.1.to_owned(), value.to_owned()));
+            }
+        }
+        self
     }
 
     /// Runs programs in network namespace `netns` as OS user `user` (root only): the lab's
@@ -89,19 +117,10 @@ impl Launcher {
             }
             None => tokio::process::Command::new(program),
         };
-        for (name, value) in std::env::vars_os() {
-            let name_str = name.to_string_lossy();
-            if STRIPPED_ENV_PREFIXES
-                .iter()
-                .any(|p| name_str.starts_with(p))
-                || STRIPPED_ENV_VARS.contains(&name_str.as_ref())
-            {
-                cmd.env_remove(&name);
-            }
-            if name_str == MALLOC_ARENA_VAR.0 {
-                cmd.env(MALLOC_ARENA_VAR.1, value);
-            }
+        for name in &self.removed {
+            cmd.env_remove(name);
         }
+        cmd.envs(self.set.iter().map(|(k, v)| (k, v)));
         cmd
     }
 }
@@ -146,6 +165,41 @@ mod tests {
         let cmd = Launcher::direct().command("/bin/true");
         assert_eq!(cmd.as_std().get_program(), "/bin/true");
         assert_eq!(cmd.as_std().get_args().count(), 0);
+    }
+
+    /// The agent's own variables are removed from the programs' environment and
+    /// `PG_MALLOC_ARENA_MAX` is passed on as `MALLOC_ARENA_MAX`; others are left alone.
+    #[test]
+    fn environment_of_programs() {
+        let vars = [
+            ("PATRONI_SCOPE", "demo"),
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("NOTIFY_SOCKET", "/run/notify"),
+            ("PG_MALLOC_ARENA_MAX", "2"),
+            ("PGDATA", "/data"),
+        ];
+        let cmd = Launcher::direct()
+            .with_environment(vars)
+            .command("/bin/true");
+        let envs: Vec<(String, Option<String>)> = cmd
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            envs,
+            [
+                ("KUBERNETES_SERVICE_HOST".to_owned(), None),
+                ("MALLOC_ARENA_MAX".to_owned(), Some("2".to_owned())),
+                ("NOTIFY_SOCKET".to_owned(), None),
+                ("PATRONI_SCOPE".to_owned(), None),
+            ]
+        );
     }
 
     /// With a prefix the program comes after it.

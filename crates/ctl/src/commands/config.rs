@@ -37,11 +37,11 @@ fn for_editing(data: &Map<String, Value>) -> String {
     yaml_block(&Value::Object(data.clone()))
 }
 
-/// Runs `$EDITOR` (or `editor`, `vi`) on the YAML; returns the edited text.
-fn invoke_editor(before: &str, cluster: &str) -> anyhow::Result<String> {
-    let editor = std::env::var("EDITOR")
-        .ok()
+/// Runs `editor` (`$EDITOR`, else `editor`, else `vi`) on the YAML; returns the edited text.
+fn invoke_editor(before: &str, cluster: &str, editor: Option<&str>) -> anyhow::Result<String> {
+    let editor = editor
         .filter(|e| !e.is_empty())
+        .map(String::from)
         .or_else(|| {
             ["editor", "vi"]
                 .into_iter()
@@ -127,7 +127,7 @@ pub async fn edit_config(ctl: &Ctl, command: Command) -> anyhow::Result<()> {
     let after = match after {
         Some(a) => a,
         None => {
-            let text = invoke_editor(&before, &name)?;
+            let text = invoke_editor(&before, &name, ctl.env.get("EDITOR"))?;
             changed = match edit::parse_yaml_value(&text) {
                 Value::Object(m) => m,
                 Value::Null => Map::new(),

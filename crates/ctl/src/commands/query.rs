@@ -52,16 +52,20 @@ pub async fn query(ctl: &Ctl, command: Command) -> anyhow::Result<()> {
     let password = if password {
         Some(prompt::prompt("Password", None)?)
     } else {
-        std::env::var("PGPASSWORD").ok()
+        ctl.env.get("PGPASSWORD").map(String::from)
     };
     let name = ctl.cluster_name(cluster_name.as_deref())?;
     let opened = ctl.open(&name, &group).await?;
     let cluster = opened.cluster().await?;
     let interval = watch.watch.or(watch.w.then_some(2.0));
+    // libpq's defaults, from the one snapshot of the environment.
     let params = Params {
-        user: username,
+        user: username
+            .or_else(|| ctl.env.get("PGUSER").map(String::from))
+            .or_else(|| ctl.env.get("USER").map(String::from))
+            .unwrap_or_else(|| "postgres".into()),
         password,
-        dbname,
+        dbname: dbname.or_else(|| ctl.env.get("PGDATABASE").map(String::from)),
     };
     loop {
         let table = run_once(&cluster, &name, role, member.as_deref(), &sql, &params).await?;
@@ -77,7 +81,7 @@ pub async fn query(ctl: &Ctl, command: Command) -> anyhow::Result<()> {
 }
 
 struct Params {
-    user: Option<String>,
+    user: String,
     password: Option<String>,
     dbname: Option<String>,
 }
@@ -122,22 +126,12 @@ async fn run_once(
         )
         .connect_timeout(CONNECT_TIMEOUT)
         .application_name("Patroni ctl");
-    let user = params
-        .user
-        .clone()
-        .or_else(|| std::env::var("PGUSER").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "postgres".into());
-    config.user(&user);
+    config.user(&params.user);
     if let Some(p) = &params.password {
         config.password(p);
     }
-    if let Some(d) = params
-        .dbname
-        .clone()
-        .or_else(|| std::env::var("PGDATABASE").ok())
-    {
-        config.dbname(&d);
+    if let Some(d) = &params.dbname {
+        config.dbname(d);
     }
     let client = match config.connect(tokio_postgres::NoTls).await {
         Ok((client, conn)) => {

@@ -34,7 +34,9 @@
 //! single-user mode) fires nothing, like Patroni's.
 
 use std::process::Stdio;
+use std::sync::Arc;
 
+use patroni_config::Environment;
 use patroni_config::model::postgresql::Callbacks;
 use patroni_core::Role;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -113,6 +115,8 @@ pub struct CallbackState {
 pub struct CallbackRunner {
     commands: Callbacks,
     scope: String,
+    /// Variables removed from a callback's environment (names of the agent's snapshot).
+    stripped_env: Arc<[String]>,
     /// `on_start`, `on_stop`, `on_restart`, `on_role_change`: one at a time.
     main: Slot,
     /// `on_reload`: one at a time, independently of the others.
@@ -269,8 +273,28 @@ impl CallbackRunner {
         Self {
             commands,
             scope: scope.to_owned(),
+            stripped_env: Arc::from([]),
             main: Slot::default(),
             reload: Slot::default(),
+        }
+    }
+
+    /// Removes the agent's own configuration variables (`PATRONI_*`) of `env`, the agent's
+    /// one snapshot of its environment, from the callbacks' environment.
+    pub fn stripping(mut self, env: &Environment) -> Self {
+        self.stripped_env = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(STRIPPED_ENV_PREFIX))
+            .map(|(k, _)| k.to_owned())
+            .collect();
+        self
+    }
+
+    /// The same runner for changed `commands` (a reload), keeping what it strips.
+    pub fn with_commands(&self, commands: Callbacks, scope: &str) -> Self {
+        Self {
+            stripped_env: Arc::clone(&self.stripped_env),
+            ..Self::new(commands, scope)
         }
     }
 
@@ -316,7 +340,8 @@ impl CallbackRunner {
             r.done
         });
         let (kill, kill_rx) = oneshot::channel();
-        let done = tokio::spawn(run(argv, previous, kill_rx));
+        let stripped = Arc::clone(&self.stripped_env);
+        let done = tokio::spawn(run(argv, stripped, previous, kill_rx));
         slot.current = Some(Running { kill, done });
     }
 
@@ -330,9 +355,15 @@ impl CallbackRunner {
     }
 }
 
-/// Runs one callback once `previous` (already told to die) is gone; kills its process group
-/// when `kill` fires. A dropped sender (the agent exiting) leaves the command running.
-async fn run(argv: Vec<String>, previous: Option<JoinHandle<()>>, mut kill: oneshot::Receiver<()>) {
+/// Runs one callback once `previous` (already told to die) is gone, without the `stripped`
+/// variables; kills its process group when `kill` fires. A dropped sender (the agent exiting)
+/// leaves the command running.
+async fn run(
+    argv: Vec<String>,
+    stripped: Arc<[String]>,
+    previous: Option<JoinHandle<()>>,
+    mut kill: oneshot::Receiver<()>,
+) {
     if let Some(previous) = previous {
         tokio::select! {
             _ = previous => {}
@@ -348,10 +379,8 @@ async fn run(argv: Vec<String>, previous: Option<JoinHandle<()>>, mut kill: ones
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with(STRIPPED_ENV_PREFIX) {
-            cmd.env_remove(name);
-        }
+    for name in stripped.iter() {
+        cmd.env_remove(name);
     }
     let line = argv.join(" ");
     let mut child = match cmd.spawn() {
@@ -549,6 +578,38 @@ mod tests {
             ..Callbacks::default()
         };
         CallbackRunner::new(commands, "demo")
+    }
+
+    /// Only the snapshot's `PATRONI_*` names are stripped, and a stripped variable of the
+    /// agent's real environment (here `HOME`, standing in for one) is not inherited.
+    #[tokio::test]
+    async fn strips_the_agents_own_variables() {
+        let env = Environment::new()
+            .with_var("PATRONI_SCOPE", "demo")
+            .with_var("PATRONI_POSTGRESQL_PASSWORD", "secret")
+            .with_var("PGDATA", "/data");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = runner(dir.path(), "true").stripping(&env);
+        assert_eq!(
+            &*r.stripped_env,
+            ["PATRONI_POSTGRESQL_PASSWORD", "PATRONI_SCOPE"]
+        );
+        let commands = Callbacks {
+            on_role_change: Some(format!(
+                "sh -c 'echo \"${{HOME:-unset}}\" >> {}/out'",
+                dir.path().display()
+            )),
+            ..Callbacks::default()
+        };
+        let mut r = CallbackRunner::new(commands, "demo");
+        r.stripped_env = Arc::from(["HOME".to_owned()]);
+        r.fire(Callback {
+            action: OnRoleChange,
+            role: Role::Primary,
+        });
+        r.wait_idle().await;
+        let out = std::fs::read_to_string(dir.path().join("out")).expect("callback output");
+        assert_eq!(out, "unset\n");
     }
 
     /// The command is shell-split and gets `<action> <role> <scope>`; unconfigured

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use patroni_api::{ApiSettings, HaSnapshot, bind, router, serve, serve_tls, tls_acceptor};
-use patroni_config::Config;
+use patroni_config::{Config, Environment};
 use patroni_core::Role;
 use patroni_dcs::{Dcs, Settings};
 use patroni_postgres::{BinDir, InstanceSpec, Launcher, Postgres};
@@ -54,16 +54,15 @@ pub enum Outcome {
 
 /// Runs the agent until SIGTERM/SIGINT or a fatal decision.
 ///
-/// `home` is where the default password file goes; `in_cluster` says whether the process
-/// environment offers in-cluster DCS credentials ([`patroni_dcs::in_cluster_offered`] of the
-/// one snapshot `main` took).
+/// `home` is where the default password file goes; `env` is the one snapshot of the process
+/// environment `main` took (in-cluster DCS credentials offered, what callbacks do not inherit).
 ///
 /// # Errors
 /// The DCS, the binaries or the API listener cannot be set up.
 pub async fn run(
     config: Config,
     home: PathBuf,
-    in_cluster: bool,
+    env: &Environment,
     reloader: operator::Reloader,
 ) -> anyhow::Result<Outcome> {
     let config = Arc::new(config);
@@ -76,7 +75,7 @@ pub async fn run(
         loop_wait: Duration::from_secs(boot.loop_wait.into()),
         retry_timeout: Duration::from_secs(boot.retry_timeout.into()),
         kubeconfig: None,
-        in_cluster,
+        in_cluster: patroni_dcs::in_cluster_offered(env),
     })
     .await
     .with_context(|| {
@@ -110,7 +109,7 @@ pub async fn run(
         &config.postgresql,
         &home,
         major_version,
-        Launcher::direct(),
+        Launcher::direct().with_environment(env.iter()),
     );
     let pg = Postgres::new(spec);
 
@@ -153,6 +152,7 @@ pub async fn run(
         major_version,
         Arc::clone(&shared),
     )
+    .with_environment(env)
     .with_reloader(reloader)
     .with_peers(peers);
     let result = runtime.run(shutdown).await;

@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::api_backend::{Command, LoopStatus};
-use super::callbacks::{CallbackRunner, PgEvent};
+use super::callbacks::PgEvent;
 use super::ha_config::{ha_config, parse_dynamic};
 use super::member_data::{Identity, PgState};
 use super::pgctl::PostgresCtl;
@@ -87,8 +87,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         tracing::info!("reloaded the configuration");
         let config = Arc::new(config);
         self.id = Identity::from_config(&config);
-        self.callback_runner =
-            CallbackRunner::new(config.postgresql.callbacks.clone(), &config.scope);
+        self.callback_runner = self
+            .callback_runner
+            .with_commands(config.postgresql.callbacks.clone(), &config.scope);
         self.pg.set_config(Arc::clone(&config));
         self.config = config;
         self.ha = ha_config(&self.dynamic, &self.config);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use patroni_api::ParamChange;
-use patroni_config::{Config, DynamicConfig};
+use patroni_config::{Config, DynamicConfig, Environment};
 use patroni_core::Tick;
 use patroni_core::ha::{
     Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, MemberTags, Observation,
@@ -192,6 +192,15 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Checks peers with `peers` (TLS settings of the cluster).
     pub fn with_peers(mut self, peers: PeerClient) -> Self {
         self.peers = peers;
+        self
+    }
+
+    /// Runs callbacks without the agent's own `PATRONI_*` variables of `env` (the agent's
+    /// one snapshot of its environment).
+    pub fn with_environment(mut self, env: &Environment) -> Self {
+        self.callback_runner =
+            CallbackRunner::new(self.config.postgresql.callbacks.clone(), &self.config.scope)
+                .stripping(env);
         self
     }
 

@@ -138,8 +138,7 @@ fn start(cli: &Cli, env: &Environment) -> u8 {
             Err(LoadError::Source(e)) => Err(anyhow::Error::from(e)),
         })
     };
-    let in_cluster = patroni_dcs::in_cluster_offered(env);
-    match runtime.block_on(agent::run(config, home, in_cluster, reloader)) {
+    match runtime.block_on(agent::run(config, home, env, reloader)) {
         Ok(agent::Outcome::Stopped) => exit::OK,
         Ok(agent::Outcome::Fatal(reason)) => {
             tracing::error!("the agent stopped: {reason}");
