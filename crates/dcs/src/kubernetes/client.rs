@@ -31,7 +31,7 @@ use crate::{Error, Result};
 const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// Why no Kubernetes client could be configured; the cause of
-/// [`Error::Config`] from [`connect`].
+/// [`Error::Config`] from [`KubernetesDcs::start`](super::KubernetesDcs::start).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// `kubernetes.cacert` cannot be read.
