@@ -156,7 +156,7 @@ pub async fn connect(
     keepalive: Keepalive,
     counter: &RequestCounter,
 ) -> Result<Clients> {
-    let mut config = base_config(source).await.map_err(Error::from)?;
+    let mut config = base_config(source).await?;
     config.default_retry = false;
     config.connect_timeout = Some(timeouts.connect());
     config.write_timeout = Some(timeouts.request());
