@@ -11,7 +11,8 @@
 //! Patroni 4 writes, in both of Patroni's modes (ConfigMaps, Endpoints), so
 //! Patroni's own tools read our clusters and ours read theirs. See
 //! `docs/kubernetes-dcs.md`. [`MemoryDcs`] is the in-memory fake for tests of
-//! the agent.
+//! the agent, with fault injection: the whole store unreachable, one member
+//! partitioned, one operation of one member failing once.
 
 pub mod accounting;
 mod any;
@@ -26,4 +27,4 @@ pub use connect::{Settings, backend_name, connect, in_cluster_offered, supports}
 pub use dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 pub use error::{BoxError, Error, Result};
 pub use kubernetes::KubernetesDcs;
-pub use memory::{MemoryDcs, MemoryStore};
+pub use memory::{Fault, MemoryDcs, MemoryStore, Op};

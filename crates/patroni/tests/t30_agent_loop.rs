@@ -2,7 +2,9 @@
 //! DCS, each with a fake Postgres, under paused tokio time. One member bootstraps, the others
 //! clone and follow; when the leader's agent dies and its server crashes, exactly one other
 //! member promotes; SIGTERM on the leader hands over cleanly; a DCS outage demotes the primary;
-//! two primaries never run at once.
+//! a primary partitioned alone from the DCS demotes before its lock expires and another member
+//! takes over; a single refused lock renewal demotes the primary; a partitioned replica never
+//! promotes; two primaries never run at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,9 @@ use patroni::agent::fake_pg::FakeWorld;
 use patroni::agent::initial_snapshot;
 use patroni::agent::runtime::{Fatal, Runtime};
 use patroni_config::{Config, Environment, load};
+use patroni_core::MemberData;
 use patroni_core::ha::PgRole;
-use patroni_dcs::{Dcs, MemoryStore};
+use patroni_dcs::{Dcs, Fault, MemoryStore, Op};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -285,6 +288,211 @@ async fn a_member_resumed_after_a_pause_never_races_from_its_old_view() {
         assert_eq!(store.stale_acquire_attempts(), Vec::<String>::new());
         assert_eq!(store.holder().0, Some(format!("m{racer}")));
         assert_eq!(world.primaries(), [format!("10.0.0.{racer}")]);
+    }
+    for a in &mut agents {
+        a.task.abort();
+    }
+}
+
+/// Lets `time` pass step by step, checking after every step that at most one fake server
+/// runs as primary.
+async fn steps(world: &FakeWorld, time: Duration) {
+    let mut waited = Duration::ZERO;
+    run_until(world, time + STEP, "time passed", || {
+        waited += STEP;
+        waited > time
+    })
+    .await;
+}
+
+/// The lock holder in a fresh view, and what member `name` last published.
+async fn published(store: &MemoryStore, name: &str) -> (Option<String>, Option<MemberData>) {
+    let view = store
+        .member("observer", TTL)
+        .get_cluster()
+        .await
+        .expect("view");
+    let data = view.member(name).map(|m| m.data.clone());
+    (view.leader_name().map(String::from), data)
+}
+
+/// The timeline of `host`'s data.
+fn timeline(world: &FakeWorld, host: &str) -> u32 {
+    world.servers()[host]
+        .data
+        .as_ref()
+        .map_or(0, |d| d.timeline)
+}
+
+/// A primary cut off from the DCS alone (the others still reach it) demotes itself once its
+/// last renewal is `retry_timeout` old, well before its lock expires (ttl); after the ttl
+/// another member takes the lock and promotes; healed, the old primary runs as a replica of
+/// the new one. Never two primaries.
+#[tokio::test(start_paused = true)]
+async fn a_primary_partitioned_from_the_dcs_demotes_before_another_takes_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let (mut agents, old_index) = form_cluster(dir.path(), &store, &world).await;
+    let (old, old_name) = (format!("10.0.0.{old_index}"), format!("m{old_index}"));
+    {
+        tracing::info!("--- the primary is cut off: it demotes while its lock still stands");
+        store.partition(&old_name, true);
+        // retry_timeout (5 s) after the last renewal, which is at most loop_wait (2 s) old.
+        run_until(
+            &world,
+            Duration::from_secs(8),
+            "old primary demoted",
+            || world.primaries().is_empty(),
+        )
+        .await;
+        assert_eq!(
+            store.holder().0.as_deref(),
+            Some(old_name.as_str()),
+            "demoted before its lock expired: nobody else could have promoted yet"
+        );
+        assert_eq!(
+            world.servers()[&old].running,
+            Some(PgRole::Replica),
+            "restarted read-only"
+        );
+    }
+    {
+        tracing::info!("--- after the ttl another member takes the lock and promotes");
+        run_until(&world, TTL + Duration::from_secs(10), "new primary", || {
+            world.primaries().len() == 1
+        })
+        .await;
+        let new = world.primaries()[0].clone();
+        assert_ne!(new, old);
+        let holder = store.holder().0.expect("a holder");
+        assert_eq!(format!("10.0.0.{}", &holder[1..]), new);
+        steps(&world, TTL).await;
+        assert_eq!(
+            world.primaries(),
+            std::slice::from_ref(&new),
+            "the cut-off member stays down"
+        );
+    }
+    {
+        tracing::info!("--- healed: the old primary publishes itself again, as a running replica");
+        let cut_off = published(&store, &old_name).await.1;
+        store.partition(&old_name, false);
+        let new = world.primaries()[0].clone();
+        steps(&world, TTL * 2).await;
+        assert_eq!(world.primaries(), [new]);
+        assert_eq!(world.servers()[&old].running, Some(PgRole::Replica));
+        let (leader, data) = published(&store, &old_name).await;
+        assert_ne!(leader.as_deref(), Some(old_name.as_str()));
+        let data = data.expect("the old primary is a member");
+        assert_ne!(Some(&data), cut_off.as_ref(), "it publishes itself again");
+        assert_eq!(
+            (data.role.as_deref(), data.state.as_deref()),
+            (Some("replica"), Some("running"))
+        );
+    }
+    for a in &mut agents {
+        a.task.abort();
+    }
+}
+
+/// One refused lock renewal: the primary demotes at once (Patroni: "failed to update leader
+/// lock" → `demote('immediate-nolock')`); its lock, still its own and unexpired, is renewed
+/// on the next cycle and it promotes again (a new timeline). Nobody else takes over; never
+/// two primaries.
+#[tokio::test(start_paused = true)]
+async fn a_single_refused_renewal_demotes_the_primary_which_then_takes_its_lock_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let (mut agents, index) = form_cluster(dir.path(), &store, &world).await;
+    let (host, name) = (format!("10.0.0.{index}"), format!("m{index}"));
+    let before = timeline(&world, &host);
+    {
+        tracing::info!("--- the next renewal is refused once");
+        store.fail_next(&name, Op::UpdateLeader, Fault::Refused);
+        run_until(
+            &world,
+            Duration::from_secs(30),
+            "demoted and promoted again",
+            || {
+                store.pending_faults().is_empty()
+                    && world.primaries() == [host.clone()]
+                    && timeline(&world, &host) > before
+            },
+        )
+        .await;
+        assert_eq!(
+            timeline(&world, &host),
+            before + 1,
+            "one demotion, one promotion"
+        );
+        assert_eq!(store.holder().0.as_deref(), Some(name.as_str()));
+    }
+    {
+        tracing::info!("--- the others stay replicas; still one primary a while later");
+        steps(&world, TTL * 2).await;
+        assert_eq!(world.primaries(), std::slice::from_ref(&host));
+        let replicas = world
+            .servers()
+            .values()
+            .filter(|s| s.running == Some(PgRole::Replica))
+            .count();
+        assert_eq!(replicas, 2, "{:?}", world.servers());
+    }
+    for a in &mut agents {
+        a.task.abort();
+    }
+}
+
+/// A replica cut off from the DCS keeps running read-only and never promotes, however long
+/// the partition; the primary and the lock are unaffected; healed, the replica publishes
+/// itself again.
+#[tokio::test(start_paused = true)]
+async fn a_replica_partitioned_from_the_dcs_keeps_replicating_and_never_promotes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let (mut agents, leader) = form_cluster(dir.path(), &store, &world).await;
+    let primary = format!("10.0.0.{leader}");
+    let index = (leader + 1) % 3;
+    let (host, name) = (format!("10.0.0.{index}"), format!("m{index}"));
+    let observer = store.member("observer", TTL);
+    let published = |c: &patroni_core::Cluster| c.member(&name).map(|m| m.version.clone());
+    let before = published(&observer.get_cluster().await.expect("view"));
+    {
+        tracing::info!("--- the replica is cut off for three ttls");
+        store.partition(&name, true);
+        let mut waited = Duration::ZERO;
+        run_until(&world, TTL * 4, "three ttls", || {
+            assert_eq!(
+                world.servers()[&host].running,
+                Some(PgRole::Replica),
+                "the cut-off replica keeps running read-only"
+            );
+            assert_eq!(world.primaries(), std::slice::from_ref(&primary));
+            waited += STEP;
+            waited >= TTL * 3
+        })
+        .await;
+        assert_eq!(store.holder().0, Some(format!("m{leader}")));
+        assert_eq!(
+            published(&observer.get_cluster().await.expect("view")),
+            before,
+            "nothing published while cut off"
+        );
+    }
+    {
+        tracing::info!("--- healed: it publishes itself again and stays a replica");
+        store.partition(&name, false);
+        let mut waited = Duration::ZERO;
+        while published(&observer.get_cluster().await.expect("view")) == before {
+            assert!(waited < Duration::from_secs(10), "not published again");
+            tokio::time::sleep(STEP).await;
+            waited += STEP;
+        }
+        assert_eq!(world.servers()[&host].running, Some(PgRole::Replica));
+        assert_eq!(world.primaries(), [primary]);
     }
     for a in &mut agents {
         a.task.abort();

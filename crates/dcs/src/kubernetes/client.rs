@@ -31,7 +31,7 @@ use crate::{Error, Result};
 const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// Why no Kubernetes client could be configured; the cause of
-/// [`Error::Config`] from [`connect`].
+/// [`Error::Config`] from [`KubernetesDcs::start`](super::KubernetesDcs::start).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// `kubernetes.cacert` cannot be read.
@@ -156,7 +156,7 @@ pub async fn connect(
     keepalive: Keepalive,
     counter: &RequestCounter,
 ) -> Result<Clients> {
-    let mut config = base_config(source).await.map_err(Error::from)?;
+    let mut config = base_config(source).await?;
     config.default_retry = false;
     config.connect_timeout = Some(timeouts.connect());
     config.write_timeout = Some(timeouts.request());

@@ -44,7 +44,7 @@ impl KubernetesDcs {
     /// base for the compare-and-swap.
     ///
     /// # Errors
-    /// [`Error::Unreachable`](crate::Error::Unreachable) when the API cannot be reached within
+    /// [`Error::Unreachable`] when the API cannot be reached within
     /// `retry_timeout` (a DCS error); a refused write is `Ok(false)`.
     pub async fn attempt_to_acquire_leader(&self, seen: Option<&str>) -> Result<bool> {
         let inner = &self.inner;
@@ -140,7 +140,7 @@ impl KubernetesDcs {
     /// failsafe topology when given. `Ok(false)`: the lock is lost.
     ///
     /// # Errors
-    /// [`Error::Unreachable`](crate::Error::Unreachable) when the API cannot be reached within
+    /// [`Error::Unreachable`] when the API cannot be reached within
     /// `retry_timeout`: the caller decides (demote, or failsafe).
     pub async fn update_leader(
         &self,

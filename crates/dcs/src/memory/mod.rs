@@ -4,10 +4,18 @@
 //! It keeps Patroni's semantics where the HA loop can tell: the lock
 //! expires `ttl` after its last write (on tokio's clock, so tests can pause
 //! and advance time), compare-and-swap on versions, `transitions` counting,
-//! and a watch woken by lock and config changes. Faults are injected with
-//! [`MemoryStore::set_reachable`].
+//! and a watch woken by lock and config changes.
+//!
+//! Faults: [`MemoryStore::set_reachable`] (the whole store, for everyone),
+//! [`MemoryStore::partition`] (one member cut off: its every operation is
+//! [`Error::Unreachable`] and its watch hears nothing, the others carry on),
+//! [`MemoryStore::fail_next`] (one [`Op`] of one member fails once, as a
+//! [`Fault`]), and [`MemoryStore::freeze_after_read`] (a member suspended
+//! right after a read).
 
-use std::collections::BTreeMap;
+mod fault;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,6 +25,8 @@ use patroni_core::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use self::fault::Injected;
+pub use self::fault::{Fault, Op};
 use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate, written_sync_state};
 use crate::{Error, Result};
 
@@ -50,6 +60,10 @@ struct State {
     frozen: BTreeMap<String, Duration>,
     /// Members that tried to take the lock from a view older than its last change.
     stale_attempts: Vec<String>,
+    /// Members cut off from the store ([`MemoryStore::partition`]).
+    partitioned: BTreeSet<String>,
+    /// One pending failure per member and operation ([`MemoryStore::fail_next`]).
+    faults: BTreeMap<(String, Op), Fault>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +102,33 @@ impl MemoryStore {
     /// Makes every operation fail as unreachable (`false`) or work again.
     pub fn set_reachable(&self, reachable: bool) {
         self.lock().reachable_denied = !reachable;
+    }
+
+    /// Cuts member `name` off from the store (`true`) or reconnects it (`false`): while cut
+    /// off, its every operation fails as [`Error::Unreachable`] and its watch hears no change;
+    /// the other members go on as usual (and see its lock expire).
+    pub fn partition(&self, name: &str, partitioned: bool) {
+        let mut s = self.lock();
+        if partitioned {
+            s.partitioned.insert(name.to_string());
+        } else {
+            s.partitioned.remove(name);
+        }
+    }
+
+    /// Makes member `name`'s next `op` fail as `fault`, once; the one after works again. A
+    /// second call for the same member and operation replaces the first.
+    pub fn fail_next(&self, name: &str, op: Op, fault: Fault) {
+        self.lock().faults.insert((name.to_string(), op), fault);
+    }
+
+    /// Failures set with [`fail_next`](Self::fail_next) that have not happened yet.
+    pub fn pending_faults(&self) -> Vec<(String, Op, Fault)> {
+        self.lock()
+            .faults
+            .iter()
+            .map(|((n, op), f)| (n.clone(), *op, *f))
+            .collect()
     }
 
     /// Simulates member `name`'s process being suspended right after it reads the DCS: its
@@ -192,19 +233,61 @@ impl MemoryDcs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn guard(&self) -> Result<MutexGuard<'_, State>> {
-        let s = self.store.lock();
+    /// The store, for `op`: an error when the store is unreachable, this member partitioned
+    /// or `op` due to fail as unreachable; `None` when `op` is due to be refused.
+    fn guard(&self, op: Op) -> Result<Option<MutexGuard<'_, State>>> {
+        let mut s = self.store.lock();
         if s.reachable_denied {
             return Err(Error::NotReady(Duration::ZERO));
         }
-        Ok(s)
+        let unreachable = |why| Error::Unreachable {
+            what: format!("{op:?} of {}", self.name),
+            source: Box::new(Injected(why)),
+        };
+        if s.partitioned.contains(&self.name) {
+            return Err(unreachable("partitioned from the store"));
+        }
+        match s.faults.remove(&(self.name.clone(), op)) {
+            None => Ok(Some(s)),
+            Some(Fault::Unreachable) => Err(unreachable("unreachable once")),
+            Some(Fault::Refused) => Ok(None),
+        }
+    }
+
+    fn partitioned(&self) -> bool {
+        self.store.lock().partitioned.contains(&self.name)
+    }
+
+    /// The sync state write, compare-and-swap on `version`; `None` when that lost.
+    fn write_sync(
+        &self,
+        mut s: MutexGuard<'_, State>,
+        leader: Option<&str>,
+        sync_standby: &[String],
+        quorum: Option<u32>,
+        version: Option<&str>,
+    ) -> Option<SyncState> {
+        let current = s.sync.as_ref().and_then(|c| c.version.clone());
+        if version.is_some_and(|want| current.as_deref() != Some(want)) {
+            return None;
+        }
+        let state = written_sync_state(s.bump().to_string(), leader, sync_standby, quorum);
+        s.sync = Some(state.clone());
+        drop(s);
+        self.store.changed();
+        Some(state)
     }
 }
 
 impl Dcs for MemoryDcs {
     async fn get_cluster(&self) -> Result<Cluster> {
         let (view, pause) = {
-            let mut s = self.guard()?;
+            let Some(mut s) = self.guard(Op::GetCluster)? else {
+                return Err(Error::Refused {
+                    what: format!("GetCluster of {}", self.name),
+                    source: Box::new(Injected("refused once")),
+                });
+            };
             (s.view(Instant::now()), s.frozen.remove(&self.name))
         };
         if let Some(pause) = pause {
@@ -215,7 +298,9 @@ impl Dcs for MemoryDcs {
 
     async fn attempt_to_acquire_leader(&self, seen: Option<&str>) -> Result<bool> {
         let now = Instant::now();
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::AttemptToAcquireLeader)? else {
+            return Ok(false);
+        };
         let current = (s.leader_version > 0).then(|| s.leader_version.to_string());
         if seen != current.as_deref() {
             s.stale_attempts.push(self.name.clone());
@@ -240,7 +325,9 @@ impl Dcs for MemoryDcs {
 
     async fn update_leader(&self, status: &LeaderStatusUpdate) -> Result<bool> {
         let now = Instant::now();
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::UpdateLeader)? else {
+            return Ok(false);
+        };
         if s.holder(now) != Some(self.name.as_str()) {
             return Ok(false);
         }
@@ -261,7 +348,9 @@ impl Dcs for MemoryDcs {
 
     async fn delete_leader(&self, last_lsn: Option<u64>) -> Result<bool> {
         let now = Instant::now();
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::DeleteLeader)? else {
+            return Ok(false);
+        };
         if s.holder(now) != Some(self.name.as_str()) {
             return Ok(false);
         }
@@ -276,14 +365,18 @@ impl Dcs for MemoryDcs {
     }
 
     async fn touch_member(&self, data: &MemberData) -> Result<bool> {
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::TouchMember)? else {
+            return Ok(false);
+        };
         let v = s.bump();
         s.members.insert(self.name.clone(), (v, data.clone()));
         Ok(true)
     }
 
     async fn initialize(&self, sysid: &str) -> Result<bool> {
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::Initialize)? else {
+            return Ok(false);
+        };
         // The race: only the first empty claim wins; the winner then records the sysid.
         if sysid.is_empty() && s.initialize.is_some() {
             return Ok(false);
@@ -294,14 +387,18 @@ impl Dcs for MemoryDcs {
     }
 
     async fn cancel_initialization(&self) -> Result<bool> {
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::CancelInitialization)? else {
+            return Ok(false);
+        };
         s.initialize = None;
         s.bump();
         Ok(true)
     }
 
     async fn set_config_value(&self, value: &str, version: Option<&str>) -> Result<bool> {
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::SetConfigValue)? else {
+            return Ok(false);
+        };
         if let (Some(want), Some((have, _))) = (version, &s.config)
             && want != have.to_string()
         {
@@ -315,7 +412,9 @@ impl Dcs for MemoryDcs {
     }
 
     async fn set_history_value(&self, value: &str) -> Result<bool> {
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::SetHistoryValue)? else {
+            return Ok(false);
+        };
         s.history = Some(value.to_string());
         s.bump();
         Ok(true)
@@ -327,7 +426,9 @@ impl Dcs for MemoryDcs {
         version: Option<&str>,
     ) -> Result<bool> {
         let (leader, candidate, scheduled_at) = request.parts();
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::ManualFailover)? else {
+            return Ok(false);
+        };
         if let (Some(want), Some(have)) = (version, &s.failover)
             && want != have.version
         {
@@ -350,32 +451,32 @@ impl Dcs for MemoryDcs {
         quorum: Option<u32>,
         version: Option<&str>,
     ) -> Result<Option<SyncState>> {
-        let mut s = self.guard()?;
-        let current = s.sync.as_ref().and_then(|c| c.version.clone());
-        if version.is_some_and(|want| current.as_deref() != Some(want)) {
+        let Some(s) = self.guard(Op::WriteSyncState)? else {
             return Ok(None);
-        }
-        let state = written_sync_state(s.bump().to_string(), leader, sync_standby, quorum);
-        s.sync = Some(state.clone());
-        drop(s);
-        self.store.changed();
-        Ok(Some(state))
+        };
+        Ok(self.write_sync(s, leader, sync_standby, quorum, version))
     }
 
     async fn delete_sync_state(&self, version: Option<&str>) -> Result<bool> {
-        self.write_sync_state(None, &[], None, version)
-            .await
-            .map(|s| s.is_some())
+        let Some(s) = self.guard(Op::DeleteSyncState)? else {
+            return Ok(false);
+        };
+        Ok(self.write_sync(s, None, &[], None, version).is_some())
     }
 
     async fn delete_cluster(&self) -> Result<bool> {
-        let mut s = self.guard()?;
+        let Some(mut s) = self.guard(Op::DeleteCluster)? else {
+            return Ok(false);
+        };
         // The cluster's state goes; members' records and the fault switches stay.
         let kept = State {
             version: s.version,
+            reachable_denied: s.reachable_denied,
             members: std::mem::take(&mut s.members),
             frozen: std::mem::take(&mut s.frozen),
             stale_attempts: std::mem::take(&mut s.stale_attempts),
+            partitioned: std::mem::take(&mut s.partitioned),
+            faults: std::mem::take(&mut s.faults),
             ..State::default()
         };
         *s = kept;
@@ -385,6 +486,11 @@ impl Dcs for MemoryDcs {
     }
 
     async fn watch(&self, timeout: Duration) -> bool {
+        if self.partitioned() {
+            // Cut off: no change can reach this member.
+            tokio::time::sleep(timeout).await;
+            return false;
+        }
         tokio::time::timeout(timeout, self.store.inner.changed.notified())
             .await
             .is_ok()
@@ -399,186 +505,4 @@ impl Dcs for MemoryDcs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TTL: Duration = Duration::from_secs(30);
-
-    /// The leader version in `m`'s current view.
-    async fn seen(m: &MemoryDcs) -> Option<String> {
-        m.get_cluster().await.expect("ok").leader.map(|l| l.version)
-    }
-
-    /// A decision made from a view older than the lock's last change never takes the lock,
-    /// even once the lock is free again.
-    #[tokio::test(start_paused = true)]
-    async fn acquire_from_an_old_view_is_refused() {
-        let store = MemoryStore::new();
-        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        assert!(a.attempt_to_acquire_leader(None).await.expect("ok"));
-        let old = seen(&b).await;
-        assert!(
-            a.update_leader(&LeaderStatusUpdate::default())
-                .await
-                .expect("ok")
-        );
-        tokio::time::advance(TTL + Duration::from_secs(1)).await;
-        assert!(
-            !b.attempt_to_acquire_leader(old.as_deref())
-                .await
-                .expect("ok")
-        );
-        assert!(
-            b.attempt_to_acquire_leader(seen(&b).await.as_deref())
-                .await
-                .expect("ok")
-        );
-    }
-
-    /// A frozen read returns the view as it was before the pause.
-    #[tokio::test(start_paused = true)]
-    async fn freeze_after_read_returns_the_old_view() {
-        let store = MemoryStore::new();
-        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        store.freeze_after_read("b", Duration::from_secs(10));
-        let (view, taken) = tokio::join!(b.get_cluster(), async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            a.attempt_to_acquire_leader(None).await
-        });
-        assert!(taken.expect("ok"));
-        assert!(
-            !view.expect("ok").is_locked(),
-            "the view predates the acquisition"
-        );
-        assert!(b.get_cluster().await.expect("ok").is_locked());
-    }
-
-    /// The sync state is a compare-and-swap on its version; deleting the cluster empties the
-    /// state and keeps the members.
-    #[tokio::test(start_paused = true)]
-    async fn sync_state_and_cluster_deletion() {
-        let store = MemoryStore::new();
-        let a = store.member("a", TTL);
-        let standbys = ["c".to_string(), "b".to_string()];
-        let written = a
-            .write_sync_state(Some("a"), &standbys, Some(1), None)
-            .await
-            .expect("reachable")
-            .expect("written");
-        assert_eq!(written.sync_standby, ["b", "c"]);
-        assert_eq!(written.quorum, 1);
-        assert_eq!(a.get_cluster().await.expect("ok").sync, written);
-        assert!(
-            a.write_sync_state(Some("a"), &[], None, Some("stale"))
-                .await
-                .expect("reachable")
-                .is_none(),
-            "a write from an old version is refused"
-        );
-        assert!(
-            a.delete_sync_state(written.version.as_deref())
-                .await
-                .expect("ok")
-        );
-        let emptied = a.get_cluster().await.expect("ok").sync;
-        assert_eq!((emptied.leader, emptied.quorum), (None, 0));
-        assert!(emptied.sync_standby.is_empty());
-
-        a.touch_member(&MemberData::default()).await.expect("ok");
-        assert!(a.initialize("7").await.expect("ok"));
-        assert!(a.attempt_to_acquire_leader(None).await.expect("ok"));
-        assert!(a.delete_cluster().await.expect("ok"));
-        let c = a.get_cluster().await.expect("ok");
-        assert_eq!(c.initialize, None);
-        assert!(!c.is_locked());
-        assert_eq!(c.members.len(), 1);
-    }
-
-    /// A changed `ttl` (the dynamic configuration) holds from the next lock write.
-    #[tokio::test(start_paused = true)]
-    async fn set_timing_changes_what_the_next_write_promises() {
-        let store = MemoryStore::new();
-        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        a.set_timing(Duration::from_secs(5), Duration::from_secs(2));
-        assert!(a.attempt_to_acquire_leader(None).await.expect("reachable"));
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(
-            !b.get_cluster().await.expect("ok").is_locked(),
-            "the lock written after set_timing lasts the new ttl"
-        );
-    }
-
-    /// Exactly one of several members takes a free lock; it expires ttl
-    /// after the last renewal and then counts a transition.
-    #[tokio::test(start_paused = true)]
-    async fn one_winner_then_expiry_after_ttl() {
-        let store = MemoryStore::new();
-        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        assert!(a.attempt_to_acquire_leader(None).await.expect("reachable"));
-        assert!(!b.attempt_to_acquire_leader(None).await.expect("reachable"));
-        tokio::time::advance(Duration::from_secs(20)).await;
-        assert!(
-            a.update_leader(&LeaderStatusUpdate {
-                last_lsn: Some(7),
-                ..Default::default()
-            })
-            .await
-            .expect("ok")
-        );
-        tokio::time::advance(Duration::from_secs(29)).await;
-        assert_eq!(b.get_cluster().await.expect("ok").leader_name(), Some("a"));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(!b.get_cluster().await.expect("ok").is_locked());
-        assert!(
-            !a.update_leader(&LeaderStatusUpdate::default())
-                .await
-                .expect("ok"),
-            "expired lock cannot be renewed"
-        );
-        assert!(
-            b.attempt_to_acquire_leader(seen(&b).await.as_deref())
-                .await
-                .expect("ok")
-        );
-        let s = store.lock();
-        assert_eq!((s.transitions, s.status.last_lsn), (1, 7));
-    }
-
-    /// Release frees the lock at once; an unreachable store fails as a DCS error.
-    #[tokio::test(start_paused = true)]
-    async fn release_and_unreachable() {
-        let store = MemoryStore::new();
-        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        assert!(a.attempt_to_acquire_leader(None).await.expect("ok"));
-        assert!(
-            !b.delete_leader(None).await.expect("ok"),
-            "only the holder releases"
-        );
-        assert!(a.delete_leader(Some(9)).await.expect("ok"));
-        assert!(
-            b.attempt_to_acquire_leader(seen(&b).await.as_deref())
-                .await
-                .expect("ok")
-        );
-        store.set_reachable(false);
-        assert!(
-            b.get_cluster()
-                .await
-                .expect_err("unreachable")
-                .is_unreachable()
-        );
-    }
-
-    /// Lock changes wake watchers.
-    #[tokio::test(start_paused = true)]
-    async fn lock_changes_wake_watchers() {
-        let store = MemoryStore::new();
-        let (a, b) = (store.member("a", TTL), store.member("b", TTL));
-        let (woke, _) = tokio::join!(b.watch(Duration::from_secs(10)), async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            a.attempt_to_acquire_leader(None).await
-        });
-        assert!(woke);
-        assert!(!b.watch(Duration::from_secs(10)).await, "nothing changed");
-    }
-}
+mod tests;
