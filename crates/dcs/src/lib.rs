@@ -5,7 +5,8 @@
 //! it only with [`connect`] (which picks the backend from the configuration's
 //! DCS choice and returns an [`AnyDcs`]), and get back the backend-neutral
 //! [`Error`]: unreachable / not ready ("the DCS is not accessible"), or a
-//! conflict, refusal or configuration problem.
+//! conflict, refusal or configuration problem. [`encoding`] is how Patroni writes
+//! values into any DCS.
 //!
 //! The Kubernetes backend ([`kubernetes::KubernetesDcs`]) writes exactly what
 //! Patroni 4 writes, in both of Patroni's modes (ConfigMaps, Endpoints), so
@@ -18,6 +19,7 @@ pub mod accounting;
 mod any;
 mod connect;
 mod dcs;
+pub mod encoding;
 mod error;
 pub mod kubernetes;
 mod memory;

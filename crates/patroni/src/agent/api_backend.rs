@@ -269,7 +269,7 @@ impl<D: Dcs + 'static> Backend for AgentBackend<D> {
         config: Map<String, Value>,
         version: Option<String>,
     ) -> Result<bool, BackendError> {
-        let value = patroni_dcs::kubernetes::annotations::compact_json(&Value::Object(config));
+        let value = patroni_dcs::encoding::compact_json(&Value::Object(config));
         let written = self
             .dcs
             .set_config_value(&value, version.as_deref())

@@ -477,7 +477,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             })
             .unwrap_or_default();
         let last = lines.last().map(|l| l.timeline);
-        let now = patroni_dcs::kubernetes::annotations::isoformat(jiff::Timestamp::now());
+        let now = patroni_dcs::encoding::isoformat(jiff::Timestamp::now());
         let doc: Vec<serde_json::Value> = lines
             .iter()
             .map(|l| {
@@ -497,7 +497,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 serde_json::Value::Array(line)
             })
             .collect();
-        let value = patroni_dcs::kubernetes::annotations::compact_json(&doc);
+        let value = patroni_dcs::encoding::compact_json(&doc);
         if let Err(e) = refused(
             self.dcs.set_history_value(&value).await,
             "write the timeline history",
