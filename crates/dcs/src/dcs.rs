@@ -1,5 +1,5 @@
 //! The DCS as the HA loop and patronictl see it: one narrow trait, implemented by every
-//! backend (Kubernetes; [`AnyDcs`](crate::AnyDcs) delegates to whichever was opened) and by
+//! backend module ([`AnyDcs`](crate::AnyDcs) delegates to whichever was opened) and by
 //! an in-memory fake for tests of the agent.
 //!
 //! Results follow Patroni's conventions: `Ok(false)` (`Ok(None)` for the sync state) is a
@@ -152,85 +152,4 @@ pub trait Dcs: Send + Sync {
     /// Takes the timings of a changed dynamic configuration: `ttl`, what the next leader
     /// write promises, and `retry_timeout`, how long one operation may retry.
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration);
-}
-
-// === impl Dcs for KubernetesDcs ===
-
-impl Dcs for crate::KubernetesDcs {
-    async fn get_cluster(&self) -> Result<Cluster> {
-        crate::KubernetesDcs::get_cluster(self).await
-    }
-
-    async fn attempt_to_acquire_leader(&self, seen: Option<&str>) -> Result<bool> {
-        crate::KubernetesDcs::attempt_to_acquire_leader(self, seen).await
-    }
-
-    async fn update_leader(&self, s: &LeaderStatusUpdate) -> Result<bool> {
-        crate::KubernetesDcs::update_leader(
-            self,
-            s.last_lsn,
-            s.slots.as_ref(),
-            s.retain_slots.as_deref(),
-            s.failsafe.as_ref(),
-        )
-        .await
-    }
-
-    async fn delete_leader(&self, last_lsn: Option<u64>) -> Result<bool> {
-        crate::KubernetesDcs::delete_leader(self, last_lsn).await
-    }
-
-    async fn touch_member(&self, data: &MemberData) -> Result<bool> {
-        crate::KubernetesDcs::touch_member(self, data).await
-    }
-
-    async fn initialize(&self, sysid: &str) -> Result<bool> {
-        crate::KubernetesDcs::initialize(self, sysid).await
-    }
-
-    async fn cancel_initialization(&self) -> Result<bool> {
-        crate::KubernetesDcs::cancel_initialization(self).await
-    }
-
-    async fn set_config_value(&self, value: &str, version: Option<&str>) -> Result<bool> {
-        crate::KubernetesDcs::set_config_value(self, value, version).await
-    }
-
-    async fn set_history_value(&self, value: &str) -> Result<bool> {
-        crate::KubernetesDcs::set_history_value(self, value).await
-    }
-
-    async fn manual_failover(
-        &self,
-        request: FailoverRequest<'_>,
-        version: Option<&str>,
-    ) -> Result<bool> {
-        crate::KubernetesDcs::manual_failover(self, request, version).await
-    }
-
-    async fn write_sync_state(
-        &self,
-        leader: Option<&str>,
-        sync_standby: &[String],
-        quorum: Option<u32>,
-        version: Option<&str>,
-    ) -> Result<Option<SyncState>> {
-        crate::KubernetesDcs::write_sync_state(self, leader, sync_standby, quorum, version).await
-    }
-
-    async fn delete_sync_state(&self, version: Option<&str>) -> Result<bool> {
-        crate::KubernetesDcs::delete_sync_state(self, version).await
-    }
-
-    async fn delete_cluster(&self) -> Result<bool> {
-        crate::KubernetesDcs::delete_cluster(self).await
-    }
-
-    async fn watch(&self, timeout: Duration) -> bool {
-        crate::KubernetesDcs::watch(self, timeout).await
-    }
-
-    fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
-        crate::KubernetesDcs::set_timing(self, ttl, retry_timeout);
-    }
 }

@@ -25,12 +25,12 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The DCS gave no consistent view within this time (Kubernetes: the caches did not
+    /// The DCS gave no consistent view within this time (a backend's watched caches did not
     /// become ready).
     #[error("the DCS is not responding properly: no view after {0:?}")]
     NotReady(Duration),
-    /// A compare-and-swap lost: the object changed since the version given (Kubernetes:
-    /// HTTP 409; etcd: a failed compare; ZooKeeper: `BadVersion`).
+    /// A compare-and-swap lost: the object changed since the version given (an API server's
+    /// HTTP 409, a failed etcd compare, ZooKeeper's `BadVersion`).
     #[error("{what}")]
     Conflict {
         /// What was being done.

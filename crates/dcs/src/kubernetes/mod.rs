@@ -20,6 +20,7 @@
 pub mod annotations;
 mod cache;
 mod client;
+mod dcs_impl;
 mod errors;
 mod labels;
 mod leader;

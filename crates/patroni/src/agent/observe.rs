@@ -2,13 +2,14 @@
 //! whether our postmaster runs or crashed, and what the server reports (`PgClient::status`).
 //!
 //! Observation never fails: what cannot be read shows as `Inaccessible`, an unknown control
-//! state, or a server that is still `Starting`.
+//! state, or a server that is still `Starting`. Also the memory the race rules read (since when
+//! the cluster has had no leader, when the server was last healthy).
 
 use patroni_api::ReplicationRow;
 use patroni_core::Tick;
 use patroni_core::ha::{
-    ControlState, DataDirectory, LocalPostgres, PgRole, PgServer, PrimaryState, ReplicaState,
-    SenderSyncState, Stopped, WalSender,
+    AgentMemory, ControlState, DataDirectory, DcsView, LocalPostgres, PgRole, PgServer,
+    PrimaryState, ReplicaState, SenderSyncState, Stopped, WalSender,
 };
 use patroni_dcs::Dcs;
 use patroni_postgres::{DataDirState, ReplicationStat};
@@ -87,6 +88,32 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             pg_rewind_usable,
             server,
         })
+    }
+
+    /// Keeps the race-related memory up to date.
+    pub(super) fn update_memory_before(
+        &mut self,
+        dcs: &DcsView,
+        local: &LocalPostgres,
+        now: Tick,
+        memory: &mut AgentMemory,
+    ) {
+        if let DcsView::Reachable(c) = dcs {
+            if c.is_locked() {
+                self.memory.unlocked_since = None;
+            } else if self.memory.unlocked_since.is_none() {
+                self.memory.unlocked_since = Some(now);
+            }
+        }
+        if matches!(
+            local.server(),
+            Some(PgServer::Primary(_) | PgServer::Replica(_))
+        ) {
+            self.memory.last_healthy = Some(now);
+        }
+        memory.unlocked_since = self.memory.unlocked_since;
+        memory.last_healthy = self.memory.last_healthy;
+        self.memory.previous_wal = local.server().map(PgServer::wal_position);
     }
 
     /// A running postmaster: what it reports, or `Starting` while it does not answer.

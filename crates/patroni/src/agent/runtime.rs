@@ -26,8 +26,7 @@ use patroni_api::ParamChange;
 use patroni_config::{Config, DynamicConfig, Environment};
 use patroni_core::Tick;
 use patroni_core::ha::{
-    Action, AgentMemory, DcsView, HaConfig, LocalMember, LocalPostgres, MemberTags, Observation,
-    PgRole, PgServer, decide,
+    Action, AgentMemory, DcsView, HaConfig, LocalMember, MemberTags, Observation, PgRole, decide,
 };
 use patroni_dcs::Dcs;
 use tokio::time::Instant;
@@ -373,32 +372,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             next_cycle_at,
             all_done,
         })
-    }
-
-    /// Keeps the race-related memory up to date.
-    fn update_memory_before(
-        &mut self,
-        dcs: &DcsView,
-        local: &LocalPostgres,
-        now: Tick,
-        memory: &mut AgentMemory,
-    ) {
-        if let DcsView::Reachable(c) = dcs {
-            if c.is_locked() {
-                self.memory.unlocked_since = None;
-            } else if self.memory.unlocked_since.is_none() {
-                self.memory.unlocked_since = Some(now);
-            }
-        }
-        if matches!(
-            local.server(),
-            Some(PgServer::Primary(_) | PgServer::Replica(_))
-        ) {
-            self.memory.last_healthy = Some(now);
-        }
-        memory.unlocked_since = self.memory.unlocked_since;
-        memory.last_healthy = self.memory.last_healthy;
-        self.memory.previous_wal = local.server().map(PgServer::wal_position);
     }
 }
 
