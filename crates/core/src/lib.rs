@@ -10,6 +10,7 @@ mod member;
 mod python;
 mod role;
 pub mod slots;
+pub mod sync;
 
 pub use cluster::{Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, SyncState};
 pub use member::{Member, MemberData};

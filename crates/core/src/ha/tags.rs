@@ -18,8 +18,10 @@ pub struct MemberTags {
     pub nofailover: Option<bool>,
     /// `failover_priority` as given; `None` when absent or not an integer.
     pub failover_priority: Option<i64>,
-    /// `nosync`: never a synchronous standby.
-    pub nosync: bool,
+    /// `nosync` as given; `None` when absent.
+    pub nosync: Option<bool>,
+    /// `sync_priority` as given; `None` when absent or not an integer.
+    pub sync_priority: Option<i64>,
     /// `clonefrom`: preferred source for new replicas' base backups.
     pub clonefrom: bool,
     /// `replicatefrom`: stream from this member instead of the leader.
@@ -37,7 +39,8 @@ impl MemberTags {
         Self {
             nofailover: tags.get("nofailover").and_then(as_bool),
             failover_priority: tags.get("failover_priority").and_then(as_int),
-            nosync: tags.get("nosync").and_then(as_bool).unwrap_or(false),
+            nosync: tags.get("nosync").and_then(as_bool),
+            sync_priority: tags.get("sync_priority").and_then(as_int),
             clonefrom: tags.get("clonefrom").and_then(as_bool).unwrap_or(false),
             replicatefrom: tags
                 .get("replicatefrom")
@@ -77,6 +80,25 @@ impl MemberTags {
             0
         } else {
             self.failover_priority.unwrap_or(1)
+        }
+    }
+
+    /// Whether the member must never be a synchronous standby: `nosync` when given, else a
+    /// `sync_priority` of 0 or less.
+    pub fn nosync(&self) -> bool {
+        match self.nosync {
+            Some(b) => b,
+            None => self.sync_priority.is_some_and(|p| p <= 0),
+        }
+    }
+
+    /// The effective synchronous priority: 0 for `nosync`, else the given priority, 1 by
+    /// default. Higher is chosen first.
+    pub fn sync_priority(&self) -> i64 {
+        if self.nosync == Some(true) {
+            0
+        } else {
+            self.sync_priority.unwrap_or(1)
         }
     }
 
