@@ -97,6 +97,8 @@ pub struct ServerStatus {
     pub pending_restart: Vec<(String, String)>,
     /// `synchronous_standby_names` as the server applies it.
     pub synchronous_standby_names: String,
+    /// `synchronous_commit` as the server applies it.
+    pub synchronous_commit: String,
     /// Who streams WAL from this server (`pg_stat_replication`), by `application_name`.
     pub wal_senders: Vec<ReplicationStat>,
 }
@@ -184,7 +186,8 @@ SELECT pg_catalog.pg_is_in_recovery(),
        pg_catalog.current_setting('server_version_num')::int,
        (SELECT pg_catalog.array_agg(name || '=' || pg_catalog.current_setting(name) ORDER BY name)
           FROM pg_catalog.pg_settings WHERE pending_restart),
-       pg_catalog.current_setting('synchronous_standby_names')";
+       pg_catalog.current_setting('synchronous_standby_names'),
+       pg_catalog.current_setting('synchronous_commit')";
 
 // === impl PgClient ===
 
@@ -279,6 +282,10 @@ impl PgClient {
                 .collect(),
             synchronous_standby_names: row
                 .try_get::<_, Option<String>>(10)
+                .map_err(|source| QueryError::Query { what, source })?
+                .unwrap_or_default(),
+            synchronous_commit: row
+                .try_get::<_, Option<String>>(11)
                 .map_err(|source| QueryError::Query { what, source })?
                 .unwrap_or_default(),
             wal_senders: self.replication_stats().await?,
@@ -428,6 +435,24 @@ impl PgClient {
                 })
             })
             .collect()
+    }
+
+    /// Writes a little WAL without waiting for any standby, so standbys report progress
+    /// (Patroni does this when `synchronous_standby_names` changed).
+    ///
+    /// # Errors
+    /// The statement fails.
+    pub async fn nudge_wal(&self) -> Result<(), QueryError> {
+        self.client
+            .batch_execute(
+                "DO $$ BEGIN SET LOCAL synchronous_commit = 'off'; \
+                 PERFORM * FROM pg_catalog.txid_current(); END; $$",
+            )
+            .await
+            .map_err(|source| QueryError::Query {
+                what: "write a little WAL",
+                source,
+            })
     }
 
     /// `CHECKPOINT` (a restart point on a standby), without the session's statement timeout.

@@ -45,6 +45,12 @@ pub struct HaConfig {
     pub remove_data_directory_on_diverged_timelines: bool,
     /// Synchronous replication mode; it limits who may race.
     pub synchronous_mode: SynchronousMode,
+    /// `synchronous_mode_strict`: commits wait rather than run without a synchronous standby.
+    pub synchronous_mode_strict: bool,
+    /// `synchronous_node_count`: how many synchronous standbys the primary keeps.
+    pub synchronous_node_count: u32,
+    /// `maximum_lag_on_syncnode` in bytes; ≤ 0 never swaps a lagging standby out.
+    pub maximum_lag_on_syncnode: i64,
     /// Keep the primary through DCS outages when all members agree
     /// (`failsafe_mode`). Not implemented yet: read as off.
     pub failsafe_mode: bool,
@@ -91,6 +97,9 @@ impl Default for HaConfig {
             remove_data_directory_on_rewind_failure: false,
             remove_data_directory_on_diverged_timelines: false,
             synchronous_mode: SynchronousMode::Off,
+            synchronous_mode_strict: false,
+            synchronous_node_count: 1,
+            maximum_lag_on_syncnode: -1,
             failsafe_mode: false,
             can_bootstrap: true,
             create_replica_without_leader: false,
@@ -100,6 +109,16 @@ impl Default for HaConfig {
 }
 
 impl HaConfig {
+    /// The settings synchronous replication management reads.
+    pub fn sync_settings(&self) -> crate::sync::SyncSettings {
+        crate::sync::SyncSettings {
+            node_count: self.synchronous_node_count.max(1),
+            strict: self.synchronous_mode_strict,
+            max_lag: self.maximum_lag_on_syncnode,
+            quorum: self.synchronous_mode == SynchronousMode::Quorum,
+        }
+    }
+
     /// The stop timeout a demotion passes on: `primary_stop_timeout` only in
     /// synchronous mode and when positive, as in Patroni.
     pub fn demote_stop_timeout(&self) -> Option<Duration> {

@@ -107,6 +107,9 @@ pub struct PrimaryState {
     pub wal_senders: Vec<WalSender>,
     /// `synchronous_standby_names` as the server applies it.
     pub synchronous_standby_names: String,
+    /// `synchronous_commit` as the server applies it (which standby position a commit waits
+    /// for).
+    pub synchronous_commit: String,
 }
 
 /// A standby streaming WAL from the primary (a `pg_stat_replication` row).

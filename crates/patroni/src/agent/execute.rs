@@ -10,7 +10,7 @@ use anyhow::Context;
 use patroni_core::Role;
 use patroni_core::ha::{
     Action, CloneSource, ControlState, DemoteMode, Finished, Observation, PgRole, ReleaseLsn,
-    StartRole, StopMode, TimelineCheck, TimelineVerdict, Upstream,
+    StartRole, StopMode, SynchronousMode, TimelineCheck, TimelineVerdict, Upstream,
 };
 use patroni_dcs::{Dcs, FailoverRequest};
 use patroni_postgres::{
@@ -152,6 +152,13 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 self.stop_with_callback(mode).await
             }
             Action::Promote => {
+                if let Some(cluster) = obs.cluster()
+                    && !self.sync_before_promote(cluster).await
+                {
+                    anyhow::bail!(
+                        "Postponing promotion because synchronous replication state was updated by somebody else"
+                    );
+                }
                 tracing::info!("promoting");
                 let wait = self.start_timeout(None);
                 self.pg.promote(wait).await?;
@@ -378,8 +385,13 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         })
     }
 
-    /// Server parameters from the local and dynamic configuration.
+    /// Server parameters from the local and dynamic configuration; a rejected value is logged.
     pub(super) fn server_parameters(&self) -> ServerParameters {
+        self.parameters(true)
+    }
+
+    /// Server parameters; rejected values logged when `log`.
+    pub(super) fn parameters(&self, log: bool) -> ServerParameters {
         let (mut params, warnings) = ServerParameters::build(&ServerParametersInput {
             scope: &self.config.scope,
             listen: &self.config.postgresql.listen,
@@ -388,12 +400,19 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             local: &self.config.postgresql.parameters,
             dynamic: &self.dynamic.postgresql.parameters,
         });
-        for w in warnings {
+        for w in warnings.iter().filter(|_| log) {
             tracing::warn!(
                 "postgresql parameter {}={} failed validation, defaulting to {}",
                 w.name,
                 w.rejected,
                 w.used
+            );
+        }
+        if self.ha.synchronous_mode == SynchronousMode::On {
+            // The agent owns it in synchronous mode (Patroni: nobody listed on a replica).
+            params.set(
+                "synchronous_standby_names",
+                self.sync.names.clone().unwrap_or_default(),
             );
         }
         if self.slots.hot_standby_feedback {

@@ -187,6 +187,7 @@ impl PostgresCtl for FakePostgres {
                 server_version: Some(150_000),
                 pending_restart: Vec::new(),
                 synchronous_standby_names: String::new(),
+                synchronous_commit: "on".into(),
                 wal_senders: Vec::new(),
             },
             PgRole::Replica => ServerStatus {
@@ -201,6 +202,7 @@ impl PostgresCtl for FakePostgres {
                 server_version: Some(150_000),
                 pending_restart: Vec::new(),
                 synchronous_standby_names: String::new(),
+                synchronous_commit: "on".into(),
                 wal_senders: Vec::new(),
             },
         })
@@ -285,6 +287,10 @@ impl PostgresCtl for FakePostgres {
     }
 
     async fn checkpoint(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn nudge_wal(&self) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -14,6 +14,17 @@ pub fn parse_dynamic(raw: &serde_json::Value, source: &str) -> DynamicConfig {
     for p in problems {
         tracing::warn!("{source}: {p}");
     }
+    // Settings read but not carried out yet: said once per change, never silently dropped.
+    if dynamic.synchronous_mode == patroni_core::ha::SynchronousMode::Quorum {
+        tracing::error!(
+            "{source}: synchronous_mode: quorum is not implemented yet: replication stays asynchronous"
+        );
+    }
+    if dynamic.failsafe_mode {
+        tracing::error!(
+            "{source}: failsafe_mode is not implemented yet: a primary that cannot reach the DCS demotes"
+        );
+    }
     dynamic
 }
 
@@ -54,6 +65,9 @@ pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
             .postgresql
             .remove_data_directory_on_diverged_timelines,
         synchronous_mode: d.synchronous_mode,
+        synchronous_mode_strict: d.synchronous_mode_strict,
+        synchronous_node_count: d.synchronous_node_count,
+        maximum_lag_on_syncnode: d.maximum_lag_on_syncnode,
         failsafe_mode: false,
         can_bootstrap: true,
         create_replica_without_leader: replica_method_without_leader(config),

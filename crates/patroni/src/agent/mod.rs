@@ -23,6 +23,7 @@ mod publish;
 mod queries;
 pub mod runtime;
 mod slots;
+mod sync;
 
 use std::path::PathBuf;
 use std::sync::Arc;

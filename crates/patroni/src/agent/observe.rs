@@ -12,7 +12,7 @@ use patroni_core::ha::{
     PrimaryState, ReplicaState, SenderSyncState, Stopped, WalSender,
 };
 use patroni_dcs::Dcs;
-use patroni_postgres::{DataDirState, ReplicationStat};
+use patroni_postgres::{DataDirState, ReplicationStat, ServerStatus};
 
 use super::pgctl::PostgresCtl;
 use super::runtime::Runtime;
@@ -143,13 +143,19 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             })
         } else {
             self.last_role = Some(PgRole::Primary);
-            PgServer::Primary(PrimaryState {
-                wal_lsn: st.flush_lsn.map_or(0, |l| l.0),
-                timeline: u64::from(st.timeline),
-                wal_senders: st.wal_senders.iter().filter_map(wal_sender).collect(),
-                synchronous_standby_names: st.synchronous_standby_names,
-            })
+            PgServer::Primary(primary_state(&st))
         }
+    }
+}
+
+/// What a running primary reports, as the core sees it.
+pub(super) fn primary_state(st: &ServerStatus) -> PrimaryState {
+    PrimaryState {
+        wal_lsn: st.flush_lsn.map_or(0, |l| l.0),
+        timeline: u64::from(st.timeline),
+        wal_senders: st.wal_senders.iter().filter_map(wal_sender).collect(),
+        synchronous_standby_names: st.synchronous_standby_names.clone(),
+        synchronous_commit: st.synchronous_commit.clone(),
     }
 }
 

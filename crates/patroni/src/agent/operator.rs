@@ -127,6 +127,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     pub(super) fn dynamic_changed(&mut self, old: &DynamicConfig, new: &DynamicConfig) {
         if old.postgresql.parameters != new.postgresql.parameters
             || old.postgresql.use_slots != new.postgresql.use_slots
+            || old.synchronous_mode != new.synchronous_mode
         {
             self.reconfigure = true;
         }

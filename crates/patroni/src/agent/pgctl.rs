@@ -66,6 +66,9 @@ pub trait PostgresCtl: Send + 'static {
     fn promote(&mut self, wait: Duration) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// `CHECKPOINT`.
     fn checkpoint(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Writes a little WAL without waiting for standbys (after `synchronous_standby_names`
+    /// changed, so standbys report progress).
+    fn nudge_wal(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// The lines of the history file that starts `timeline` (empty on timeline 1).
     fn timeline_history(
         &self,
@@ -415,6 +418,11 @@ impl PostgresCtl for RealPostgres {
     async fn checkpoint(&self) -> anyhow::Result<()> {
         let client = self.pg.connect().await.context("connect")?;
         client.checkpoint().await.context("checkpoint")
+    }
+
+    async fn nudge_wal(&self) -> anyhow::Result<()> {
+        let client = self.pg.connect().await.context("connect")?;
+        client.nudge_wal().await.context("write WAL")
     }
 
     async fn timeline_history(&self, timeline: u32) -> anyhow::Result<Vec<HistoryLine>> {

@@ -43,6 +43,7 @@ use super::peers::PeerClient;
 use super::pgctl::PostgresCtl;
 use super::publish::running_role;
 use super::slots::SlotKeeper;
+use super::sync::SyncMemory;
 
 /// At most this many decide steps per cycle (the core needs at most four).
 const MAX_STEPS: usize = 8;
@@ -116,6 +117,8 @@ pub struct Runtime<D, P> {
     pub(super) server_facts: ServerFacts,
     /// Replication slot state kept between cycles.
     pub(super) slots: SlotKeeper,
+    /// Synchronous replication state kept between cycles.
+    pub(super) sync: SyncMemory,
     /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
     last_heartbeat: Option<String>,
 }
@@ -184,6 +187,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             pending_restart: BTreeMap::new(),
             server_facts: ServerFacts::default(),
             slots: SlotKeeper::default(),
+            sync: SyncMemory::default(),
             last_heartbeat: None,
         }
     }
@@ -360,6 +364,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             .or_else(|| stopping.then(|| "shutdown".to_owned()));
         if busy.is_none() && !stopping {
             self.apply_reconfigure().await;
+            self.manage_sync(&obs).await;
         }
         self.answer_restarts(restarts, busy.clone(), &obs).await;
         let mut next_cycle_at = decision.next_cycle_at;

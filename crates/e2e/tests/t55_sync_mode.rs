@@ -1,0 +1,293 @@
+//! Issue #16, synchronous replication (`synchronous_mode: on`) on a real 3-member cluster:
+//! - turned on live (`PATCH /config`): the primary lists one standby in
+//!   `synchronous_standby_names`, PostgreSQL reports it `sync`, `/sync` names it, and Patroni's
+//!   own `patronictl list` shows it as `Sync Standby`;
+//! - a writer records every acknowledged row while the primary is killed (`kill -9` of agent
+//!   and postmaster) ten times: each time the member `/sync` named is the one promoted, and
+//!   no acknowledged row is missing on the last primary;
+//! - strict mode with both replicas killed: a commit is never acknowledged (it waits), and goes
+//!   through once a replica is back;
+//! - turned off live: `/sync` is emptied and the primary lists nobody.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::cluster::*;
+use common::*;
+use patroni_testlab::{AgentSpec, Host, Lab};
+use serde_json::Value;
+
+/// Failovers the writer runs through.
+const FAILOVERS: usize = 10;
+
+/// `method path` on `to`'s REST API from its own host: status and body.
+fn api(to: &Member, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let url = format!("http://{}:8008{path}", to.host.ip());
+    let mut cmd = to.host.command("curl");
+    cmd.args(["-s", "-m", "30", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.arg(&url).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.trim().parse().ok()?, body.to_string()))
+}
+
+/// Names of the members with `role` in `GET /cluster` as `m` answers it.
+fn with_role(m: &Member, role: &str) -> Option<Vec<String>> {
+    let (status, body) = api(m, "GET", "/cluster", None)?;
+    let doc: Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+    Some(
+        doc["members"]
+            .as_array()?
+            .iter()
+            .filter(|x| x["role"] == role)
+            .filter_map(|x| x["name"].as_str().map(String::from))
+            .collect(),
+    )
+}
+
+/// `PATCH /config` with `patch` through `m`; panics unless 200.
+fn patch_config(m: &Member, patch: &str) {
+    let answer = api(m, "PATCH", "/config", Some(patch));
+    assert!(
+        answer.as_ref().is_some_and(|(s, _)| *s == 200),
+        "PATCH /config {patch}: {answer:?}"
+    );
+}
+
+fn index(members: &[Member], name: &str) -> usize {
+    members
+        .iter()
+        .position(|m| m.name == name)
+        .expect("a member")
+}
+
+/// The primary, once it has two streaming replicas, one of them synchronous and named in
+/// `/sync`: `(primary, sync standby)`.
+async fn synchronous(members: &[Member]) -> (usize, usize) {
+    wait_for(
+        FORM_TIMEOUT,
+        "a primary with a synchronous standby named in /sync",
+        members,
+        || {
+            let w = writable(members);
+            let [p] = w.as_slice() else { return None };
+            let p = index(members, p);
+            let (h, s) = (&members[p].host, &members[p].spec);
+            (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(())?;
+            let named = with_role(&members[p], "sync_standby")?;
+            let [standby] = named.as_slice() else {
+                return None;
+            };
+            let rows = sql(
+                h,
+                h,
+                s,
+                "select application_name from pg_stat_replication where sync_state = 'sync'",
+            )?;
+            let ssn = sql(h, h, s, "show synchronous_standby_names")?;
+            (rows == *standby && ssn.trim_matches('"') == standby)
+                .then(|| (p, index(members, standby)))
+        },
+    )
+    .await
+}
+
+/// A writer inserting increasing values into `acked` on whichever member accepts writes,
+/// recording each one PostgreSQL acknowledged.
+fn writer(
+    members: &[Member],
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+) -> std::thread::JoinHandle<()> {
+    let targets: Vec<(Host, AgentSpec)> = members
+        .iter()
+        .map(|m| (Host::attach(m.host.info().clone()), m.spec.clone()))
+        .collect();
+    std::thread::spawn(move || {
+        let mut i = 0u64;
+        let mut current = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            let (h, s) = &targets[current];
+            if sql(h, h, s, &format!("insert into acked values ({i})")).is_some() {
+                acked.lock().expect("lock").push(i);
+            } else {
+                current = (current + 1) % targets.len();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_mode_loses_no_acknowledged_write() {
+    init_tracing();
+    let lab = Lab::shared();
+    let ns = lab.namespace("t55-sync").await.expect("namespace");
+    let scope = "syncmode";
+    let (mut members, kubeconfig) = start_cluster(lab, &ns, scope, false, 3, |_| {}).await;
+    let first = wait_for(FORM_TIMEOUT, "one primary, two streaming", &members, || {
+        let w = writable(&members);
+        let [p] = w.as_slice() else { return None };
+        let p = index(&members, p);
+        let (h, s) = (&members[p].host, &members[p].spec);
+        (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(p)
+    })
+    .await;
+    {
+        let (h, s) = (&members[first].host, &members[first].spec);
+        sql(h, h, s, "create table acked(v bigint primary key)").expect("create table");
+    }
+
+    tracing::info!("--- synchronous_mode turned on live: one synchronous standby, named in /sync");
+    patch_config(&members[first], r#"{"synchronous_mode": true}"#);
+    let (primary, standby) = synchronous(&members).await;
+    assert_eq!(primary, first, "turning it on moves no leader");
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = members[standby].name.clone();
+        wait_for(
+            Duration::from_secs(30),
+            "Patroni's patronictl shows the Sync Standby",
+            &members,
+            || {
+                let out = patronictl(lab, dir.path(), &ns.name, scope, false)
+                    .args(["list", "-f", "json"])
+                    .output()
+                    .ok()?;
+                let rows: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+                rows.iter()
+                    .any(|r| r["Member"] == name.as_str() && r["Role"] == "Sync Standby")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    tracing::info!("--- {FAILOVERS} kill -9 failovers under a writer: the sync standby takes over");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writing = writer(&members, stop.clone(), acked.clone());
+    for round in 0..FAILOVERS {
+        let (primary, standby) = synchronous(&members).await;
+        let before = acked.lock().expect("lock").len();
+        wait_for(
+            Duration::from_secs(30),
+            "the writer makes progress",
+            &members,
+            || (acked.lock().ok()?.len() > before + 20).then_some(()),
+        )
+        .await;
+        let (old, expected) = (members[primary].name.clone(), members[standby].name.clone());
+        tracing::info!(round, %old, %expected, "killing the primary");
+        kill_member(&mut members[primary]);
+        let promoted = wait_for(FAILOVER_TIMEOUT, "a new writable member", &members, || {
+            let w = writable(&members);
+            (w.len() == 1 && w[0] != old).then(|| w[0].clone())
+        })
+        .await;
+        assert_eq!(
+            promoted, expected,
+            "round {round}: the member /sync named is promoted"
+        );
+        restart_member(&mut members[primary], &kubeconfig);
+    }
+    let (last, _) = synchronous(&members).await;
+    stop.store(true, Ordering::Relaxed);
+    writing.join().expect("writer");
+    {
+        let acked: Vec<u64> = acked.lock().expect("lock").clone();
+        let (h, s) = (&members[last].host, &members[last].spec);
+        let rows = sql(h, h, s, "select v from acked order by v").expect("read rows");
+        let present: BTreeSet<u64> = rows.lines().filter_map(|l| l.parse().ok()).collect();
+        let lost: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|v| !present.contains(v))
+            .collect();
+        tracing::info!(
+            acked = acked.len(),
+            lost = lost.len(),
+            "acknowledged rows checked"
+        );
+        assert!(acked.len() > 60, "the writer wrote: {}", acked.len());
+        assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    }
+
+    tracing::info!(
+        "--- strict mode, both replicas gone: a commit waits, and completes when one is back"
+    );
+    let (primary, _) = synchronous(&members).await;
+    patch_config(&members[primary], r#"{"synchronous_mode_strict": true}"#);
+    let replicas: Vec<usize> = (0..members.len()).filter(|i| *i != primary).collect();
+    for &r in &replicas {
+        kill_member(&mut members[r]);
+    }
+    tokio::time::sleep(Duration::from_secs(u64::from(LOOP_WAIT) * 3)).await;
+    {
+        let m = &members[primary];
+        let out = m
+            .host
+            .command("timeout")
+            .env("PGPASSWORD", &m.spec.superuser_password)
+            .args([
+                "5",
+                "/usr/lib/postgresql/15/bin/psql",
+                "-X",
+                "-At",
+                "-d",
+                &format!(
+                    "host={} port=5432 user=postgres dbname=postgres connect_timeout=2",
+                    m.host.ip()
+                ),
+                "-c",
+                "insert into acked values (-1)",
+            ])
+            .output()
+            .expect("run psql");
+        assert_eq!(
+            out.status.code(),
+            Some(124),
+            "the commit must wait for a synchronous standby: {out:?}\n{}",
+            logs(&members)
+        );
+    }
+    restart_member(&mut members[replicas[0]], &kubeconfig);
+    {
+        let (h, s) = (&members[primary].host, &members[primary].spec);
+        wait_for(
+            FORM_TIMEOUT,
+            "a commit goes through with a standby back",
+            &members,
+            || sql(h, h, s, "insert into acked values (-2)"),
+        )
+        .await;
+    }
+    restart_member(&mut members[replicas[1]], &kubeconfig);
+
+    tracing::info!("--- synchronous_mode turned off live: /sync emptied, nobody listed");
+    patch_config(
+        &members[primary],
+        r#"{"synchronous_mode": false, "synchronous_mode_strict": false}"#,
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "no synchronous standby and an empty list",
+        &members,
+        || {
+            let (h, s) = (&members[primary].host, &members[primary].spec);
+            let ssn = sql(h, h, s, "show synchronous_standby_names")?;
+            let named = with_role(&members[primary], "sync_standby")?;
+            (ssn.is_empty() && named.is_empty()).then_some(())
+        },
+    )
+    .await;
+    stop_all(&mut members);
+}

@@ -1,0 +1,267 @@
+//! Synchronous replication on the primary: performs the steps of `patroni_core::sync` (write
+//! `/sync`, set `synchronous_standby_names` and reload, wait for a standby to confirm) after
+//! the cycle's own actions, and what a member writes just before it promotes.
+//!
+//! The rules and their order are the core's; this module observes (the server's WAL senders
+//! and applied settings, re-read after each change), performs one step at a time and stops at
+//! the first refusal, as Patroni's `_process_multisync_replication` does.
+
+use std::time::Duration;
+
+use patroni_core::ha::{LockOutcome, Observation, PgServer, PrimaryState, SynchronousMode};
+use patroni_core::sync::{
+    CommitLevel, SyncStep, SyncTracker, current_state, next_step, prepromote, render, when_off,
+};
+use patroni_core::{Cluster, SyncState};
+use patroni_dcs::Dcs;
+
+use super::observe::primary_state;
+use super::pgctl::PostgresCtl;
+use super::runtime::Runtime;
+
+/// Steps one cycle may take (Patroni's sequence needs at most five).
+const MAX_STEPS: usize = 8;
+/// How long a reload of `synchronous_standby_names` is given before observing again
+/// (Patroni: 0.1 s).
+const RELOAD_PAUSE: Duration = Duration::from_millis(100);
+/// How long newly listed standbys are given to be reported synchronous (Patroni: 2 s).
+const CONFIRM_PAUSE: Duration = Duration::from_secs(2);
+
+// === impl Runtime (synchronous replication) ===
+
+impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
+    /// Keeps `/sync` and `synchronous_standby_names` in line on the lock holder running as
+    /// primary; empties `/sync` when synchronous mode was turned off.
+    pub(super) async fn manage_sync(&mut self, obs: &Observation) {
+        let Some(cluster) = obs.cluster() else {
+            return;
+        };
+        let primary = match obs.postgres.server() {
+            Some(PgServer::Primary(p)) => p,
+            Some(PgServer::Replica(_)) => {
+                // A replica lists nobody (its next configuration write says so) and a later
+                // promotion starts from a fresh memory.
+                self.sync.names = None;
+                self.sync.tracker = SyncTracker::default();
+                return;
+            }
+            _ => return,
+        };
+        if !obs.cycle.lock.is_some_and(LockOutcome::holds) {
+            return;
+        }
+        match self.ha.synchronous_mode {
+            SynchronousMode::Off => {
+                if when_off(&cluster.sync).is_some() {
+                    self.disable_sync(&cluster.sync).await;
+                }
+                // Every cycle, as Patroni's `disable_synchronous_replication`: the configured
+                // value applies again (a list left from synchronous mode would hold commits).
+                let configured = self.parameters(false);
+                let configured = configured
+                    .get("synchronous_standby_names")
+                    .unwrap_or_default();
+                if primary.synchronous_standby_names != configured {
+                    tracing::info!(
+                        "setting synchronous_standby_names back to the configured {configured:?}"
+                    );
+                    self.write_config().await;
+                }
+                return;
+            }
+            // Not implemented yet: said when the configuration changed (`parse_dynamic`).
+            SynchronousMode::Quorum => return,
+            SynchronousMode::On => {}
+        }
+        if self.sync.names.is_none() && !primary.synchronous_standby_names.is_empty() {
+            // A primary found running (an agent restart): keep what it lists until the steps
+            // change it, so no configuration write drops a standby `/sync` may name.
+            self.sync.names = Some(primary.synchronous_standby_names.clone());
+        }
+        let settings = self.ha.sync_settings();
+        let me = self.id.name.clone();
+        let mut view: Cluster = cluster.clone();
+        let mut primary: PrimaryState = primary.clone();
+        let mut waited = false;
+        for _ in 0..MAX_STEPS {
+            let (changed, problem) = self
+                .sync
+                .tracker
+                .note_applied(&primary.synchronous_standby_names, primary.wal_lsn);
+            if let Some(problem) = problem {
+                tracing::warn!("{problem}");
+            }
+            if changed && let Err(e) = self.pg.nudge_wal().await {
+                tracing::warn!("failed to {e:#}");
+            }
+            let now = current_state(
+                &me,
+                &view,
+                &primary.wal_senders,
+                CommitLevel::parse(&primary.synchronous_commit),
+                primary.wal_lsn,
+                settings,
+                &mut self.sync.tracker,
+            );
+            match next_step(&me, &view.sync, &now, settings, waited) {
+                SyncStep::WriteSync { standbys } => {
+                    match self.write_sync(&view.sync, &standbys).await {
+                        Some(written) => view.sync = written,
+                        None => return,
+                    }
+                }
+                SyncStep::DeleteSync => {
+                    self.disable_sync(&view.sync).await;
+                    return;
+                }
+                SyncStep::SetNames { standbys, num } => {
+                    let value = render(&standbys, num, false).unwrap_or_default();
+                    if value == primary.synchronous_standby_names {
+                        return;
+                    }
+                    tracing::info!("Assigning synchronous_standby_names to {value}");
+                    if !self.set_sync_names(Some(value)).await {
+                        return;
+                    }
+                    tokio::time::sleep(RELOAD_PAUSE).await;
+                    match self.pg.status().await {
+                        Some(st) if !st.in_recovery => primary = primary_state(&st),
+                        _ => return,
+                    }
+                }
+                SyncStep::WaitForConfirmation => {
+                    waited = true;
+                    tokio::time::sleep(CONFIRM_PAUSE).await;
+                    match self.pg.status().await {
+                        Some(st) if !st.in_recovery => primary = primary_state(&st),
+                        _ => return,
+                    }
+                }
+                SyncStep::Done { strict_waiting } => {
+                    if strict_waiting && !self.sync.strict_warned {
+                        tracing::warn!(
+                            "No active replication connections from Patroni members and synchronous_mode_strict is requested. Commits will be delayed."
+                        );
+                    }
+                    self.sync.strict_warned = strict_waiting;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Before promoting in synchronous mode: `/sync` names this member (keeping the former
+    /// synchronous set in strict mode) and `synchronous_standby_names` follows; with it off,
+    /// `/sync` is emptied. False when `/sync` was changed by someone else (the promotion
+    /// waits for the next cycle, as Patroni's).
+    pub(super) async fn sync_before_promote(&mut self, cluster: &Cluster) -> bool {
+        match self.ha.synchronous_mode {
+            SynchronousMode::On => {}
+            SynchronousMode::Off => {
+                if when_off(&cluster.sync).is_some() {
+                    self.disable_sync(&cluster.sync).await;
+                }
+                return true;
+            }
+            SynchronousMode::Quorum => return true,
+        }
+        let (standbys, num) = prepromote(&self.id.name, &cluster.sync, self.ha.sync_settings());
+        if self.write_sync(&cluster.sync, &standbys).await.is_none() {
+            return false;
+        }
+        self.set_sync_names(render(&standbys, num, false)).await;
+        true
+    }
+
+    /// Writes `/sync` as `(me, standbys)` over `seen`; the state written, `None` when refused
+    /// or failed (logged).
+    async fn write_sync(&self, seen: &SyncState, standbys: &[String]) -> Option<SyncState> {
+        let result = self
+            .dcs
+            .write_sync_state(Some(&self.id.name), standbys, None, seen.version.as_deref())
+            .await;
+        match result {
+            Ok(Some(written)) => {
+                if seen.leader.as_deref().is_none_or(str::is_empty) {
+                    tracing::info!("Enabled synchronous replication");
+                } else {
+                    tracing::info!("Synchronous standby status assigned to {standbys:?}");
+                }
+                Some(written)
+            }
+            Ok(None) => {
+                tracing::info!("Synchronous replication key updated by someone else");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "failed to update the sync state: {:#}",
+                    anyhow::Error::from(e)
+                );
+                None
+            }
+        }
+    }
+
+    /// Empties `/sync` and lists nobody (the configured `synchronous_standby_names` applies).
+    async fn disable_sync(&mut self, seen: &SyncState) {
+        match self.dcs.delete_sync_state(seen.version.as_deref()).await {
+            Ok(true) => tracing::info!("Disabled synchronous replication"),
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(
+                    "failed to delete the sync state: {:#}",
+                    anyhow::Error::from(e)
+                );
+                return;
+            }
+        }
+        self.sync.names = None;
+        self.write_config().await;
+    }
+
+    /// Makes `value` the agent's `synchronous_standby_names` (`None`: nobody in synchronous
+    /// mode, the configured value otherwise), rewrites the configuration and reloads a running
+    /// server; false when that failed.
+    async fn set_sync_names(&mut self, value: Option<String>) -> bool {
+        if self.sync.names == value {
+            return true;
+        }
+        self.sync.names = value;
+        self.write_config().await
+    }
+
+    /// Rewrites the configuration files and reloads a running server; false when that failed.
+    async fn write_config(&mut self) -> bool {
+        let recovery = match self.pg.status().await {
+            None => return true, // Not running: the next start writes the files.
+            Some(s) if s.in_recovery => match self.recovery(self.upstream.as_ref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("failed to render the recovery settings: {e:#}");
+                    return false;
+                }
+            },
+            Some(_) => None,
+        };
+        let params = self.server_parameters();
+        match self.pg.reconfigure(&params, recovery.as_ref()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("failed to set synchronous_standby_names: {e:#}");
+                false
+            }
+        }
+    }
+}
+
+/// What the agent remembers about synchronous replication between cycles.
+#[derive(Debug, Default)]
+pub(super) struct SyncMemory {
+    /// The `synchronous_standby_names` the agent sets in synchronous mode (`None`: nobody).
+    pub names: Option<String>,
+    /// Which listed standbys caught up since the list changed.
+    pub tracker: SyncTracker,
+    /// Strict mode's "commits will be delayed" was logged.
+    pub strict_warned: bool,
+}
