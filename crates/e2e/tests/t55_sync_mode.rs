@@ -1,9 +1,10 @@
-//! Issue #16, synchronous replication (`synchronous_mode: on`) on a real 3-member cluster:
-//! - turned on live (`PATCH /config`): the primary lists one standby in
-//!   `synchronous_standby_names`, PostgreSQL reports it `sync`, `/sync` names it, and Patroni's
-//!   own `patronictl list` shows it as `Sync Standby`;
+//! Issue #16, synchronous replication on a real 3-member cluster, in both modes (`on`: one
+//! `sync` standby; `quorum`: `ANY 1` of both standbys, `/sync` with `quorum: 1`):
+//! - turned on live (`PATCH /config`): the primary lists its synchronous standbys in
+//!   `synchronous_standby_names`, PostgreSQL reports them `sync`/`quorum`, `/sync` names them,
+//!   and Patroni's own `patronictl list` shows `Sync Standby`/`Quorum Standby`;
 //! - a writer records every acknowledged row while the primary is killed (`kill -9` of agent
-//!   and postmaster) ten times: each time the member `/sync` named is the one promoted, and
+//!   and postmaster) ten times: each time a member `/sync` named is the one promoted, and
 //!   no acknowledged row is missing on the last primary;
 //! - strict mode with both replicas killed: a commit is never acknowledged (it waits), and goes
 //!   through once a replica is back;
@@ -68,12 +69,13 @@ fn index(members: &[Member], name: &str) -> usize {
         .expect("a member")
 }
 
-/// The primary, once it has two streaming replicas, one of them synchronous and named in
-/// `/sync`: `(primary, sync standby)`.
-async fn synchronous(members: &[Member]) -> (usize, usize) {
+/// The primary, once it has two streaming replicas and its synchronous standbys are listed in
+/// `synchronous_standby_names`, reported by PostgreSQL and named in `/sync`: in `on` mode one
+/// `sync` standby, in `quorum` mode both (`ANY 1 (...)`, `quorum`). `(primary, standbys)`.
+async fn synchronous(members: &[Member], mode: Mode) -> (usize, Vec<usize>) {
     wait_for(
         FORM_TIMEOUT,
-        "a primary with a synchronous standby named in /sync",
+        "a primary with its synchronous standbys named in /sync",
         members,
         || {
             let w = writable(members);
@@ -81,19 +83,25 @@ async fn synchronous(members: &[Member]) -> (usize, usize) {
             let p = index(members, p);
             let (h, s) = (&members[p].host, &members[p].spec);
             (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(())?;
-            let named = with_role(&members[p], "sync_standby")?;
-            let [standby] = named.as_slice() else {
-                return None;
-            };
+            let mut named = with_role(&members[p], mode.role())?;
+            named.sort();
             let rows = sql(
                 h,
                 h,
                 s,
-                "select application_name from pg_stat_replication where sync_state = 'sync'",
+                &format!(
+                    "select string_agg(application_name, ',' order by application_name) \
+                     from pg_stat_replication where sync_state = '{}'",
+                    mode.sync_state()
+                ),
             )?;
             let ssn = sql(h, h, s, "show synchronous_standby_names")?;
-            (rows == *standby && ssn.trim_matches('"') == standby)
-                .then(|| (p, index(members, standby)))
+            let listed = match mode {
+                Mode::On => named.len() == 1 && ssn.trim_matches('"') == named[0],
+                Mode::Quorum => named.len() == 2 && ssn == format!("ANY 1 ({})", named.join(",")),
+            };
+            (listed && rows == named.join(","))
+                .then(|| (p, named.iter().map(|n| index(members, n)).collect()))
         },
     )
     .await
@@ -126,12 +134,61 @@ fn writer(
     })
 }
 
+/// `synchronous_mode`.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    On,
+    Quorum,
+}
+
+impl Mode {
+    /// As `PATCH /config` spells it.
+    fn json(self) -> &'static str {
+        match self {
+            Mode::On => "true",
+            Mode::Quorum => "\"quorum\"",
+        }
+    }
+
+    /// The role `GET /cluster` gives a synchronous standby.
+    fn role(self) -> &'static str {
+        match self {
+            Mode::On => "sync_standby",
+            Mode::Quorum => "quorum_standby",
+        }
+    }
+
+    /// `pg_stat_replication.sync_state` of a synchronous standby.
+    fn sync_state(self) -> &'static str {
+        match self {
+            Mode::On => "sync",
+            Mode::Quorum => "quorum",
+        }
+    }
+
+    /// Patroni's `patronictl list` role.
+    fn listed_as(self) -> &'static str {
+        match self {
+            Mode::On => "Sync Standby",
+            Mode::Quorum => "Quorum Standby",
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn synchronous_mode_loses_no_acknowledged_write() {
+async fn synchronous_mode_on_loses_no_acknowledged_write() {
+    scenario(Mode::On, "t55-sync", "syncmode").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_commit_loses_no_acknowledged_write() {
+    scenario(Mode::Quorum, "t55-quorum", "quorum").await;
+}
+
+async fn scenario(mode: Mode, namespace: &str, scope: &str) {
     init_tracing();
     let lab = Lab::shared();
-    let ns = lab.namespace("t55-sync").await.expect("namespace");
-    let scope = "syncmode";
+    let ns = lab.namespace(namespace).await.expect("namespace");
     let (mut members, kubeconfig) = start_cluster(lab, &ns, scope, false, 3, |_| {}).await;
     let first = wait_for(FORM_TIMEOUT, "one primary, two streaming", &members, || {
         let w = writable(&members);
@@ -146,13 +203,19 @@ async fn synchronous_mode_loses_no_acknowledged_write() {
         sql(h, h, s, "create table acked(v bigint primary key)").expect("create table");
     }
 
-    tracing::info!("--- synchronous_mode turned on live: one synchronous standby, named in /sync");
-    patch_config(&members[first], r#"{"synchronous_mode": true}"#);
-    let (primary, standby) = synchronous(&members).await;
+    tracing::info!(
+        ?mode,
+        "--- synchronous_mode turned on live: synchronous standbys named in /sync"
+    );
+    patch_config(
+        &members[first],
+        &format!(r#"{{"synchronous_mode": {}}}"#, mode.json()),
+    );
+    let (primary, standbys) = synchronous(&members, mode).await;
     assert_eq!(primary, first, "turning it on moves no leader");
     {
         let dir = tempfile::tempdir().expect("tempdir");
-        let name = members[standby].name.clone();
+        let name = members[standbys[0]].name.clone();
         wait_for(
             Duration::from_secs(30),
             "Patroni's patronictl shows the Sync Standby",
@@ -164,19 +227,21 @@ async fn synchronous_mode_loses_no_acknowledged_write() {
                     .ok()?;
                 let rows: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
                 rows.iter()
-                    .any(|r| r["Member"] == name.as_str() && r["Role"] == "Sync Standby")
+                    .any(|r| r["Member"] == name.as_str() && r["Role"] == mode.listed_as())
                     .then_some(())
             },
         )
         .await;
     }
 
-    tracing::info!("--- {FAILOVERS} kill -9 failovers under a writer: the sync standby takes over");
+    tracing::info!(
+        "--- {FAILOVERS} kill -9 failovers under a writer: a synchronous standby takes over"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let writing = writer(&members, stop.clone(), acked.clone());
     for round in 0..FAILOVERS {
-        let (primary, standby) = synchronous(&members).await;
+        let (primary, standbys) = synchronous(&members, mode).await;
         let before = acked.lock().expect("lock").len();
         wait_for(
             Duration::from_secs(30),
@@ -185,21 +250,22 @@ async fn synchronous_mode_loses_no_acknowledged_write() {
             || (acked.lock().ok()?.len() > before + 20).then_some(()),
         )
         .await;
-        let (old, expected) = (members[primary].name.clone(), members[standby].name.clone());
-        tracing::info!(round, %old, %expected, "killing the primary");
+        let old = members[primary].name.clone();
+        let expected: Vec<String> = standbys.iter().map(|&i| members[i].name.clone()).collect();
+        tracing::info!(round, %old, ?expected, "killing the primary");
         kill_member(&mut members[primary]);
         let promoted = wait_for(FAILOVER_TIMEOUT, "a new writable member", &members, || {
             let w = writable(&members);
             (w.len() == 1 && w[0] != old).then(|| w[0].clone())
         })
         .await;
-        assert_eq!(
-            promoted, expected,
-            "round {round}: the member /sync named is promoted"
+        assert!(
+            expected.contains(&promoted),
+            "round {round}: {promoted} was promoted, /sync named {expected:?}"
         );
         restart_member(&mut members[primary], &kubeconfig);
     }
-    let (last, _) = synchronous(&members).await;
+    let (last, _) = synchronous(&members, mode).await;
     stop.store(true, Ordering::Relaxed);
     writing.join().expect("writer");
     {
@@ -224,7 +290,7 @@ async fn synchronous_mode_loses_no_acknowledged_write() {
     tracing::info!(
         "--- strict mode, both replicas gone: a commit waits, and completes when one is back"
     );
-    let (primary, _) = synchronous(&members).await;
+    let (primary, _) = synchronous(&members, mode).await;
     patch_config(&members[primary], r#"{"synchronous_mode_strict": true}"#);
     let replicas: Vec<usize> = (0..members.len()).filter(|i| *i != primary).collect();
     for &r in &replicas {
@@ -284,7 +350,7 @@ async fn synchronous_mode_loses_no_acknowledged_write() {
         || {
             let (h, s) = (&members[primary].host, &members[primary].spec);
             let ssn = sql(h, h, s, "show synchronous_standby_names")?;
-            let named = with_role(&members[primary], "sync_standby")?;
+            let named = with_role(&members[primary], mode.role())?;
             (ssn.is_empty() && named.is_empty()).then_some(())
         },
     )

@@ -193,3 +193,109 @@ pub fn prepromote(
 fn same(a: &[String], b: &[String]) -> bool {
     a.iter().all(|x| contains(b, x)) && b.iter().all(|x| contains(a, x))
 }
+
+/// What the primary does in quorum mode this round (Patroni's `_process_quorum_replication`
+/// with `_handle_synchronous_strict_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuorumPlan {
+    /// Strict mode without enough standbys: list these (`ANY num`) unless already listed, and
+    /// stop; commits wait.
+    Strict {
+        /// What to list, when it differs from what is listed.
+        set: Option<(Vec<String>, u32)>,
+    },
+    /// List nobody (no standby streams, none is a voter), then go on with `transitions`.
+    Transitions {
+        /// Empty the list first.
+        clear_first: bool,
+        /// The safe sequence (see [`super::quorum::resolve`]).
+        resolution: super::quorum::Resolution,
+    },
+}
+
+/// The plan on primary `me` with `/sync` as read or last written (its `leader` may be the
+/// former primary right after a failover).
+///
+/// # Errors
+/// The state cannot be moved safely (logged; nothing is done this cycle).
+pub fn quorum_plan(
+    me: &str,
+    sync: &SyncState,
+    now: &SyncCandidates,
+    settings: SyncSettings,
+) -> Result<QuorumPlan, super::quorum::QuorumError> {
+    let leader = sync.leader.clone().unwrap_or_default();
+    let mut clear_first = false;
+    if leader.eq_ignore_ascii_case(me) {
+        let min = settings.min_nodes();
+        let active = u32::try_from(now.active.len()).unwrap_or(u32::MAX);
+        if active < min {
+            let voters = &sync.sync_standby;
+            let quorum = if voters.is_empty() { 0 } else { sync.quorum };
+            let numsync = min.max(
+                u32::try_from(voters.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_sub(quorum),
+            );
+            let listed = same(voters, &now.sync)
+                && numsync == now.numsync
+                && now.sync_type == SyncType::Quorum;
+            return Ok(QuorumPlan::Strict {
+                set: (!listed).then(|| (voters.clone(), numsync)),
+            });
+        }
+        clear_first = min == 0
+            && now.active.is_empty()
+            && sync.sync_standby.is_empty()
+            && (!now.sync.is_empty() || now.numsync > 0);
+    }
+    let (numsync, listed) = if clear_first {
+        (0, Vec::new())
+    } else {
+        (now.numsync, now.sync.clone())
+    };
+    let input = super::quorum::QuorumInput {
+        leader,
+        quorum: sync.quorum,
+        voters: sync.sync_standby.clone(),
+        numsync,
+        sync: listed,
+        numsync_confirmed: u32::try_from(now.sync_confirmed.len()).unwrap_or(u32::MAX),
+        active: now.active.clone(),
+        sync_wanted: settings.node_count,
+        leader_wanted: me.to_owned(),
+    };
+    Ok(QuorumPlan::Transitions {
+        clear_first,
+        resolution: super::quorum::resolve(&input)?,
+    })
+}
+
+/// Before `me` promotes in quorum mode: the standbys to list and how many must confirm
+/// (`ANY n`), from `/sync` (Patroni's `_process_quorum_prepromote`; `/sync` itself is left to
+/// the resolver, which makes the former leader a voter).
+pub fn quorum_prepromote(me: &str, sync: &SyncState, settings: SyncSettings) -> (Vec<String>, u32) {
+    let has_leader = sync.leader.as_deref().is_some_and(|l| !l.is_empty());
+    let quorum = if has_leader {
+        i64::from(sync.quorum)
+    } else {
+        0
+    };
+    let mut members: Vec<String> = Vec::new();
+    if let Some(leader) = sync.leader.as_deref().filter(|l| !l.is_empty()) {
+        for name in std::iter::once(leader).chain(sync.sync_standby.iter().map(String::as_str)) {
+            if !contains(&members, name) {
+                members.push(name.to_owned());
+            }
+        }
+    }
+    let len = i64::try_from(members.len()).unwrap_or(i64::MAX);
+    let mut numsync = len - quorum - 1;
+    if contains(&members, me) {
+        members.retain(|m| !m.eq_ignore_ascii_case(me));
+    } else {
+        numsync += 1;
+    }
+    let numsync = numsync.max(i64::from(settings.min_nodes())).max(0);
+    (members, u32::try_from(numsync).unwrap_or(u32::MAX))
+}

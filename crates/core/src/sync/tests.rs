@@ -405,3 +405,75 @@ fn before_promotion() {
         (vec![], Some(2))
     );
 }
+
+fn quorum_settings(node_count: u32, strict: bool) -> SyncSettings {
+    SyncSettings {
+        quorum: true,
+        ..settings(node_count, strict)
+    }
+}
+
+fn candidates(sync_type: SyncType, numsync: u32, sync: &[&str], active: &[&str]) -> SyncCandidates {
+    let v = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    SyncCandidates {
+        sync_type,
+        numsync,
+        sync: v(sync),
+        sync_confirmed: v(sync),
+        active: v(active),
+    }
+}
+
+/// Quorum mode, strict, no standby streams: the voters stay listed as `ANY n`, or nothing is
+/// set when they already are; with standbys the resolver's transitions come.
+#[test]
+fn quorum_plan_strict_and_steady() {
+    let sync = SyncState {
+        quorum: 1,
+        ..sync_state(Some(ME), &["pg-1", "pg-2"])
+    };
+    let none = candidates(SyncType::Priority, 1, &["pg-1"], &[]);
+    assert_eq!(
+        quorum_plan(ME, &sync, &none, quorum_settings(1, true)),
+        Ok(QuorumPlan::Strict {
+            set: Some((vec!["pg-1".to_owned(), "pg-2".to_owned()], 1))
+        })
+    );
+    let listed = candidates(SyncType::Quorum, 1, &["pg-1", "pg-2"], &[]);
+    assert_eq!(
+        quorum_plan(ME, &sync, &listed, quorum_settings(1, true)),
+        Ok(QuorumPlan::Strict { set: None })
+    );
+    let steady = candidates(SyncType::Quorum, 1, &["pg-1", "pg-2"], &["pg-1", "pg-2"]);
+    let Ok(QuorumPlan::Transitions {
+        clear_first,
+        resolution,
+    }) = quorum_plan(ME, &sync, &steady, quorum_settings(1, false))
+    else {
+        panic!("transitions expected");
+    };
+    assert!(!clear_first);
+    assert!(resolution.transitions.is_empty(), "{resolution:?}");
+}
+
+/// Before promoting in quorum mode: the former leader and the other voters are listed, with
+/// as many required as keep the overlap (`|members| − quorum − 1`, this member excluded).
+#[test]
+fn quorum_before_promotion() {
+    let sync = SyncState {
+        quorum: 1,
+        ..sync_state(Some("pg-0"), &["pg-1", "pg-2"])
+    };
+    assert_eq!(
+        quorum_prepromote("pg-1", &sync, quorum_settings(1, false)),
+        (vec!["pg-0".to_owned(), "pg-2".to_owned()], 1)
+    );
+    assert_eq!(
+        quorum_prepromote("pg-3", &sync, quorum_settings(1, false)),
+        (vec!["pg-0".to_owned(), "pg-1".to_owned(), "pg-2".to_owned()], 2)
+    );
+    assert_eq!(
+        quorum_prepromote("pg-1", &SyncState::default(), quorum_settings(1, true)),
+        (vec![], 1)
+    );
+}

@@ -408,7 +408,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 w.used
             );
         }
-        if self.ha.synchronous_mode == SynchronousMode::On {
+        if self.ha.synchronous_mode != SynchronousMode::Off {
             // The agent owns it in synchronous mode (Patroni: nobody listed on a replica).
             params.set(
                 "synchronous_standby_names",

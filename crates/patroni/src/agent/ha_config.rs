@@ -15,11 +15,6 @@ pub fn parse_dynamic(raw: &serde_json::Value, source: &str) -> DynamicConfig {
         tracing::warn!("{source}: {p}");
     }
     // Settings read but not carried out yet: said once per change, never silently dropped.
-    if dynamic.synchronous_mode == patroni_core::ha::SynchronousMode::Quorum {
-        tracing::error!(
-            "{source}: synchronous_mode: quorum is not implemented yet: replication stays asynchronous"
-        );
-    }
     if dynamic.failsafe_mode {
         tracing::error!(
             "{source}: failsafe_mode is not implemented yet: a primary that cannot reach the DCS demotes"

@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use patroni_core::ha::{LockOutcome, Observation, PgServer, PrimaryState, SynchronousMode};
+use patroni_core::sync::quorum::Transition;
 use patroni_core::sync::{
-    CommitLevel, SyncStep, SyncTracker, current_state, next_step, prepromote, render, when_off,
+    CommitLevel, QuorumPlan, SyncStep, SyncTracker, SyncType, current_state, next_step, prepromote,
+    quorum_plan, quorum_prepromote, render, when_off,
 };
 use patroni_core::{Cluster, SyncState};
 use patroni_dcs::Dcs;
@@ -26,6 +28,8 @@ const MAX_STEPS: usize = 8;
 const RELOAD_PAUSE: Duration = Duration::from_millis(100);
 /// How long newly listed standbys are given to be reported synchronous (Patroni: 2 s).
 const CONFIRM_PAUSE: Duration = Duration::from_secs(2);
+/// Before observing again after the quorum resolver asked for a restart (Patroni: 1 s).
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 // === impl Runtime (synchronous replication) ===
 
@@ -69,14 +73,16 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 }
                 return;
             }
-            // Not implemented yet: said when the configuration changed (`parse_dynamic`).
-            SynchronousMode::Quorum => return,
-            SynchronousMode::On => {}
+            SynchronousMode::Quorum | SynchronousMode::On => {}
         }
         if self.sync.names.is_none() && !primary.synchronous_standby_names.is_empty() {
             // A primary found running (an agent restart): keep what it lists until the steps
             // change it, so no configuration write drops a standby `/sync` may name.
             self.sync.names = Some(primary.synchronous_standby_names.clone());
+        }
+        if self.ha.synchronous_mode == SynchronousMode::Quorum {
+            self.manage_quorum(cluster, primary).await;
+            return;
         }
         let settings = self.ha.sync_settings();
         let me = self.id.name.clone();
@@ -84,16 +90,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let mut primary: PrimaryState = primary.clone();
         let mut waited = false;
         for _ in 0..MAX_STEPS {
-            let (changed, problem) = self
-                .sync
-                .tracker
-                .note_applied(&primary.synchronous_standby_names, primary.wal_lsn);
-            if let Some(problem) = problem {
-                tracing::warn!("{problem}");
-            }
-            if changed && let Err(e) = self.pg.nudge_wal().await {
-                tracing::warn!("failed to {e:#}");
-            }
+            self.note_applied(&primary).await;
             let now = current_state(
                 &me,
                 &view,
@@ -105,7 +102,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             );
             match next_step(&me, &view.sync, &now, settings, waited) {
                 SyncStep::WriteSync { standbys } => {
-                    match self.write_sync(&view.sync, &standbys).await {
+                    match self.write_sync(&view.sync, &me, &standbys, None).await {
                         Some(written) => view.sync = written,
                         None => return,
                     }
@@ -119,14 +116,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     if value == primary.synchronous_standby_names {
                         return;
                     }
-                    tracing::info!("Assigning synchronous_standby_names to {value}");
-                    if !self.set_sync_names(Some(value)).await {
-                        return;
-                    }
-                    tokio::time::sleep(RELOAD_PAUSE).await;
-                    match self.pg.status().await {
-                        Some(st) if !st.in_recovery => primary = primary_state(&st),
-                        _ => return,
+                    match self.list_and_observe(value).await {
+                        Some(p) => primary = p,
+                        None => return,
                     }
                 }
                 SyncStep::WaitForConfirmation => {
@@ -150,6 +142,151 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
+    /// Quorum commit: carries out the resolver's transitions in order (`/sync` written by
+    /// compare-and-swap, `ANY n (...)` listed), observing again after a restart, within
+    /// `loop_wait` (Patroni's `_process_quorum_replication`).
+    async fn manage_quorum(&mut self, cluster: &Cluster, primary: &PrimaryState) {
+        let started = tokio::time::Instant::now();
+        let settings = self.ha.sync_settings();
+        let me = self.id.name.clone();
+        let mut view: Cluster = cluster.clone();
+        let mut primary: PrimaryState = primary.clone();
+        if view.sync.leader.as_deref().is_none_or(str::is_empty) {
+            match self.write_sync(&view.sync, &me, &[], Some(0)).await {
+                Some(written) => view.sync = written,
+                None => return,
+            }
+        }
+        for _ in 0..MAX_STEPS {
+            self.note_applied(&primary).await;
+            let now = current_state(
+                &me,
+                &view,
+                &primary.wal_senders,
+                CommitLevel::parse(&primary.synchronous_commit),
+                primary.wal_lsn,
+                settings,
+                &mut self.sync.tracker,
+            );
+            let plan = match quorum_plan(&me, &view.sync, &now, settings) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    return;
+                }
+            };
+            let resolution = match plan {
+                QuorumPlan::Strict { set } => {
+                    if let Some((standbys, num)) = set {
+                        let value = render(&standbys, Some(num), true).unwrap_or_default();
+                        tracing::info!("Assigning synchronous_standby_names to {value}");
+                        self.set_sync_names(Some(value)).await;
+                    }
+                    if !self.sync.strict_warned {
+                        tracing::warn!(
+                            "No active replication connections from Patroni members and synchronous_mode_strict is requested. Commits will be delayed."
+                        );
+                    }
+                    self.sync.strict_warned = true;
+                    return;
+                }
+                QuorumPlan::Transitions {
+                    clear_first,
+                    resolution,
+                } => {
+                    self.sync.strict_warned = false;
+                    if clear_first {
+                        self.set_sync_names(Some(String::new())).await;
+                    }
+                    resolution
+                }
+            };
+            if let Some(w) = &resolution.warning {
+                tracing::warn!("{w}");
+            }
+            let mut last = None;
+            for t in resolution.transitions {
+                if started.elapsed() >= self.ha.loop_wait {
+                    return;
+                }
+                match &t {
+                    Transition::Quorum {
+                        leader,
+                        quorum,
+                        voters,
+                    } => {
+                        tracing::info!(
+                            "Setting leader to {leader}, quorum to {quorum} of ({})",
+                            voters.join(", ")
+                        );
+                        match self
+                            .write_sync(&view.sync, leader, voters, Some(*quorum))
+                            .await
+                        {
+                            Some(written) => view.sync = written,
+                            None => return,
+                        }
+                    }
+                    Transition::Sync { num, names } => {
+                        let value = render(names, Some(*num), true).unwrap_or_default();
+                        tracing::info!("Assigning synchronous_standby_names to {value}");
+                        if !self.set_sync_names(Some(value)).await {
+                            return;
+                        }
+                    }
+                    Transition::Restart => {}
+                }
+                last = Some(t);
+            }
+            if last.is_none() && now.sync_type != SyncType::Quorum && !now.sync.is_empty() {
+                // FIRST -> ANY.
+                let value = render(&now.sync, Some(now.numsync), true).unwrap_or_default();
+                if value != primary.synchronous_standby_names {
+                    tracing::info!("Assigning synchronous_standby_names to {value}");
+                    self.set_sync_names(Some(value)).await;
+                }
+            }
+            if last != Some(Transition::Restart)
+                || started.elapsed() + RESTART_PAUSE >= self.ha.loop_wait
+            {
+                return;
+            }
+            // Standbys just listed may take a moment to report: observe again soon.
+            tokio::time::sleep(RESTART_PAUSE).await;
+            match self.pg.status().await {
+                Some(st) if !st.in_recovery => primary = primary_state(&st),
+                _ => return,
+            }
+        }
+    }
+
+    /// Notes the applied list; after a change, a little WAL so standbys report progress.
+    async fn note_applied(&mut self, primary: &PrimaryState) {
+        let (changed, problem) = self
+            .sync
+            .tracker
+            .note_applied(&primary.synchronous_standby_names, primary.wal_lsn);
+        if let Some(problem) = problem {
+            tracing::warn!("{problem}");
+        }
+        if changed && let Err(e) = self.pg.nudge_wal().await {
+            tracing::warn!("failed to {e:#}");
+        }
+    }
+
+    /// Lists `value`, reloads, and observes the primary again.
+    async fn list_and_observe(&mut self, value: String) -> Option<PrimaryState> {
+        tracing::info!("Assigning synchronous_standby_names to {value}");
+        if !self.set_sync_names(Some(value)).await {
+            return None;
+        }
+        tokio::time::sleep(RELOAD_PAUSE).await;
+        match self.pg.status().await {
+            Some(st) if !st.in_recovery => Some(primary_state(&st)),
+            _ => None,
+        }
+    }
+
     /// Before promoting in synchronous mode: `/sync` names this member (keeping the former
     /// synchronous set in strict mode) and `synchronous_standby_names` follows; with it off,
     /// `/sync` is emptied. False when `/sync` was changed by someone else (the promotion
@@ -163,22 +300,39 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 }
                 return true;
             }
-            SynchronousMode::Quorum => return true,
+            SynchronousMode::Quorum => {
+                let (standbys, num) =
+                    quorum_prepromote(&self.id.name, &cluster.sync, self.ha.sync_settings());
+                self.set_sync_names(render(&standbys, Some(num), true))
+                    .await;
+                return true;
+            }
         }
         let (standbys, num) = prepromote(&self.id.name, &cluster.sync, self.ha.sync_settings());
-        if self.write_sync(&cluster.sync, &standbys).await.is_none() {
+        let me = self.id.name.clone();
+        if self
+            .write_sync(&cluster.sync, &me, &standbys, None)
+            .await
+            .is_none()
+        {
             return false;
         }
         self.set_sync_names(render(&standbys, num, false)).await;
         true
     }
 
-    /// Writes `/sync` as `(me, standbys)` over `seen`; the state written, `None` when refused
-    /// or failed (logged).
-    async fn write_sync(&self, seen: &SyncState, standbys: &[String]) -> Option<SyncState> {
+    /// Writes `/sync` as `(leader, standbys, quorum)` over `seen`; the state written, `None`
+    /// when refused or failed (logged).
+    async fn write_sync(
+        &self,
+        seen: &SyncState,
+        leader: &str,
+        standbys: &[String],
+        quorum: Option<u32>,
+    ) -> Option<SyncState> {
         let result = self
             .dcs
-            .write_sync_state(Some(&self.id.name), standbys, None, seen.version.as_deref())
+            .write_sync_state(Some(leader), standbys, quorum, seen.version.as_deref())
             .await;
         match result {
             Ok(Some(written)) => {
