@@ -470,7 +470,10 @@ fn quorum_before_promotion() {
     );
     assert_eq!(
         quorum_prepromote("pg-3", &sync, quorum_settings(1, false)),
-        (vec!["pg-0".to_owned(), "pg-1".to_owned(), "pg-2".to_owned()], 2)
+        (
+            vec!["pg-0".to_owned(), "pg-1".to_owned(), "pg-2".to_owned()],
+            2
+        )
     );
     assert_eq!(
         quorum_prepromote("pg-1", &SyncState::default(), quorum_settings(1, true)),

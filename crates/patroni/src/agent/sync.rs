@@ -11,8 +11,8 @@ use std::time::Duration;
 use patroni_core::ha::{LockOutcome, Observation, PgServer, PrimaryState, SynchronousMode};
 use patroni_core::sync::quorum::Transition;
 use patroni_core::sync::{
-    CommitLevel, QuorumPlan, SyncStep, SyncTracker, SyncType, current_state, next_step, prepromote,
-    quorum_plan, quorum_prepromote, render, when_off,
+    CommitLevel, QuorumPlan, SyncCandidates, SyncStep, SyncTracker, SyncType, current_state,
+    next_step, prepromote, quorum_plan, quorum_prepromote, render, when_off,
 };
 use patroni_core::{Cluster, SyncState};
 use patroni_dcs::Dcs;
@@ -90,16 +90,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let mut primary: PrimaryState = primary.clone();
         let mut waited = false;
         for _ in 0..MAX_STEPS {
-            self.note_applied(&primary).await;
-            let now = current_state(
-                &me,
-                &view,
-                &primary.wal_senders,
-                CommitLevel::parse(&primary.synchronous_commit),
-                primary.wal_lsn,
-                settings,
-                &mut self.sync.tracker,
-            );
+            let now = self.candidates(&me, &view, &primary).await;
             match next_step(&me, &view.sync, &now, settings, waited) {
                 SyncStep::WriteSync { standbys } => {
                     match self.write_sync(&view.sync, &me, &standbys, None).await {
@@ -158,16 +149,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
         }
         for _ in 0..MAX_STEPS {
-            self.note_applied(&primary).await;
-            let now = current_state(
-                &me,
-                &view,
-                &primary.wal_senders,
-                CommitLevel::parse(&primary.synchronous_commit),
-                primary.wal_lsn,
-                settings,
-                &mut self.sync.tracker,
-            );
+            let now = self.candidates(&me, &view, &primary).await;
             let plan = match quorum_plan(&me, &view.sync, &now, settings) {
                 Ok(plan) => plan,
                 Err(e) => {
@@ -260,8 +242,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
-    /// Notes the applied list; after a change, a little WAL so standbys report progress.
-    async fn note_applied(&mut self, primary: &PrimaryState) {
+    /// The synchronous standbys now, as the core judges them from `primary` and `view`; after
+    /// a change of the applied list, a little WAL first so standbys report progress.
+    async fn candidates(
+        &mut self,
+        me: &str,
+        view: &Cluster,
+        primary: &PrimaryState,
+    ) -> SyncCandidates {
         let (changed, problem) = self
             .sync
             .tracker
@@ -272,6 +260,15 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if changed && let Err(e) = self.pg.nudge_wal().await {
             tracing::warn!("failed to {e:#}");
         }
+        current_state(
+            me,
+            view,
+            &primary.wal_senders,
+            CommitLevel::parse(&primary.synchronous_commit),
+            primary.wal_lsn,
+            self.ha.sync_settings(),
+            &mut self.sync.tracker,
+        )
     }
 
     /// Lists `value`, reloads, and observes the primary again.
