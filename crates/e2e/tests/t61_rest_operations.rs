@@ -91,10 +91,23 @@ async fn rest_operations_on_a_real_cluster() {
 
     {
         tracing::info!("--- GET /patroni lists the primary's WAL senders under replication");
-        let doc = wait_for(FORM_TIMEOUT, "two replication rows", &members, || {
-            let d = status_doc(&members[primary])?;
-            (d["replication"].as_array()?.len() == 2).then_some(d)
-        })
+        // A replica still cloning shows as a `pg_basebackup` sender first (Patroni lists it too).
+        let replicas = [members[replica].name.clone(), members[other].name.clone()];
+        let doc = wait_for(
+            FORM_TIMEOUT,
+            "two streaming replication rows",
+            &members,
+            || {
+                let d = status_doc(&members[primary])?;
+                let rows = d["replication"].as_array()?;
+                (rows.len() == 2
+                    && rows.iter().all(|r| {
+                        r["state"] == "streaming"
+                            && replicas.iter().any(|n| r["application_name"] == n.as_str())
+                    }))
+                .then_some(d)
+            },
+        )
         .await;
         let mut names: Vec<&str> = doc["replication"]
             .as_array()
