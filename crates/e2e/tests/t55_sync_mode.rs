@@ -25,23 +25,9 @@ use serde_json::Value;
 /// Failovers the writer runs through.
 const FAILOVERS: usize = 10;
 
-/// `method path` on `to`'s REST API from its own host: status and body.
-fn api(to: &Member, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
-    let url = format!("http://{}:8008{path}", to.host.ip());
-    let mut cmd = to.host.command("curl");
-    cmd.args(["-s", "-m", "30", "-X", method, "-w", "\n%{http_code}"]);
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    let out = cmd.arg(&url).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n')?;
-    Some((code.trim().parse().ok()?, body.to_string()))
-}
-
 /// Names of the members with `role` in `GET /cluster` as `m` answers it.
 fn with_role(m: &Member, role: &str) -> Option<Vec<String>> {
-    let (status, body) = api(m, "GET", "/cluster", None)?;
+    let (status, body) = rest(m, "GET", "/cluster", None, None)?;
     let doc: Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
     Some(
         doc["members"]
@@ -55,7 +41,7 @@ fn with_role(m: &Member, role: &str) -> Option<Vec<String>> {
 
 /// `PATCH /config` with `patch` through `m`; panics unless 200.
 fn patch_config(m: &Member, patch: &str) {
-    let answer = api(m, "PATCH", "/config", Some(patch));
+    let answer = rest(m, "PATCH", "/config", Some(patch), None);
     assert!(
         answer.as_ref().is_some_and(|(s, _)| *s == 200),
         "PATCH /config {patch}: {answer:?}"

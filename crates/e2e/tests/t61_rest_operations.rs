@@ -34,22 +34,8 @@ impl Answer {
 
 /// `method path` on `to`'s REST API, from `to`'s own host, with basic auth when `auth`.
 fn api(to: &Member, method: &str, path: &str, body: Option<&str>, auth: bool) -> Option<Answer> {
-    let url = format!("http://{}:8008{path}", to.host.ip());
-    let mut cmd = to.host.command("curl");
-    cmd.args(["-s", "-m", "120", "-X", method, "-w", "\n%{http_code}"]);
-    if auth {
-        cmd.args(["-u", &format!("{USER}:{PASSWORD}")]);
-    }
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    let out = cmd.arg(&url).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n')?;
-    Some(Answer {
-        status: code.trim().parse().ok()?,
-        body: body.to_string(),
-    })
+    let (status, body) = rest(to, method, path, body, auth.then_some((USER, PASSWORD)))?;
+    Some(Answer { status, body })
 }
 
 fn status_doc(m: &Member) -> Option<Value> {

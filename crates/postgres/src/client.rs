@@ -226,17 +226,22 @@ impl PgClient {
         self.client.is_closed()
     }
 
-    /// Role, WAL positions, timeline and settings in one round trip, then the WAL senders.
+    /// Role, WAL positions, timeline, settings and the WAL senders, in one round trip.
     ///
     /// # Errors
     /// The query fails or returns out-of-range values.
     pub async fn status(&self) -> Result<ServerStatus, QueryError> {
         let what = "read server status";
-        let row = self
-            .client
-            .query_one(STATUS_QUERY, &[])
-            .await
-            .map_err(|source| QueryError::Query { what, source })?;
+        // Both statements go out together (tokio-postgres pipelines them): one round trip.
+        let (row, wal_senders) = tokio::try_join!(
+            async {
+                self.client
+                    .query_one(STATUS_QUERY, &[])
+                    .await
+                    .map_err(|source| QueryError::Query { what, source })
+            },
+            self.replication_stats()
+        )?;
         let get = |i| -> Result<Option<i64>, QueryError> {
             row.try_get(i)
                 .map_err(|source| QueryError::Query { what, source })
@@ -288,7 +293,7 @@ impl PgClient {
                 .try_get::<_, Option<String>>(11)
                 .map_err(|source| QueryError::Query { what, source })?
                 .unwrap_or_default(),
-            wal_senders: self.replication_stats().await?,
+            wal_senders,
         })
     }
 

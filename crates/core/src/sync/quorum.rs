@@ -223,10 +223,6 @@ pub fn resolve(input: &QuorumInput) -> Result<Resolution, QuorumError> {
     })
 }
 
-fn err(s: String) -> QuorumError {
-    QuorumError(s)
-}
-
 fn count(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
@@ -239,14 +235,14 @@ impl Resolver {
         let sync = self.sync.union(&NameSet::one(&self.leader_wanted));
         let all = voters.union(&sync).len();
         if !self.voters.is_empty() && all > self.quorum + self.numsync + 1 {
-            return Err(err(format!(
+            return Err(QuorumError(format!(
                 "Quorum and sync not guaranteed to overlap: nodes {all} >= quorum {} + sync {:?} + 1",
                 self.quorum,
                 self.sync.names()
             )));
         }
         if !(voters.subset(&sync) || sync.subset(&voters)) {
-            return Err(err(format!(
+            return Err(QuorumError(format!(
                 "Mismatched sets: voter only={:?} sync only={:?}",
                 voters.minus(&sync).names(),
                 sync.minus(&voters).names()
@@ -263,13 +259,13 @@ impl Resolver {
         adjust_quorum: bool,
     ) -> Result<(), QuorumError> {
         if quorum < 0 {
-            return Err(err(format!(
+            return Err(QuorumError(format!(
                 "Quorum {quorum} < 0 of ({:?})",
                 voters.names()
             )));
         }
         if quorum > 0 && quorum >= voters.len() {
-            return Err(err(format!(
+            return Err(QuorumError(format!(
                 "Quorum {quorum} >= N of ({:?})",
                 voters.names()
             )));
@@ -304,10 +300,16 @@ impl Resolver {
 
     fn sync_update(&mut self, numsync: i64, sync: NameSet) -> Result<(), QuorumError> {
         if numsync < 0 {
-            return Err(err(format!("Sync {numsync} < 0 of ({:?})", sync.names())));
+            return Err(QuorumError(format!(
+                "Sync {numsync} < 0 of ({:?})",
+                sync.names()
+            )));
         }
         if numsync > sync.len() {
-            return Err(err(format!("Sync {numsync} > N of ({:?})", sync.names())));
+            return Err(QuorumError(format!(
+                "Sync {numsync} > N of ({:?})",
+                sync.names()
+            )));
         }
         self.numsync = numsync;
         self.sync = sync;
@@ -350,7 +352,7 @@ impl Resolver {
             }
         }
         if self.leader != self.leader_wanted {
-            return Err(err(format!(
+            return Err(QuorumError(format!(
                 "the leader {} is not {}",
                 self.leader, self.leader_wanted
             )));
@@ -406,7 +408,7 @@ impl Resolver {
             }
         }
         if self.voters != self.sync {
-            return Err(err(format!(
+            return Err(QuorumError(format!(
                 "voters {:?} and synchronous standbys {:?} still differ",
                 self.voters.names(),
                 self.sync.names()
@@ -465,7 +467,7 @@ impl Resolver {
         }
         if !to_remove.is_empty() {
             if self.quorum != 0 {
-                return Err(err(format!(
+                return Err(QuorumError(format!(
                     "quorum {} left while removing {:?}",
                     self.quorum,
                     to_remove.names()

@@ -55,6 +55,30 @@ pub fn sql(from: &Host, to: &Host, spec: &AgentSpec, query: &str) -> Option<Stri
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `method path` on `to`'s REST API, sent with curl from `to`'s own host (basic auth with
+/// `auth`): the status and the body.
+pub fn rest(
+    to: &Member,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    auth: Option<(&str, &str)>,
+) -> Option<(u16, String)> {
+    let url = format!("http://{}:8008{path}", to.host.ip());
+    let mut cmd = to.host.command("curl");
+    cmd.args(["-s", "-m", "120", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some((user, password)) = auth {
+        cmd.args(["-u", &format!("{user}:{password}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.arg(&url).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.trim().parse().ok()?, body.to_string()))
+}
+
 /// Members that accept writes right now.
 pub fn writable(members: &[Member]) -> Vec<String> {
     members

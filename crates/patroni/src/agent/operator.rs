@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use patroni_api::{ParamChange, RestartOutcome, RestartRequest};
 use patroni_config::{Config, DynamicConfig};
 use patroni_core::Cluster;
@@ -139,29 +140,34 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if !self.reconfigure {
             return;
         }
-        let recovery = match self.pg.status().await {
-            None => return, // Not running: the next start writes the files.
-            Some(s) if s.in_recovery => match self.recovery(self.upstream.as_ref()) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!("failed to render the recovery settings: {e:#}");
-                    return;
-                }
-            },
-            Some(_) => None,
-        };
-        self.reconfigure = false;
-        let params = self.server_parameters();
-        match self.pg.reconfigure(&params, recovery.as_ref()).await {
-            Ok(()) => {
+        match self.rewrite_config().await {
+            Ok(true) => {
+                self.reconfigure = false;
                 tracing::info!("postgres configuration reloaded");
                 self.callback(PgEvent::Reloaded);
             }
-            Err(e) => {
-                tracing::warn!("failed to reload the postgres configuration: {e:#}");
-                self.reconfigure = true;
-            }
+            Ok(false) => {} // Not running: written again once it runs.
+            Err(e) => tracing::warn!("failed to reload the postgres configuration: {e:#}"),
         }
+    }
+
+    /// Rewrites the configuration files of the running server (recovery settings too when it
+    /// is a standby) and reloads it; false when no server runs (its next start writes them).
+    ///
+    /// # Errors
+    /// The recovery settings cannot be rendered, or writing or reloading failed.
+    pub(super) async fn rewrite_config(&mut self) -> anyhow::Result<bool> {
+        let recovery = match self.pg.status().await {
+            None => return Ok(false),
+            Some(s) if s.in_recovery => Some(
+                self.recovery(self.upstream.as_ref())
+                    .context("render the recovery settings")?,
+            ),
+            Some(_) => None,
+        };
+        let params = self.server_parameters();
+        self.pg.reconfigure(&params, recovery.as_ref()).await?;
+        Ok(true)
     }
 
     /// Records which parameters wait for a restart, as the last status query reported them

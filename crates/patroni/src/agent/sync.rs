@@ -382,22 +382,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.write_config().await
     }
 
-    /// Rewrites the configuration files and reloads a running server; false when that failed.
+    /// Rewrites the configuration files and reloads a running server; false when that failed
+    /// (logged).
     async fn write_config(&mut self) -> bool {
-        let recovery = match self.pg.status().await {
-            None => return true, // Not running: the next start writes the files.
-            Some(s) if s.in_recovery => match self.recovery(self.upstream.as_ref()) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!("failed to render the recovery settings: {e:#}");
-                    return false;
-                }
-            },
-            Some(_) => None,
-        };
-        let params = self.server_parameters();
-        match self.pg.reconfigure(&params, recovery.as_ref()).await {
-            Ok(()) => true,
+        match self.rewrite_config().await {
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!("failed to set synchronous_standby_names: {e:#}");
                 false
