@@ -166,12 +166,40 @@ impl AccessPolicy {
         authorization: Option<&HeaderValue>,
         members: impl FnOnce() -> Option<Cluster>,
     ) -> Result<(), Denied> {
-        if !self.allowlist.is_empty() || self.include_members {
+        self.check_inner(client, cert, authorization, self.include_members, members)
+            .await
+    }
+
+    /// [`AccessPolicy::check_with_cert`] without allowing or requiring the members' hosts
+    /// (Patroni's `allowlist_check_members=False`, for `POST /failsafe`, which is called while
+    /// the DCS, where the members are listed, is unreachable).
+    ///
+    /// # Errors
+    /// As [`AccessPolicy::check_with_cert`].
+    pub async fn check_ignoring_members(
+        &self,
+        client: Option<IpAddr>,
+        cert: ClientCert,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(), Denied> {
+        self.check_inner(client, cert, authorization, false, || None)
+            .await
+    }
+
+    async fn check_inner(
+        &self,
+        client: Option<IpAddr>,
+        cert: ClientCert,
+        authorization: Option<&HeaderValue>,
+        include_members: bool,
+        members: impl FnOnce() -> Option<Cluster>,
+    ) -> Result<(), Denied> {
+        if !self.allowlist.is_empty() || include_members {
             let client = client
                 .map(|ip| ip.to_canonical())
                 .ok_or(Denied::NotAllowed)?;
             let mut allowed = self.allowlist.iter().any(|n| n.contains(client));
-            if !allowed && self.include_members {
+            if !allowed && include_members {
                 allowed = member_ips(members())
                     .await
                     .iter()
@@ -309,6 +337,20 @@ impl IntoResponse for Denied {
 
 // === impl Authorized ===
 
+/// The client's address and certificate state of a request.
+fn client_of(parts: &Parts) -> (Option<IpAddr>, ClientCert) {
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let cert = parts
+        .extensions
+        .get::<ClientCert>()
+        .copied()
+        .unwrap_or(ClientCert::NotAsked);
+    (client, cert)
+}
+
 impl<B: Backend> FromRequestParts<AppState<B>> for Authorized {
     type Rejection = Denied;
 
@@ -316,15 +358,7 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Authorized {
         parts: &mut Parts,
         state: &AppState<B>,
     ) -> Result<Self, Self::Rejection> {
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        let cert = parts
-            .extensions
-            .get::<ClientCert>()
-            .copied()
-            .unwrap_or(ClientCert::NotAsked);
+        let (client, cert) = client_of(parts);
         let authorization = parts.headers.get(header::AUTHORIZATION);
         let result = state
             .settings
@@ -337,6 +371,32 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Authorized {
             tracing::info!(?client, ?denied, "refused access to an unsafe endpoint");
         }
         result.map(|()| Authorized)
+    }
+}
+
+/// An unsafe request that passed the access checks other than the members' hosts
+/// ([`AccessPolicy::check_ignoring_members`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuthorizedIgnoringMembers;
+
+impl<B: Backend> FromRequestParts<AppState<B>> for AuthorizedIgnoringMembers {
+    type Rejection = Denied;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<B>,
+    ) -> Result<Self, Self::Rejection> {
+        let (client, cert) = client_of(parts);
+        let authorization = parts.headers.get(header::AUTHORIZATION);
+        let result = state
+            .settings
+            .access
+            .check_ignoring_members(client, cert, authorization)
+            .await;
+        if let Err(denied) = result {
+            tracing::info!(?client, ?denied, "refused access to an unsafe endpoint");
+        }
+        result.map(|()| AuthorizedIgnoringMembers)
     }
 }
 

@@ -96,6 +96,15 @@ pub trait Backend: Send + Sync + 'static {
         request: ReinitializeRequest,
     ) -> impl Future<Output = Result<(), String>> + Send;
 
+    /// Records a primary's `POST /failsafe` call (failsafe mode is on; the API checked it):
+    /// the caller counts as the leader for `ttl`. `Ok`: accepted, with this member's last
+    /// received/replayed WAL position for the `lsn` header when known. No I/O.
+    ///
+    /// # Errors
+    /// The refusal's text, answered with 500: `Running as a leader` when this member runs as
+    /// a primary itself.
+    fn failsafe(&self, call: FailsafeCall) -> Result<Option<u64>, String>;
+
     /// The current time, for validating scheduled times.
     fn now(&self) -> Timestamp {
         Timestamp::now()
@@ -109,6 +118,9 @@ pub struct HaSnapshot {
     pub is_leader: bool,
     /// DCS failsafe mode is active on this member.
     pub failsafe_active: bool,
+    /// The failsafe topology `{member: api_url}` as last read from the DCS or written with
+    /// the lock (`GET /failsafe`); kept through a DCS outage.
+    pub failsafe_topology: Option<BTreeMap<String, String>>,
     /// PostgreSQL runs as a primary (liveness tolerates `ttl` instead of `2 * ttl` then).
     pub running_as_primary: bool,
     /// How late the HA loop is: time since its next cycle was due to start; zero while it is
@@ -123,6 +135,19 @@ pub struct HaSnapshot {
     /// when set (or paired with their `*_priority`). Matched by `?tag_<key>=` filters;
     /// `noloadbalance` here takes a member out of `/replica`.
     pub configured_tags: BTreeMap<String, Value>,
+}
+
+/// A `POST /failsafe` body: the primary that keeps running through a DCS outage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailsafeCall {
+    /// Its member name.
+    pub name: String,
+    /// Its PostgreSQL URL.
+    pub conn_url: Option<String>,
+    /// Its REST API URL.
+    pub api_url: Option<String>,
+    /// Its replication slots `{name: lsn}`.
+    pub slots: Option<BTreeMap<String, u64>>,
 }
 
 /// The content of the `/failover` key.
@@ -208,6 +233,7 @@ impl HaSnapshot {
         Self {
             is_leader: false,
             failsafe_active: false,
+            failsafe_topology: None,
             running_as_primary: false,
             loop_overdue: Duration::ZERO,
             ttl,
@@ -277,6 +303,10 @@ pub struct FakeState {
     pub reinits: Vec<ReinitializeRequest>,
     /// Returned by [`Backend::reinitialize`].
     pub reinit_answer: Result<(), String>,
+    /// Every failsafe call, in order.
+    pub failsafe_calls: Vec<FailsafeCall>,
+    /// Returned by [`Backend::failsafe`].
+    pub failsafe_answer: Result<Option<u64>, String>,
 }
 
 /// An in-memory [`Backend`]: reports what its [`FakeState`] says and records what it is asked.
@@ -310,6 +340,8 @@ impl FakeBackend {
                 scheduled_restart: None,
                 reinits: Vec::new(),
                 reinit_answer: Ok(()),
+                failsafe_calls: Vec::new(),
+                failsafe_answer: Ok(None),
             }),
         }
     }
@@ -452,6 +484,12 @@ impl Backend for FakeBackend {
         let mut s = self.lock();
         s.reinits.push(request);
         s.reinit_answer.clone()
+    }
+
+    fn failsafe(&self, call: FailsafeCall) -> Result<Option<u64>, String> {
+        let mut s = self.lock();
+        s.failsafe_calls.push(call);
+        s.failsafe_answer.clone()
     }
 
     fn now(&self) -> Timestamp {

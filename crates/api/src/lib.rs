@@ -45,7 +45,8 @@ mod url;
 
 pub use auth::{AccessPolicy, Denied, IpNet, ParseIpNetError};
 pub use backend::{
-    Backend, BackendError, FailoverKey, FakeBackend, FakeReaction, FakeState, HaSnapshot,
+    Backend, BackendError, FailoverKey, FailsafeCall, FakeBackend, FakeReaction, FakeState,
+    HaSnapshot,
     ReinitializeRequest, RestartOutcome, RestartRequest,
 };
 pub use client_tls::{ClientTls, ClientTlsError};

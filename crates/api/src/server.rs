@@ -38,11 +38,13 @@
 //! | `POST /switchover` | `routes::switchover` | switchover now (200 after the leader changed) or scheduled (202); 400/412/422/503 with Patroni's messages |
 //! | `POST /failover` | `routes::switchover` | failover to a candidate, as `/switchover` |
 //! | `DELETE /switchover` | `routes::switchover` | cancels a scheduled switchover: 200, 404 if none, 409 on conflict |
+//! | `GET /failsafe` | `routes::failsafe` | 200 + failsafe topology `{member: api_url}`; 502 if none |
+//! | `POST /failsafe` | `routes::failsafe` | a primary's call through a DCS outage: 200 `Accepted` (+ `lsn` header), 500 `Running as a leader`, 502 without failsafe mode |
 //! | any other method and path | `routes::health` | 501 `Unsupported method` |
 //!
 //! Unsafe endpoints (`POST`, `PATCH`, `PUT`, `DELETE`) pass [`AccessPolicy`] first: 403 / 401.
-//! Not served yet (501 here, unlike Patroni): `GET`/`POST /failsafe`, `POST /mpp`,
-//! `POST /sigterm`.
+//! `POST /failsafe` leaves the members' hosts out of the allowlist check, as Patroni does.
+//! Not served yet (501 here, unlike Patroni): `POST /mpp`, `POST /sigterm`.
 //!
 //! # Guarantees
 //! Every request runs in its own `api` span carrying `scope`, `member`, `method`, `path` and,
@@ -73,7 +75,9 @@ use tracing::Instrument as _;
 use crate::auth::AccessPolicy;
 use crate::backend::Backend;
 use crate::reply::ReplyKind;
-use crate::routes::{cluster, config, health, member, metrics, restart, status, switchover};
+use crate::routes::{
+    cluster, config, failsafe, health, member, metrics, restart, status, switchover,
+};
 use crate::tls::{ClientCert, TlsAcceptor};
 
 /// How the server presents itself and whom it lets in.
@@ -221,6 +225,11 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
         post(switchover::post_switchover::<B>).delete(switchover::delete_switchover::<B>),
     );
     let routes = group(routes, "failover", post(switchover::post_failover::<B>));
+    let routes = group(
+        routes,
+        "failsafe",
+        get(failsafe::get::<B>).post(failsafe::post::<B>),
+    );
     routes
         .fallback(health::fallback::<B>)
         .with_state(state)

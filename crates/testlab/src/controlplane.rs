@@ -39,6 +39,9 @@ pub struct ControlPlane {
     pub users: Vec<User>,
     /// Pid of the `testenv up` supervisor.
     pub supervisor_pid: i32,
+    /// Pids of the components (`etcd`, `kube-apiserver`, …) by name.
+    #[serde(default)]
+    pub pids: std::collections::BTreeMap<String, i32>,
     /// Node the fake kubelet binds pods to.
     pub node: String,
 }
@@ -124,6 +127,27 @@ impl ControlPlane {
         })
     }
 
+    /// Freezes the API server (SIGSTOP), as Patroni's acceptance tests make the DCS go away:
+    /// connections stay open and nothing answers. The returned guard resumes it (SIGCONT)
+    /// when dropped, panics included, so a failed test never leaves the lab without its API.
+    ///
+    /// # Errors
+    /// The API server's pid is unknown, or the signal cannot be sent.
+    pub fn freeze_apiserver(&self) -> Result<FrozenApiServer> {
+        let pid = self
+            .pids
+            .get("kube-apiserver")
+            .copied()
+            .filter(|p| netns::alive(*p))
+            .ok_or_else(|| {
+                Error::ControlPlane("the kube-apiserver pid is not known or not alive".into())
+            })?;
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)
+            .map_err(|e| Error::ControlPlane(format!("SIGSTOP kube-apiserver: {e}")))?;
+        Ok(FrozenApiServer { pid })
+    }
+
     /// Whether the supervisor still runs.
     pub fn is_running(&self) -> bool {
         netns::alive(self.supervisor_pid)
@@ -168,5 +192,17 @@ impl ControlPlane {
             .map_err(|e| Error::ControlPlane(format!("load kubeconfig: {e}")))?;
         config.auth_info.token = Some(token.to_string().into());
         kube::Client::try_from(config).map_err(Error::kube("build client"))
+    }
+}
+
+/// A frozen API server; dropping this resumes it (see [`ControlPlane::freeze_apiserver`]).
+#[derive(Debug)]
+pub struct FrozenApiServer {
+    pid: nix::unistd::Pid,
+}
+
+impl Drop for FrozenApiServer {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGCONT);
     }
 }

@@ -541,6 +541,7 @@ fn placeholder_controlplane() -> ControlPlane {
         api_port: 0,
         users: Vec::new(),
         supervisor_pid: 0,
+        pids: Default::default(),
         node: String::new(),
     }
 }

@@ -46,7 +46,7 @@ mod rbac;
 mod testenv_bin;
 
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
-pub use controlplane::{ControlPlane, User};
+pub use controlplane::{ControlPlane, FrozenApiServer, User};
 pub use error::{Error, Result};
 pub use helm::{HELM_VERSION, HELM3_VERSION, helm_binary, helm3_binary};
 pub use host::Host;

@@ -4,6 +4,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod config;
+pub(crate) mod failsafe;
 pub(crate) mod health;
 pub(crate) mod member;
 pub(crate) mod metrics;

@@ -3,7 +3,7 @@
 //! Actions come in two kinds:
 //!
 //! - **Queries** ([`Action::is_query`]): `TakeInitializeKey`,
-//!   `AcquireLeader`, `RenewLeader`, `CheckPeers`, `CheckTimeline`. A
+//!   `AcquireLeader`, `RenewLeader`, `CheckPeers`, `CheckTimeline`, `CheckFailsafe`. A
 //!   decision holding a query holds nothing else. The runtime performs it,
 //!   records the outcome in the observation (mostly
 //!   [`CycleOutcomes`](super::CycleOutcomes)) and calls
@@ -19,6 +19,7 @@
 //! Publishing the member key is not an action: the runtime writes it after
 //! every cycle in which the DCS answered, as Patroni does.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub enum Action {
     RenewLeader {
         /// The primary's current WAL position; `None` when not a primary.
         last_lsn: Option<u64>,
+        /// With `failsafe_mode`: the failsafe topology `{member: api_url}` to publish with
+        /// the lock (every member with an `api_url`, this one included).
+        failsafe: Option<BTreeMap<String, String>>,
     },
     /// Query: `GET <api_url>` of each member (2 s, no retries, in parallel).
     /// Outcome: `CycleOutcomes::peers`, one entry per target.
@@ -63,6 +67,15 @@ pub enum Action {
     CheckTimeline {
         /// The leader to compare with.
         leader: Upstream,
+    },
+    /// Query: `POST <api_url>/failsafe` to each member (2 s, one retry, in parallel) with
+    /// this primary's name, `conn_url`, `api_url` and slots.
+    /// Outcome: `CycleOutcomes::failsafe` = every member answered 200 `Accepted`.
+    /// Requires: `failsafe_mode`, the DCS is unreachable past the renewal grace, this member
+    /// runs as primary and is in the failsafe topology it last saw.
+    CheckFailsafe {
+        /// Every other member of the failsafe topology.
+        members: Vec<PeerTarget>,
     },
 
     /// Write `sysid` into the `initialize` key (create or update).
@@ -304,6 +317,7 @@ impl Action {
                 | Action::RenewLeader { .. }
                 | Action::CheckPeers { .. }
                 | Action::CheckTimeline { .. }
+                | Action::CheckFailsafe { .. }
         )
     }
 

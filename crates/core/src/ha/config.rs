@@ -52,7 +52,7 @@ pub struct HaConfig {
     /// `maximum_lag_on_syncnode` in bytes; ≤ 0 never swaps a lagging standby out.
     pub maximum_lag_on_syncnode: i64,
     /// Keep the primary through DCS outages when all members agree
-    /// (`failsafe_mode`). Not implemented yet: read as off.
+    /// (`failsafe_mode`; see the `failsafe` rules).
     pub failsafe_mode: bool,
     /// Whether the local configuration has a `bootstrap` section, without
     /// which a member never initialises a new cluster.

@@ -230,11 +230,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Every other member with an `api_url`: whom [`super::Action::CheckPeers`] asks.
+    /// Every other member with an `api_url` (in failsafe mode also the failsafe topology's
+    /// members without a member key): whom [`super::Action::CheckPeers`] asks.
     pub fn peer_targets(&self) -> Vec<PeerTarget> {
+        let extra = super::failsafe::extra_members(self);
         self.cluster
             .members
             .iter()
+            .chain(&extra)
             .filter(|m| m.name != self.me())
             .filter_map(|m| {
                 let api_url = m.data.api_url.as_ref().filter(|u| !u.is_empty())?;

@@ -10,8 +10,8 @@
 use super::context::{Ctx, sysid_valid};
 use super::{
     Action, DataDirectory, Decision, DemoteMode, HaConfig, LocalPostgres, LockOutcome, Observation,
-    PgServer, ReinitRequest, ReleaseLsn, RemovalReason, StartRole, StopMode, bootstrap, follower,
-    leader, race,
+    PgServer, ReinitRequest, ReleaseLsn, RemovalReason, StartRole, StopMode, bootstrap, failsafe,
+    follower, leader, race,
 };
 use crate::Tick;
 
@@ -53,9 +53,11 @@ fn decide_unprefixed(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {
     if obs.requests.shutdown {
         return shutdown(obs);
     }
-    let Some(cluster) = obs.cluster() else {
+    let Some(read) = obs.cluster() else {
         return dcs_unreachable(obs, cfg, now);
     };
+    let failsafe_view = failsafe::leader_view(obs, cfg, now, read);
+    let cluster = failsafe_view.as_ref().unwrap_or(read);
     let ctx = Ctx {
         obs,
         cfg,
@@ -138,7 +140,8 @@ fn shutdown(obs: &Observation) -> Decision {
 
 /// §13: without the DCS a primary cannot know it still holds the lock. It
 /// keeps running only while its last renewal is younger than
-/// `retry_timeout`, then stops and restarts read-only following nobody.
+/// `retry_timeout`, then, unless failsafe mode holds it ([`failsafe::outage`]), stops and
+/// restarts read-only following nobody.
 fn dcs_unreachable(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {
     let bootstrapping = matches!(obs.memory.in_progress, Some(Action::Bootstrap));
     if obs.paused || !obs.postgres.is_primary() || bootstrapping {
@@ -149,6 +152,9 @@ fn dcs_unreachable(obs: &Observation, cfg: &HaConfig, now: Tick) -> Decision {
     {
         return Decision::report("DCS is not accessible")
             .with_next_cycle_at(Some(renewed.saturating_add(cfg.retry_timeout)));
+    }
+    if let Some(d) = failsafe::outage(obs, cfg) {
+        return d;
     }
     let mut actions = Vec::new();
     if obs.memory.in_progress.is_some() {

@@ -6,10 +6,13 @@
 //! `maximum_lag_on_failover` behind the last leader position, is
 //! `nofailover`, is behind the cluster timeline (with `check_timeline`),
 //! sees a live primary, sees an eligible member further ahead, or sees an
-//! equally advanced member with a higher `failover_priority`.
+//! equally advanced member with a higher `failover_priority`. In failsafe mode a member
+//! missing from the published topology never races, and the topology's members without a
+//! member key are asked too.
 
 use super::context::{Ctx, Need};
 use super::failover;
+use super::failsafe;
 use crate::Member;
 
 /// Whether this member should race for the lock.
@@ -49,17 +52,18 @@ pub(super) fn is_healthiest(ctx: &Ctx<'_>) -> Need<bool> {
         // Patroni: "Watchdog device is not usable".
         return Need::Ready(false);
     }
+    if failsafe::race_disqualified(ctx) {
+        return Need::Ready(false);
+    }
+    let extra = failsafe::extra_members(ctx);
+    let known = ctx.cluster.members.iter().chain(&extra);
     let members: Vec<&Member> = if ctx.sync_active() {
         if !ctx.quorum_active() && !ctx.sync_matches(ctx.me(), true) {
             return Need::Ready(false);
         }
-        ctx.cluster
-            .members
-            .iter()
-            .filter(|m| ctx.sync_matches(&m.name, true))
-            .collect()
+        known.filter(|m| ctx.sync_matches(&m.name, true)).collect()
     } else {
-        ctx.cluster.members.iter().collect()
+        known.collect()
     };
     healthiest_among(ctx, &members)
 }

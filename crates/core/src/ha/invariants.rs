@@ -16,6 +16,7 @@
 //! - a running primary (not paused, not bootstrapping, not shutting down)
 //!   ends the cycle holding a freshly written lock, or demotes/stops, or is
 //!   within `retry_timeout` of its last renewal while the DCS is unreachable,
+//!   or, in failsafe mode with the DCS unreachable, every member of its topology accepted it,
 //!   or reads the DCS again at once because its view predates a suspension;
 //! - `Bootstrap` only after winning the `initialize` race, and neither it
 //!   nor `CloneReplica` over existing data;
@@ -281,7 +282,8 @@ fn primary_keeps_running_unlocked(
             .memory
             .last_lock_renewal
             .is_some_and(|t| now.saturating_sub(t) < cfg.retry_timeout);
-    !(stops || locked || grace)
+    let failsafe = super::failsafe::keeps_primary(obs, cfg);
+    !(stops || locked || grace || failsafe)
 }
 
 fn candidate(obs: &Observation) -> Option<&str> {

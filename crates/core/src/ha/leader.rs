@@ -10,13 +10,18 @@
 use super::context::{Ctx, Need, sysid_valid};
 use super::decide::{demote, lock_held, release};
 use super::failover::{self, LeaderFailover};
+use super::failsafe;
 use super::{Action, Decision, DemoteMode, LockOutcome, PgRole, PgServer, ReleaseLsn};
 
 /// The query that renews this member's lock, publishing the primary's WAL
-/// position with it.
+/// position (and, in failsafe mode, the failsafe topology) with it.
 pub(super) fn renew_step(ctx: &Ctx<'_>) -> Decision {
     let last_lsn = ctx.is_primary().then(|| ctx.my_wal());
-    Decision::ask(Action::RenewLeader { last_lsn }, "renewing the leader lock")
+    let failsafe = failsafe::topology(ctx);
+    Decision::ask(
+        Action::RenewLeader { last_lsn, failsafe },
+        "renewing the leader lock",
+    )
 }
 
 /// The query for the health of every other member.

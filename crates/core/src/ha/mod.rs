@@ -36,9 +36,8 @@
 //!
 //! # Not covered yet
 //!
-//! Standby clusters, failsafe mode (read as off), synchronous replication
-//! management on the primary (only the race eligibility rules are here),
-//! the pre-promote backoff, watchdog, and callbacks. Operator restarts are judged by
+//! Standby clusters, the pre-promote backoff, watchdog, and callbacks.
+//! Synchronous replication on the primary is managed by [`crate::sync`] after each cycle. Operator restarts are judged by
 //! [`restart`], outside the cycle's decision.
 
 mod action;
@@ -47,6 +46,7 @@ mod config;
 mod context;
 mod decide;
 mod failover;
+pub mod failsafe;
 mod follower;
 mod health;
 pub mod invariants;
@@ -69,7 +69,7 @@ pub use action::{
 pub use config::{HaConfig, SynchronousMode};
 pub use decide::decide;
 pub use observation::{
-    AgentMemory, CycleOutcomes, DcsView, Finished, LocalMember, LockOutcome, Observation,
+    AgentMemory, CycleOutcomes, DcsView, FailsafeLeader, Finished, LocalMember, LockOutcome, Observation,
     ReinitRequest, Requests, TimelineCheck, TimelineVerdict,
 };
 pub use peer::{PeerReply, PeerStatus, PeerTarget};

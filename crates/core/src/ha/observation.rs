@@ -13,6 +13,7 @@
 //! Nothing here is read from a clock or a socket by the core: the runtime
 //! fills every field and passes `now` separately.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Action, LocalPostgres, MemberTags, PeerStatus};
@@ -54,6 +55,8 @@ pub struct LocalMember {
     pub name: String,
     /// Tags from the local configuration.
     pub tags: MemberTags,
+    /// This member's REST API URL (`http(s)://host:port/patroni`), as it publishes it.
+    pub api_url: Option<String>,
 }
 
 /// The DCS as seen this cycle.
@@ -99,6 +102,28 @@ pub struct AgentMemory {
     /// was about to act on a view, much later than it should have: SIGSTOP, a frozen VM, a
     /// long CPU-throttle stall). A view read before this is never used to take the lock.
     pub resumed_at: Option<Tick>,
+    /// The failsafe topology `{member: api_url}` as last read from the DCS (Patroni's
+    /// `dcs.failsafe`): kept through a DCS outage, when the primary asks these members.
+    pub failsafe_topology: Option<BTreeMap<String, String>>,
+    /// The primary that last called `POST /failsafe` on this member (a replica) and was
+    /// accepted; it counts as the leader for `ttl` after that while the lock is gone.
+    pub failsafe_leader: Option<FailsafeLeader>,
+}
+
+/// A primary that kept running through a DCS outage in failsafe mode and told this member so
+/// (`POST /failsafe`: Patroni's `Failsafe.update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailsafeLeader {
+    /// Its member name.
+    pub name: String,
+    /// Its PostgreSQL URL (`postgres://host:port/dbname`), to follow it.
+    pub conn_url: Option<String>,
+    /// Its REST API URL.
+    pub api_url: Option<String>,
+    /// Its replication slots `{name: lsn}` (for the copies of permanent slots).
+    pub slots: Option<BTreeMap<String, u64>>,
+    /// When it called.
+    pub heard_at: Tick,
 }
 
 /// A long-running action that ended.
@@ -168,6 +193,9 @@ pub struct CycleOutcomes {
     pub lock: Option<LockOutcome>,
     /// Outcome of [`Action::CheckPeers`]: one entry per member asked.
     pub peers: Option<Vec<PeerStatus>>,
+    /// Outcome of [`Action::CheckFailsafe`]: whether every member asked accepted this
+    /// member as the primary.
+    pub failsafe: Option<bool>,
 }
 
 /// Outcome of a lock write. A DCS error is not an outcome: the runtime sets
@@ -235,6 +263,7 @@ impl LocalMember {
         Self {
             name: name.into(),
             tags: MemberTags::default(),
+            api_url: None,
         }
     }
 }

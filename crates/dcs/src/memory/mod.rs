@@ -55,6 +55,8 @@ struct State {
     history: Option<String>,
     failover: Option<Failover>,
     sync: Option<SyncState>,
+    /// The failsafe topology the leader last published.
+    failsafe: Option<BTreeMap<String, String>>,
     members: BTreeMap<String, (u64, MemberData)>,
     /// Members whose next `get_cluster` returns a view taken before a pause this long.
     frozen: BTreeMap<String, Duration>,
@@ -217,6 +219,7 @@ impl State {
             failover: self.failover.clone(),
             sync: self.sync.clone().unwrap_or_default(),
             history,
+            failsafe: self.failsafe.clone(),
             ..Default::default()
         }
     }
@@ -339,6 +342,10 @@ impl Dcs for MemoryDcs {
             s.status.last_lsn = lsn;
             s.status.slots = status.slots.clone().filter(|x| !x.is_empty());
             s.status.retain_slots = status.retain_slots.clone().unwrap_or_default();
+        }
+        if let Some(topology) = &status.failsafe {
+            // As Patroni on Kubernetes: an empty topology removes the annotation.
+            s.failsafe = Some(topology.clone()).filter(|t| !t.is_empty());
         }
         s.leader_version = s.bump();
         drop(s);

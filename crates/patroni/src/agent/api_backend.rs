@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use patroni_api::{
-    Backend, BackendError, FailoverKey, HaSnapshot, NodeStatus, ReinitializeRequest,
+    Backend, BackendError, FailoverKey, FailsafeCall, HaSnapshot, NodeStatus, ReinitializeRequest,
     RestartOutcome, RestartRequest,
 };
 use patroni_core::{Cluster, Member};
@@ -93,11 +93,21 @@ impl ScheduledRestart {
     }
 }
 
+/// A primary's accepted `POST /failsafe` call, and when it came.
+#[derive(Debug, Clone)]
+pub struct HeardFailsafe {
+    /// The call.
+    pub call: FailsafeCall,
+    /// When.
+    pub at: Instant,
+}
+
 /// State shared by the HA loop and the API.
 pub struct Shared {
     snapshot: Mutex<Snapshot>,
     commands: Mutex<Vec<Command>>,
     scheduled_restart: Mutex<Option<ScheduledRestart>>,
+    failsafe_call: Mutex<Option<HeardFailsafe>>,
     /// Wakes the HA loop before its deadline (a switchover request, a command).
     pub wake: Notify,
 }
@@ -111,6 +121,7 @@ impl Shared {
             snapshot: Mutex::new(snapshot),
             commands: Mutex::new(Vec::new()),
             scheduled_restart: Mutex::new(None),
+            failsafe_call: Mutex::new(None),
             wake: Notify::new(),
         }
     }
@@ -144,6 +155,24 @@ impl Shared {
     /// Removes the scheduled restart; whether there was one.
     pub fn take_scheduled_restart(&self) -> Option<ScheduledRestart> {
         lock(&self.scheduled_restart).take()
+    }
+
+    /// The last accepted `POST /failsafe` call, if any.
+    pub fn failsafe_call(&self) -> Option<HeardFailsafe> {
+        lock(&self.failsafe_call).clone()
+    }
+
+    /// Records an accepted `POST /failsafe` call, now.
+    pub fn record_failsafe_call(&self, call: FailsafeCall) {
+        *lock(&self.failsafe_call) = Some(HeardFailsafe {
+            call,
+            at: Instant::now(),
+        });
+    }
+
+    /// Forgets the last `POST /failsafe` call (this member promotes).
+    pub fn take_failsafe_call(&self) -> Option<HeardFailsafe> {
+        lock(&self.failsafe_call).take()
     }
 
     /// A copy of the current snapshot.
@@ -314,6 +343,20 @@ impl<D: Dcs + 'static> Backend for AgentBackend<D> {
             self.shared.wake.notify_one();
         }
         cancelled
+    }
+
+    fn failsafe(&self, call: FailsafeCall) -> Result<Option<u64>, String> {
+        let snap = self.shared.get();
+        if snap.ha.running_as_primary {
+            return Err("Running as a leader".into());
+        }
+        tracing::info!(primary = %call.name, "accepted a failsafe call");
+        self.shared.record_failsafe_call(call);
+        let lsn = snap
+            .status
+            .received_location()
+            .max(snap.status.replayed_location());
+        Ok((lsn > 0).then_some(lsn))
     }
 
     async fn reinitialize(&self, request: ReinitializeRequest) -> Result<(), String> {

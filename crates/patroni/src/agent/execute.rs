@@ -160,6 +160,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     );
                 }
                 tracing::info!("promoting");
+                // As Patroni: a primary that called during a DCS outage is nobody's leader now.
+                self.shared.take_failsafe_call();
+                self.memory.failsafe_leader = None;
                 let wait = self.start_timeout(None);
                 self.pg.promote(wait).await?;
                 // Right away, as Patroni's `ensure_checkpoint_after_promote`: until the first

@@ -14,12 +14,6 @@ pub fn parse_dynamic(raw: &serde_json::Value, source: &str) -> DynamicConfig {
     for p in problems {
         tracing::warn!("{source}: {p}");
     }
-    // Settings read but not carried out yet: said once per change, never silently dropped.
-    if dynamic.failsafe_mode {
-        tracing::error!(
-            "{source}: failsafe_mode is not implemented yet: a primary that cannot reach the DCS demotes"
-        );
-    }
     dynamic
 }
 
@@ -63,7 +57,7 @@ pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
         synchronous_mode_strict: d.synchronous_mode_strict,
         synchronous_node_count: d.synchronous_node_count,
         maximum_lag_on_syncnode: d.maximum_lag_on_syncnode,
-        failsafe_mode: false,
+        failsafe_mode: d.failsafe_mode,
         can_bootstrap: true,
         create_replica_without_leader: replica_method_without_leader(config),
         watchdog_unusable: config.watchdog.mode == patroni_config::WatchdogMode::Required,

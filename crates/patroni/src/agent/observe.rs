@@ -8,8 +8,8 @@
 use patroni_api::ReplicationRow;
 use patroni_core::Tick;
 use patroni_core::ha::{
-    AgentMemory, ControlState, DataDirectory, DcsView, LocalPostgres, PgRole, PgServer,
-    PrimaryState, ReplicaState, SenderSyncState, Stopped, WalSender,
+    AgentMemory, ControlState, DataDirectory, DcsView, FailsafeLeader, LocalPostgres, PgRole,
+    PgServer, PrimaryState, ReplicaState, SenderSyncState, Stopped, WalSender,
 };
 use patroni_dcs::Dcs;
 use patroni_postgres::{DataDirState, ReplicationStat, ServerStatus};
@@ -90,7 +90,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         })
     }
 
-    /// Keeps the race-related memory up to date.
+    /// Keeps the race-related and failsafe memory up to date.
     pub(super) fn update_memory_before(
         &mut self,
         dcs: &DcsView,
@@ -99,6 +99,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         memory: &mut AgentMemory,
     ) {
         if let DcsView::Reachable(c) = dcs {
+            self.memory.failsafe_topology = c.failsafe.clone();
             if c.is_locked() {
                 self.memory.unlocked_since = None;
             } else if self.memory.unlocked_since.is_none() {
@@ -111,8 +112,17 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         ) {
             self.memory.last_healthy = Some(now);
         }
+        self.memory.failsafe_leader = self.shared.failsafe_call().map(|heard| FailsafeLeader {
+            name: heard.call.name,
+            conn_url: heard.call.conn_url,
+            api_url: heard.call.api_url,
+            slots: heard.call.slots,
+            heard_at: self.tick_at(heard.at),
+        });
         memory.unlocked_since = self.memory.unlocked_since;
         memory.last_healthy = self.memory.last_healthy;
+        memory.failsafe_topology = self.memory.failsafe_topology.clone();
+        memory.failsafe_leader = self.memory.failsafe_leader.clone();
         self.memory.previous_wal = local.server().map(PgServer::wal_position);
     }
 

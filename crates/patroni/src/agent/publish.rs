@@ -3,7 +3,7 @@
 //! `patroni.dynamic.json`; then, when the member is idle, the replication slots.
 
 use patroni_core::Role;
-use patroni_core::ha::{LocalPostgres, LockOutcome, Observation, PgServer};
+use patroni_core::ha::{LocalPostgres, LockOutcome, Observation, PgServer, failsafe};
 use patroni_dcs::Dcs;
 use tokio::time::Instant;
 
@@ -75,16 +75,30 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
         status.scheduled_restart = self.scheduled_restart_document();
         status.watchdog_failed = self.ha.watchdog_unusable;
-        let is_leader = cluster
-            .as_ref()
-            .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
-            && obs.cycle.lock.is_some_and(LockOutcome::holds);
+        // Failsafe mode: the primary that its members accepted through a DCS outage is the
+        // leader (Patroni's `set_is_leader(True)`); a replica shows it active for `ttl` after
+        // the last call it accepted.
+        let failsafe_primary = local.is_primary() && failsafe::keeps_primary(obs, &self.ha);
+        let failsafe_active = failsafe_primary
+            || (self.ha.failsafe_mode
+                && self.memory.failsafe_leader.as_ref().is_some_and(|l| {
+                    self.tick() < l.heard_at.saturating_add(self.ha.ttl)
+                }));
+        status.failsafe_mode_is_active = failsafe_active;
+        let is_leader = failsafe_primary
+            || (cluster
+                .as_ref()
+                .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str()))
+                && obs.cycle.lock.is_some_and(LockOutcome::holds));
+        let failsafe_topology = self.memory.failsafe_topology.clone();
         let ttl = self.ha.ttl;
         let global = patroni_api::GlobalFlags::from_dynamic(&self.dynamic);
         let tags = self.id.tags.clone();
         self.shared.update(|s| {
             s.status = status;
             s.ha.is_leader = is_leader;
+            s.ha.failsafe_active = failsafe_active;
+            s.ha.failsafe_topology = failsafe_topology;
             s.ha.running_as_primary = local.is_primary();
             s.ha.ttl = ttl;
             s.ha.configured_tags = tags;

@@ -1,13 +1,16 @@
 //! The core's queries, performed for the HA loop: the initialize key, the leader lock (taken
 //! only from a view read since the last suspension, conditional on the version it saw;
-//! renewed with the leader's slots), the peers' health and the timeline check. Each records
+//! renewed with the leader's slots and the failsafe topology), the peers' health, the
+//! failsafe call to every member and the timeline check. Each records
 //! its outcome in the cycle's [`Observation`] for the next decide step.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use patroni_core::Tick;
-use patroni_core::ha::{Action, DcsView, LockOutcome, Observation, TimelineCheck};
+use patroni_core::ha::{
+    Action, DcsView, LockOutcome, Observation, PeerTarget, PgServer, TimelineCheck,
+};
 use patroni_dcs::{Dcs, LeaderStatusUpdate};
 
 use super::pgctl::PostgresCtl;
@@ -75,7 +78,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     async fn query_more(&mut self, query: Action, obs: &mut Observation, now: Tick) {
         let dcs = Arc::clone(&self.dcs);
         match query {
-            Action::RenewLeader { last_lsn } => {
+            Action::RenewLeader { last_lsn, failsafe } => {
                 let (slots, retain_slots) = match last_lsn {
                     Some(lsn) => self.leader_slots(obs.cluster(), lsn, now).await,
                     None => (None, None),
@@ -84,10 +87,17 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     last_lsn,
                     slots,
                     retain_slots,
-                    ..Default::default()
+                    failsafe,
                 };
                 match dcs.update_leader(&update).await {
-                    Ok(true) => self.lock_held(obs, now, LockOutcome::Renewed),
+                    Ok(true) => {
+                        if update.failsafe.is_some() {
+                            // As Patroni's `write_failsafe`: what was published is what an
+                            // outage falls back on.
+                            self.memory.failsafe_topology = update.failsafe;
+                        }
+                        self.lock_held(obs, now, LockOutcome::Renewed);
+                    }
                     Ok(false) => {
                         tracing::warn!("the leader lock could not be renewed");
                         obs.cycle.lock = Some(LockOutcome::Refused);
@@ -97,6 +107,10 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
             Action::CheckPeers { members } => {
                 obs.cycle.peers = Some(self.peers.check(&members).await);
+            }
+            Action::CheckFailsafe { members } => {
+                let accepted = self.call_failsafe(obs, &members, now).await;
+                obs.cycle.failsafe = Some(accepted);
             }
             Action::CheckTimeline { leader } => {
                 let (verdict, leader_timeline) = self.check_timeline(obs, &leader.member).await;
@@ -112,6 +126,40 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
             other => tracing::warn!(action = ?other, "not a query"),
         }
+    }
+
+    /// `POST /failsafe` to `members` with this primary's name, URLs and slots: whether all
+    /// accepted (Patroni's `check_failsafe_topology`).
+    async fn call_failsafe(
+        &mut self,
+        obs: &Observation,
+        members: &[PeerTarget],
+        now: Tick,
+    ) -> bool {
+        let lsn = obs.postgres.server().map_or(0, PgServer::wal_position);
+        let (slots, _) = self.leader_slots(None, lsn, now).await;
+        let body = serde_json::json!({
+            "name": self.id.name,
+            "conn_url": self.id.conn_url,
+            "api_url": self.id.api_url,
+            "slots": slots,
+        });
+        let answers = self.peers.call_failsafe(members, &body).await;
+        let accepted = answers.len() == members.len() && answers.iter().all(|a| a.accepted);
+        if accepted {
+            tracing::info!(
+                members = answers.len(),
+                "every failsafe member accepted this primary"
+            );
+        } else {
+            let refused: Vec<&str> = answers
+                .iter()
+                .filter(|a| !a.accepted)
+                .map(|a| a.name.as_str())
+                .collect();
+            tracing::warn!(?refused, "a failsafe member did not accept this primary");
+        }
+        accepted
     }
 
     fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {

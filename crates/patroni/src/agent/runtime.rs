@@ -218,6 +218,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.start.elapsed()
     }
 
+    /// The core's time of the instant `at`.
+    pub(super) fn tick_at(&self, at: Instant) -> Tick {
+        at.saturating_duration_since(self.start)
+    }
+
     /// Runs cycles until `shutdown` is cancelled and the shutdown actions are done (or
     /// [`SHUTDOWN_DEADLINE`] passes).
     ///
@@ -321,6 +326,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             LocalMember {
                 name: self.id.name.clone(),
                 tags: MemberTags::from_json(&self.id.tags),
+                api_url: Some(self.id.api_url.clone()),
             },
             dcs,
             local,

@@ -259,6 +259,8 @@ pub struct Runtime {
     pub peers: Option<Vec<PeerStatus>>,
     /// Answer to `CheckTimeline`.
     pub timeline: Option<TimelineVerdict>,
+    /// Answer to `CheckFailsafe`: whether every member accepted.
+    pub failsafe: Option<bool>,
 }
 
 /// One cycle: the queries asked, in order, and the final decision.
@@ -299,6 +301,12 @@ impl Runtime {
     /// Answers `TakeInitializeKey` with `won`.
     pub fn initialize(mut self, won: bool) -> Self {
         self.initialize = Some(won);
+        self
+    }
+
+    /// Answers `CheckFailsafe` with `accepted`.
+    pub fn failsafe(mut self, accepted: bool) -> Self {
+        self.failsafe = Some(accepted);
         self
     }
 
@@ -368,6 +376,9 @@ fn answer(obs: &mut Observation, now: Tick, rt: &Runtime, q: &Action) {
                 verdict: rt.timeline.unwrap_or_else(missing(q)),
                 checked_at: now,
             });
+        }
+        Action::CheckFailsafe { .. } => {
+            obs.cycle.failsafe = Some(rt.failsafe.unwrap_or_else(missing(q)))
         }
         other => panic!("not a query: {other:?}"),
     }

@@ -11,5 +11,6 @@ mod t35_resumed_after_pause;
 mod t40_failover;
 mod t50_follower;
 mod t60_outage_pause_shutdown;
+mod t65_failsafe;
 mod t70_invariants;
 mod t80_restart;

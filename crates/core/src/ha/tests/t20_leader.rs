@@ -34,7 +34,8 @@ fn lock_holder_renews_and_reports_no_action() {
     assert_eq!(
         c.queries,
         [Action::RenewLeader {
-            last_lsn: Some(LAST_LSN + 5)
+            last_lsn: Some(LAST_LSN + 5),
+            failsafe: None
         }]
     );
     assert_final(&c, &[], "no action. I am (pg-0), the leader with the lock");
@@ -69,7 +70,10 @@ fn replica_lock_holder_does_not_promote_when_renewal_fails() {
 fn lock_holder_replica_promotes_after_renewal() {
     let o = obs("pg-0", three(), replica(None, LAST_LSN));
     let c = run(o, &cfg(), NOW, &Runtime::none().renew(LockOutcome::Renewed));
-    assert_eq!(c.queries, [Action::RenewLeader { last_lsn: None }]);
+    assert_eq!(c.queries, [Action::RenewLeader {
+            last_lsn: None,
+            failsafe: None
+        }]);
     assert_final(
         &c,
         &[Action::Promote],
@@ -138,7 +142,10 @@ fn crashed_primary_lock_holder_restarts_as_primary() {
     );
     o.memory.last_healthy = Some(NOW - secs(10));
     let c = run(o, &cfg(), NOW, &Runtime::none().renew(LockOutcome::Renewed));
-    assert_eq!(c.queries, [Action::RenewLeader { last_lsn: None }]);
+    assert_eq!(c.queries, [Action::RenewLeader {
+            last_lsn: None,
+            failsafe: None
+        }]);
     assert_final(
         &c,
         &[Action::StartPostgres {

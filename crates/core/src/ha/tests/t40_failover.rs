@@ -54,7 +54,8 @@ fn switchover_to_named_candidate_demotes_gracefully_then_releases() {
         c.queries,
         [
             Action::RenewLeader {
-                last_lsn: Some(LAST_LSN)
+                last_lsn: Some(LAST_LSN),
+                failsafe: None
             },
             Action::CheckPeers {
                 members: vec![target("pg-1"), target("pg-2")]
@@ -77,7 +78,8 @@ fn cleared_failover_key_requests_nothing() {
     assert_eq!(
         c.queries,
         [Action::RenewLeader {
-            last_lsn: Some(LAST_LSN)
+            last_lsn: Some(LAST_LSN),
+            failsafe: None
         }]
     );
     assert_final(&c, &[], NO_ACTION);
