@@ -46,8 +46,7 @@ mod url;
 pub use auth::{AccessPolicy, Denied, IpNet, ParseIpNetError};
 pub use backend::{
     Backend, BackendError, FailoverKey, FailsafeCall, FakeBackend, FakeReaction, FakeState,
-    HaSnapshot,
-    ReinitializeRequest, RestartOutcome, RestartRequest,
+    HaSnapshot, ReinitializeRequest, RestartOutcome, RestartRequest,
 };
 pub use client_tls::{ClientTls, ClientTlsError};
 pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags};

@@ -1,4 +1,5 @@
-//! `PATCH`/`PUT /config`, `POST`/`DELETE /restart`, `POST /reload`, `POST /reinitialize`:
+//! `PATCH`/`PUT /config`, `POST`/`DELETE /restart`, `POST /reload`, `POST /reinitialize`,
+//! `GET`/`POST /failsafe`:
 //! Patroni's statuses and messages, what reaches the backend, bad bodies, and access control
 //! (rest-api.md §2, §6).
 
@@ -386,4 +387,94 @@ async fn unauthenticated_unsafe_requests_get_401() {
         assert_ne!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
     }
     assert_eq!(b.snapshot().reloads, 1);
+}
+
+/// `POST /failsafe`: 502 without failsafe mode; with it, a primary's call reaches the backend
+/// and is answered 200 `Accepted` with the `lsn` header, or 500 with the refusal; a bad body
+/// names the field. `GET /failsafe`: the topology, 502 without one. The members' hosts are
+/// not checked for this call (the DCS listing them is away when it comes).
+#[tokio::test]
+async fn failsafe_calls_and_topology() {
+    let call_body = r#"{"name": "pg-1", "conn_url": "postgres://10.0.0.2:5432/postgres",
+        "api_url": "http://10.0.0.2:8008/patroni", "slots": {"pg_0": 100}}"#;
+    let b = backend();
+    let app = app(&b);
+    {
+        tracing::info!("--- without failsafe mode: 502 for both");
+        let a = call(&app, Method::POST, "/failsafe", call_body).await;
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(get(&app, "/failsafe").await.status, StatusCode::BAD_GATEWAY);
+        assert!(b.snapshot().failsafe_calls.is_empty());
+    }
+    b.update(|s| {
+        s.cached = Some(cluster_with(json!({"failsafe_mode": true})));
+        s.ha.failsafe_topology = Some(
+            [
+                ("pg-0", "http://10.0.0.1:8008/patroni"),
+                ("pg-1", "http://10.0.0.2:8008/patroni"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        s.failsafe_answer = Ok(Some(12345));
+    });
+    {
+        tracing::info!("--- accepted, with the WAL position");
+        let a = call(&app, Method::POST, "/failsafe", call_body).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.text(), "Accepted");
+        assert_eq!(a.headers["lsn"], "12345");
+        let calls = b.snapshot().failsafe_calls;
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].name, "pg-1");
+        assert_eq!(
+            calls[0].slots.as_ref().and_then(|s| s.get("pg_0")),
+            Some(&100)
+        );
+        let topology = get(&app, "/failsafe").await;
+        assert_eq!(topology.status, StatusCode::OK);
+        assert_eq!(topology.json()["pg-1"], "http://10.0.0.2:8008/patroni");
+    }
+    {
+        tracing::info!("--- refused by a member running as primary: 500 with the reason");
+        b.update(|s| s.failsafe_answer = Err("Running as a leader".into()));
+        let a = call(&app, Method::POST, "/failsafe", call_body).await;
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(a.text(), "Running as a leader");
+    }
+    {
+        tracing::info!("--- a body without api_url is 400 naming it");
+        let a = call(
+            &app,
+            Method::POST,
+            "/failsafe",
+            r#"{"name": "pg-1", "conn_url": "x"}"#,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert!(a.text().contains("api_url is required"), "{}", a.text());
+    }
+    {
+        tracing::info!("--- allowlist_include_members: the call passes from any host");
+        let app = router(
+            Arc::clone(&b),
+            ApiSettings::new("demo", "pg-0")
+                .with_access(AccessPolicy::open().with_members_allowed(true)),
+        );
+        let from = std::net::SocketAddr::from(([192, 0, 2, 9], 40000));
+        let a = send_from(
+            &app,
+            json_request(Method::POST, "/failsafe", call_body),
+            from,
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reached the backend"
+        );
+        let reload = send_from(&app, json_request(Method::POST, "/reload", "{}"), from).await;
+        assert_eq!(reload.status, StatusCode::FORBIDDEN);
+    }
 }

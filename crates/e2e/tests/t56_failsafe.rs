@@ -19,12 +19,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::*;
 use common::*;
 use patroni_testlab::Lab;
 use serde_json::Value;
+use tokio::time::Instant;
 
 /// How long the API server stays frozen.
 const OUTAGE: Duration = Duration::from_secs(3 * TTL as u64);
@@ -95,7 +96,10 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
         sql(h, h, s, "create table t(v bigint)").expect("create table");
     }
 
-    tracing::info!(use_endpoints, "--- failsafe_mode on: every member in /failsafe");
+    tracing::info!(
+        use_endpoints,
+        "--- failsafe_mode on: every member in /failsafe"
+    );
     patch_config(&members[primary], r#"{"failsafe_mode": true}"#);
     wait_for(
         Duration::from_secs(30),
@@ -123,7 +127,7 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
             let w = writable(&members);
             assert_eq!(
                 w,
-                [old.clone()],
+                std::slice::from_ref(&old),
                 "{:?} into the outage only the primary accepts writes\n{}",
                 start.elapsed(),
                 logs(&members)
@@ -133,9 +137,7 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
                 panic!("{:?}: a write failed\n{}", start.elapsed(), logs(&members))
             });
             writes += 1;
-            if !primary_active
-                && let Some((200, doc)) = get_json(&members[primary], "/primary")
-            {
+            if !primary_active && let Some((200, doc)) = get_json(&members[primary], "/primary") {
                 primary_active = doc["failsafe_mode_is_active"] == true;
                 if primary_active {
                     tracing::info!(after = ?start.elapsed(), "GET /primary: failsafe active");
@@ -174,7 +176,9 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
     if all {
         tracing::info!("--- failsafe on, a replica killed in the outage: the primary demotes");
         let primary = after;
-        let replica = (0..members.len()).find(|&i| i != primary).expect("a replica");
+        let replica = (0..members.len())
+            .find(|&i| i != primary)
+            .expect("a replica");
         {
             let frozen = lab.controlplane().freeze_apiserver().expect("freeze");
             wait_for(
@@ -204,8 +208,11 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
             drop(frozen);
         }
         restart_member(&mut members[replica], &kubeconfig);
-        let primary = healthy(&members, "healthy after the API server and the replica are back")
-            .await;
+        let primary = healthy(
+            &members,
+            "healthy after the API server and the replica are back",
+        )
+        .await;
 
         tracing::info!("--- failsafe off: the primary demotes, nobody promotes");
         patch_config(&members[primary], r#"{"failsafe_mode": false}"#);

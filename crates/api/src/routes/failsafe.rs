@@ -51,9 +51,7 @@ pub(crate) async fn post<B: Backend>(
         Ok(lsn) => {
             let mut response = Reply::text(StatusCode::OK, "Accepted").into_response();
             if let Some(lsn) = lsn {
-                response
-                    .headers_mut()
-                    .insert("lsn", HeaderValue::from(lsn));
+                response.headers_mut().insert("lsn", HeaderValue::from(lsn));
             }
             response
         }

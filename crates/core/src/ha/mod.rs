@@ -69,8 +69,8 @@ pub use action::{
 pub use config::{HaConfig, SynchronousMode};
 pub use decide::decide;
 pub use observation::{
-    AgentMemory, CycleOutcomes, DcsView, FailsafeLeader, Finished, LocalMember, LockOutcome, Observation,
-    ReinitRequest, Requests, TimelineCheck, TimelineVerdict,
+    AgentMemory, CycleOutcomes, DcsView, FailsafeLeader, Finished, LocalMember, LockOutcome,
+    Observation, ReinitRequest, Requests, TimelineCheck, TimelineVerdict,
 };
 pub use peer::{PeerReply, PeerStatus, PeerTarget};
 pub use postgres::{

@@ -220,7 +220,6 @@ impl State {
             sync: self.sync.clone().unwrap_or_default(),
             history,
             failsafe: self.failsafe.clone(),
-            ..Default::default()
         }
     }
 }

@@ -199,7 +199,11 @@ impl PeerClient {
     }
 
     /// One `POST url` with a JSON `body`: status, body text and `lsn` header.
-    async fn post_once(&self, url: &str, body: Bytes) -> Result<(u16, String, Option<u64>), String> {
+    async fn post_once(
+        &self,
+        url: &str,
+        body: Bytes,
+    ) -> Result<(u16, String, Option<u64>), String> {
         let mut request = hyper::Request::post(url)
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(body))

@@ -81,9 +81,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         let failsafe_primary = local.is_primary() && failsafe::keeps_primary(obs, &self.ha);
         let failsafe_active = failsafe_primary
             || (self.ha.failsafe_mode
-                && self.memory.failsafe_leader.as_ref().is_some_and(|l| {
-                    self.tick() < l.heard_at.saturating_add(self.ha.ttl)
-                }));
+                && self
+                    .memory
+                    .failsafe_leader
+                    .as_ref()
+                    .is_some_and(|l| self.tick() < l.heard_at.saturating_add(self.ha.ttl)));
         status.failsafe_mode_is_active = failsafe_active;
         let is_leader = failsafe_primary
             || (cluster

@@ -70,10 +70,13 @@ fn replica_lock_holder_does_not_promote_when_renewal_fails() {
 fn lock_holder_replica_promotes_after_renewal() {
     let o = obs("pg-0", three(), replica(None, LAST_LSN));
     let c = run(o, &cfg(), NOW, &Runtime::none().renew(LockOutcome::Renewed));
-    assert_eq!(c.queries, [Action::RenewLeader {
+    assert_eq!(
+        c.queries,
+        [Action::RenewLeader {
             last_lsn: None,
             failsafe: None
-        }]);
+        }]
+    );
     assert_final(
         &c,
         &[Action::Promote],
@@ -142,10 +145,13 @@ fn crashed_primary_lock_holder_restarts_as_primary() {
     );
     o.memory.last_healthy = Some(NOW - secs(10));
     let c = run(o, &cfg(), NOW, &Runtime::none().renew(LockOutcome::Renewed));
-    assert_eq!(c.queries, [Action::RenewLeader {
+    assert_eq!(
+        c.queries,
+        [Action::RenewLeader {
             last_lsn: None,
             failsafe: None
-        }]);
+        }]
+    );
     assert_final(
         &c,
         &[Action::StartPostgres {

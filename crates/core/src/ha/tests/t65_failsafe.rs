@@ -86,7 +86,12 @@ fn renewal_publishes_the_topology() {
 #[test]
 fn primary_runs_on_while_every_member_accepts() {
     let o = cut_off(Some(topology(&["pg-0", "pg-1", "pg-2"])), 20);
-    let accepted = run(o.clone(), &failsafe_cfg(), NOW, &Runtime::none().failsafe(true));
+    let accepted = run(
+        o.clone(),
+        &failsafe_cfg(),
+        NOW,
+        &Runtime::none().failsafe(true),
+    );
     assert_eq!(
         accepted.queries,
         [Action::CheckFailsafe {
