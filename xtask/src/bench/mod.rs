@@ -11,6 +11,7 @@
 //! and a SIGTERM drain, restoring three healthy members between steps.
 //! Everything is stopped by pid when the bench ends (hosts, then the lab).
 
+mod durability;
 mod measure;
 mod report;
 
@@ -34,6 +35,10 @@ pub struct BenchArgs {
     /// Length of the idle window (CPU, API requests), in seconds.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
+    /// kill -9 failovers and switchovers in each replication mode (asynchronous, then
+    /// `synchronous_mode: on`), after the main runs; 0 skips them.
+    #[arg(long, default_value_t = 3)]
+    durability_runs: u32,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     output: PathBuf,
@@ -154,6 +159,24 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             results.failed_rejoins = cluster.failed_rejoins;
             write_report(args, &results, run)?;
         }
+        if args.durability_runs > 0 {
+            for mode in [durability::Mode::Async, durability::Mode::Sync] {
+                println!("bench: === {} replication", mode.label());
+                durability::set_mode(&cluster, mode)?;
+                let mut r = durability::ModeResults::default();
+                for _ in 0..args.durability_runs {
+                    let (t, acked, lost) = durability::failover(&mut cluster)?;
+                    r.failover_s.push(t);
+                    r.acked.push(acked);
+                    r.lost.push(lost);
+                    r.switchover_s.push(measure::switchover(&mut cluster)?);
+                }
+                results.durability.push((mode, r));
+                results.failed_rejoins = cluster.failed_rejoins;
+                write_report(args, &results, args.runs)?;
+            }
+            durability::set_mode(&cluster, durability::Mode::Async)?;
+        }
         anyhow::Ok(())
     })();
     if result.is_err() {
@@ -263,7 +286,7 @@ impl Cluster {
     }
 
     /// Members as member `i`'s REST API reports them (`GET /cluster`).
-    fn cluster_view(&self, i: usize) -> Option<Vec<serde_json::Value>> {
+    pub(crate) fn cluster_view(&self, i: usize) -> Option<Vec<serde_json::Value>> {
         let ip = self.members.get(i)?.host.ip();
         let out = self
             .client

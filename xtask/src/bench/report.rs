@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::durability::{Mode, ModeResults};
 use super::measure::RssBreakdown;
 
 /// How the bench was run.
@@ -38,6 +39,8 @@ pub(crate) struct Results {
     pub api_per_min: Vec<f64>,
     /// Restarted members that did not rejoin and were reinitialized.
     pub failed_rejoins: u32,
+    /// Failovers and switchovers per replication mode.
+    pub durability: Vec<(Mode, ModeResults)>,
 }
 
 /// The RSS target, 8 MB (10^6 bytes), in MiB as the RSS is shown.
@@ -209,6 +212,7 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
         2 * s.runs
     )?;
     writeln!(o)?;
+    durability(&mut o, r)?;
     memory(&mut o, r)?;
     writeln!(o, "## How measured")?;
     writeln!(o)?;
@@ -401,3 +405,62 @@ Left above the 8 MB target, by mapping (see the table above):
 - **Heap, thread stacks, `[stack]`: ~1.1 MiB**, of which the main thread's \
   stack (~0.15 MiB, the HA loop's futures are polled there).
 ";
+
+/// The section comparing asynchronous and synchronous replication, if measured.
+fn durability(o: &mut String, r: &Results) -> anyhow::Result<()> {
+    if r.durability.is_empty() {
+        return Ok(());
+    }
+    let as_f64 = |v: &[usize]| v.iter().map(|x| *x as f64).collect::<Vec<f64>>();
+    writeln!(o, "## Asynchronous and synchronous replication")?;
+    writeln!(o)?;
+    writeln!(
+        o,
+        "After the runs above, the mode is set live with `PATCH /config` (`synchronous_mode`), \
+         then each mode gets `kill -9` failovers under a writer that records every \
+         acknowledged row, each followed by a switchover (same timings). The writer inserts \
+         increasing values (`psql -c`, one connection per row) into the leader, and after a \
+         failure into the next member; a row counts as acknowledged when `psql` reported the \
+         commit. After the first write on the new primary, every acknowledged value is looked \
+         up there."
+    )?;
+    writeln!(o)?;
+    write!(o, "| Metric |")?;
+    for (mode, _) in &r.durability {
+        write!(o, " {} |", mode.label())?;
+    }
+    writeln!(o)?;
+    writeln!(o, "|---|{}", "---|".repeat(r.durability.len()))?;
+    write!(
+        o,
+        "| kill -9 of the leader's host → first write on the new primary |"
+    )?;
+    for (_, m) in &r.durability {
+        write!(o, " {} |", cell(&m.failover_s, "s", 2))?;
+    }
+    writeln!(o)?;
+    write!(o, "| POST /switchover → first write on the candidate |")?;
+    for (_, m) in &r.durability {
+        write!(o, " {} |", cell(&m.switchover_s, "s", 2))?;
+    }
+    writeln!(o)?;
+    write!(o, "| rows acknowledged per failover |")?;
+    for (_, m) in &r.durability {
+        write!(o, " {} |", cell(&as_f64(&m.acked), "rows", 0))?;
+    }
+    writeln!(o)?;
+    write!(o, "| acknowledged rows missing on the new primary |")?;
+    for (_, m) in &r.durability {
+        let lost: usize = m.lost.iter().sum();
+        let acked: usize = m.acked.iter().sum();
+        let with_loss = m.lost.iter().filter(|l| **l > 0).count();
+        write!(
+            o,
+            " {lost} of {acked} over {} failovers ({with_loss} with a loss) |",
+            m.lost.len()
+        )?;
+    }
+    writeln!(o)?;
+    writeln!(o)?;
+    Ok(())
+}
