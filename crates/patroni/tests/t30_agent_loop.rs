@@ -4,7 +4,8 @@
 //! member promotes; SIGTERM on the leader hands over cleanly; a DCS outage demotes the primary;
 //! a primary partitioned alone from the DCS demotes before its lock expires and another member
 //! takes over; a single refused lock renewal demotes the primary; a partitioned replica never
-//! promotes; two primaries never run at once.
+//! promotes; in failsafe mode a primary cut off from the DCS that hears from no member demotes;
+//! two primaries never run at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +29,16 @@ const STEP: Duration = Duration::from_millis(250);
 /// A member's configuration: host `10.0.0.<i>`, APIs nobody answers (peers count as
 /// unreachable, which the race ignores).
 fn config(dir: &std::path::Path, i: usize) -> Config {
+    config_with(dir, i, "")
+}
+
+/// [`config`] with more `bootstrap.dcs` settings (`, key: value` flow-mapping entries).
+fn config_with(dir: &std::path::Path, i: usize, dcs: &str) -> Config {
     let text = format!(
         "scope: fake\nname: m{i}\n\
          restapi: {{listen: '127.0.0.1:1', connect_address: '127.0.0.1:1'}}\n\
          kubernetes: {{namespace: default, labels: {{application: patroni}}}}\n\
-         bootstrap: {{dcs: {{ttl: 20, loop_wait: 2, retry_timeout: 5}}}}\n\
+         bootstrap: {{dcs: {{ttl: 20, loop_wait: 2, retry_timeout: 5{dcs}}}}}\n\
          postgresql: {{listen: '10.0.0.{i}:5432', connect_address: '10.0.0.{i}:5432', data_dir: {d}/m{i},\n\
          \x20 authentication: {{superuser: {{username: postgres}}, replication: {{username: standby}}}}}}\n",
         d = dir.display()
@@ -83,8 +89,18 @@ async fn form_cluster(
     store: &MemoryStore,
     world: &FakeWorld,
 ) -> (Vec<Agent>, usize) {
+    form_cluster_with(dir, store, world, "").await
+}
+
+/// [`form_cluster`] with more `bootstrap.dcs` settings (see [`config_with`]).
+async fn form_cluster_with(
+    dir: &std::path::Path,
+    store: &MemoryStore,
+    world: &FakeWorld,
+    dcs: &str,
+) -> (Vec<Agent>, usize) {
     let agents: Vec<Agent> = (0..3)
-        .map(|i| start(store, world, config(dir, i), i))
+        .map(|i| start(store, world, config_with(dir, i, dcs), i))
         .collect();
     run_until(world, Duration::from_secs(60), "cluster formed", || {
         let servers = world.servers();
@@ -498,3 +514,47 @@ async fn a_replica_partitioned_from_the_dcs_keeps_replicating_and_never_promotes
         a.task.abort();
     }
 }
+
+/// Failsafe mode: the leader publishes every member's API with its lock; cut off from the
+/// DCS, the primary calls the members, and as none of them answers (their APIs are closed
+/// here) it demotes as without failsafe mode, before its lock expires. Never two primaries.
+#[tokio::test(start_paused = true)]
+async fn failsafe_primary_that_hears_from_nobody_demotes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let (mut agents, old_index) =
+        form_cluster_with(dir.path(), &store, &world, ", failsafe_mode: true").await;
+    let old_name = format!("m{old_index}");
+    steps(&world, Duration::from_secs(4)).await;
+    let topology = store
+        .member("observer", TTL)
+        .get_cluster()
+        .await
+        .expect("view")
+        .failsafe
+        .expect("the leader published the failsafe topology");
+    assert_eq!(
+        topology.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["m0", "m1", "m2"]
+    );
+    assert!(topology.values().all(|u| u == "http://127.0.0.1:1/patroni"));
+    store.partition(&old_name, true);
+    run_until(
+        &world,
+        Duration::from_secs(12),
+        "old primary demoted",
+        || world.primaries().is_empty(),
+    )
+    .await;
+    assert_eq!(
+        store.holder().0.as_deref(),
+        Some(old_name.as_str()),
+        "demoted before its lock expired"
+    );
+    store.partition(&old_name, false);
+    for a in &mut agents {
+        a.task.abort();
+    }
+}
+

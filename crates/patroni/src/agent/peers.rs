@@ -6,8 +6,8 @@
 //!
 //! Every request has [`PEER_TIMEOUT`]; `GET`s have no retries, a failsafe call one, as in
 //! Patroni; a member that does not answer in time, or answers something unreadable, counts as
-//! unreachable. Requests carry `ctl.authentication` (else `restapi.authentication`) as basic
-//! auth, as Patroni's member requests do. `https` API URLs
+//! unreachable. Failsafe calls carry `ctl.authentication` (else `restapi.authentication`) as
+//! basic auth, as Patroni's member requests do. `https` API URLs
 //! are spoken to as Patroni's daemon does: without verifying the server's certificate unless
 //! `ctl.certfile` is set (then its chain against `ctl.cacert`, else `restapi.cafile`, but not
 //! the host name it is for), presenting
