@@ -8,8 +8,18 @@
 //! through our REST API works, every write is on every member and Patroni's
 //! `patronictl list` shows a consistent cluster. A checker polling every
 //! member throughout never sees two writable members.
+//!
+//! With `synchronous_mode: true` (issue #16) the Python and our members share
+//! one `/sync`: at every step (all Python, each replica migrated, after the
+//! switchover to our member, all ours) every member's `GET /cluster` and
+//! Patroni's `patronictl list` name the same synchronous standby, the
+//! primary's PostgreSQL lists it in `synchronous_standby_names` and reports
+//! it `sync`, and it confirms a commit. Switchovers then go to that standby,
+//! as Patroni allows no other candidate in synchronous mode.
 
 mod common;
+#[path = "t70_migration/sync.rs"]
+mod sync;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -23,6 +33,7 @@ use common::cluster::{FORM_TIMEOUT, LOOP_WAIT, RETRY_TIMEOUT, TTL, sql};
 use common::*;
 use patroni_testlab::{AgentSpec, Host, Lab, PG_USER, chown_to_pg_user};
 use serde_json::Value;
+use sync::{acknowledged_by_sync_standby, sync_agreed};
 
 /// How long a daemon gets to stop PostgreSQL and exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -310,8 +321,14 @@ impl Ctl<'_> {
     }
 }
 
+/// A `patronictl list` row of a replica: `Replica`, or `Sync Standby` in
+/// synchronous mode.
+fn replica_row(r: &Value) -> bool {
+    r["Role"] == "Replica" || r["Role"] == "Sync Standby"
+}
+
 /// Patroni's `patronictl list` shows `leader` as the only Leader (running)
-/// and every other member a streaming Replica, all on the leader's timeline.
+/// and every other member a streaming replica, all on the leader's timeline.
 fn ctl_consistent(rows: &[Value], nodes: &[Node], leader: &str) -> bool {
     let leader_tl = rows
         .iter()
@@ -322,16 +339,14 @@ fn ctl_consistent(rows: &[Value], nodes: &[Node], leader: &str) -> bool {
             let ok_role = if r["Member"] == leader {
                 r["Role"] == "Leader" && r["State"] == "running"
             } else {
-                r["Role"] == "Replica" && r["State"] == "streaming"
+                replica_row(r) && r["State"] == "streaming"
             };
             ok_role && Some(r["TL"].clone()) == leader_tl
         })
 }
 
-/// Inserts `v` on the primary and waits until every running member has it.
-async fn write_everywhere(nodes: &[Node], primary: usize, v: u32) {
-    q(&nodes[primary], &format!("insert into t values ({v})"))
-        .unwrap_or_else(|| panic!("insert {v} on the primary\n{}", logs(nodes)));
+/// Waits until every member has row `v`.
+async fn rows_everywhere(nodes: &[Node], v: u32) {
     for n in nodes {
         wait(
             Duration::from_secs(60),
@@ -344,6 +359,29 @@ async fn write_everywhere(nodes: &[Node], primary: usize, v: u32) {
         )
         .await;
     }
+}
+
+/// The end of a step: in synchronous mode every member agrees on the
+/// synchronous standby, which confirms the commit of row `v`; row `v` is then
+/// on every member. The synchronous standby, if any.
+async fn step_done(
+    setup: Setup,
+    ctl: &Ctl<'_>,
+    nodes: &[Node],
+    primary: usize,
+    v: u32,
+) -> Option<usize> {
+    let sync = if setup.synchronous {
+        let s = sync_agreed(ctl, nodes, primary).await;
+        acknowledged_by_sync_standby(nodes, primary, s, v);
+        Some(s)
+    } else {
+        q(&nodes[primary], &format!("insert into t values ({v})"))
+            .unwrap_or_else(|| panic!("insert {v} on the primary\n{}", logs(nodes)));
+        None
+    };
+    rows_everywhere(nodes, v).await;
+    sync
 }
 
 /// `n` is a replica streaming from the primary, and patronictl says so.
@@ -366,15 +404,13 @@ async fn rejoined_as_replica(ctl: &Ctl<'_>, nodes: &[Node], i: usize) {
     .await;
     wait(
         Duration::from_secs(60),
-        &format!("patronictl list shows {} as a streaming Replica", n.name),
+        &format!("patronictl list shows {} as a streaming replica", n.name),
         nodes,
         || {
             let rows = ctl.list()?;
             rows.iter()
                 .any(|r| {
-                    r["Member"] == n.name.as_str()
-                        && r["Role"] == "Replica"
-                        && r["State"] == "streaming"
+                    r["Member"] == n.name.as_str() && replica_row(r) && r["State"] == "streaming"
                 })
                 .then_some(())
         },
@@ -409,11 +445,26 @@ async fn migrate(ctl: &Ctl<'_>, nodes: &mut [Node], i: usize, kubeconfig: &Path)
     n.python = false;
 }
 
-async fn migration(use_endpoints: bool) {
+/// What one migration run covers.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    /// Endpoints (true) or ConfigMaps mode.
+    use_endpoints: bool,
+    /// `synchronous_mode: true` in `bootstrap.dcs`, and every step checks
+    /// that the members agree on the synchronous standby.
+    synchronous: bool,
+}
+
+async fn migration(setup: Setup) {
     init_tracing();
+    let Setup { use_endpoints, .. } = setup;
     let lab = Lab::shared();
     let ns = lab
-        .namespace(if use_endpoints { "t70-ep" } else { "t70-cm" })
+        .namespace(match (use_endpoints, setup.synchronous) {
+            (_, true) => "t70-sync",
+            (true, false) => "t70-ep",
+            (false, false) => "t70-cm",
+        })
         .await
         .expect("namespace");
     let scope = "mig";
@@ -440,6 +491,10 @@ async fn migration(use_endpoints: bool) {
         let name = format!("m{i}");
         let mut spec = AgentSpec::new(scope, &name, &ns.name, use_endpoints);
         (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+        if setup.synchronous {
+            spec.dcs_extra
+                .insert("synchronous_mode".into(), "true".into());
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         chown_to_pg_user(dir.path()).expect("chown");
         let config = spec.write(host.ip(), dir.path()).expect("write config");
@@ -514,7 +569,7 @@ async fn migration(use_endpoints: bool) {
     })
     .await;
     q(&nodes[primary], "create table t(v int)").expect("create table on the primary");
-    write_everywhere(&nodes, primary, 1).await;
+    let mut sync = step_done(setup, &ctl, &nodes, primary, 1).await;
     let leader = nodes[primary].name.clone();
     wait(
         Duration::from_secs(60),
@@ -533,7 +588,7 @@ async fn migration(use_endpoints: bool) {
         migrate(&ctl, &mut nodes, r, &kubeconfig).await;
         rejoined_as_replica(&ctl, &nodes, r).await;
         v += 1;
-        write_everywhere(&nodes, primary, v).await;
+        sync = step_done(setup, &ctl, &nodes, primary, v).await;
         assert_eq!(
             writable(&nodes),
             std::slice::from_ref(&leader),
@@ -546,8 +601,9 @@ async fn migration(use_endpoints: bool) {
     // cluster without a primary until a replica wins the race. Instead the
     // leadership moves first, with Patroni's own patronictl, to a member that
     // already runs our agent; the Python member then is a replica like the
-    // others and is migrated the same way.
-    let target = replicas[0];
+    // others and is migrated the same way. In synchronous mode Patroni only
+    // switches over to the synchronous standby (by now one of ours).
+    let target = sync.unwrap_or(replicas[0]);
     {
         tracing::info!(
             from = %leader, to = %nodes[target].name,
@@ -612,12 +668,12 @@ async fn migration(use_endpoints: bool) {
         primary = target;
         rejoined_as_replica(&ctl, &nodes, old).await;
         v += 1;
-        write_everywhere(&nodes, primary, v).await;
+        step_done(setup, &ctl, &nodes, primary, v).await;
         // The last Python member, now a replica, is migrated like the others.
         migrate(&ctl, &mut nodes, old, &kubeconfig).await;
         rejoined_as_replica(&ctl, &nodes, old).await;
         v += 1;
-        write_everywhere(&nodes, primary, v).await;
+        sync = step_done(setup, &ctl, &nodes, primary, v).await;
     }
 
     tracing::info!("--- every member runs patroni-rs");
@@ -630,7 +686,7 @@ async fn migration(use_endpoints: bool) {
     }
 
     {
-        let candidate = leader.clone();
+        let candidate = sync.map_or(leader.clone(), |s| nodes[s].name.clone());
         let from = nodes[primary].name.clone();
         tracing::info!(%from, to = %candidate, "--- switchover through our REST API");
         let url = format!("http://{}:8008/switchover", nodes[primary].host.ip());
@@ -671,7 +727,7 @@ async fn migration(use_endpoints: bool) {
         let old = nodes.iter().position(|n| n.name == from).expect("member");
         rejoined_as_replica(&ctl, &nodes, old).await;
         v += 1;
-        write_everywhere(&nodes, primary, v).await;
+        step_done(setup, &ctl, &nodes, primary, v).await;
     }
 
     {
@@ -751,11 +807,30 @@ async fn migration(use_endpoints: bool) {
 /// ConfigMaps mode.
 #[tokio::test]
 async fn python_patroni_cluster_migrates_member_by_member_in_configmaps_mode() {
-    migration(false).await;
+    migration(Setup {
+        use_endpoints: false,
+        synchronous: false,
+    })
+    .await;
 }
 
 /// Endpoints mode.
 #[tokio::test]
 async fn python_patroni_cluster_migrates_member_by_member_in_endpoints_mode() {
-    migration(true).await;
+    migration(Setup {
+        use_endpoints: true,
+        synchronous: false,
+    })
+    .await;
+}
+
+/// ConfigMaps mode with `synchronous_mode: true`: Python and our members
+/// agree on `/sync` and the synchronous standby at every step.
+#[tokio::test]
+async fn python_and_our_members_agree_on_the_synchronous_standby_while_migrating() {
+    migration(Setup {
+        use_endpoints: false,
+        synchronous: true,
+    })
+    .await;
 }

@@ -45,6 +45,8 @@ pub struct AgentSpec {
     pub extra: String,
     /// `bootstrap.dcs.postgresql.parameters` (YAML values).
     pub dcs_parameters: BTreeMap<String, String>,
+    /// More `bootstrap.dcs` settings (YAML values: `synchronous_mode: true`, …).
+    pub dcs_extra: BTreeMap<String, String>,
 }
 
 // === impl AgentSpec ===
@@ -69,6 +71,7 @@ impl AgentSpec {
             restapi_extra: String::new(),
             extra: String::new(),
             dcs_parameters: BTreeMap::new(),
+            dcs_extra: BTreeMap::new(),
         }
     }
 
@@ -107,6 +110,11 @@ impl AgentSpec {
                 .collect();
             format!("      parameters:{items}\n")
         };
+        let dcs_extra: String = self
+            .dcs_extra
+            .iter()
+            .map(|(k, v)| format!("    {k}: {v}\n"))
+            .collect();
         let d = dir.display();
         format!(
             r#"scope: {scope}
@@ -129,7 +137,7 @@ bootstrap:
     loop_wait: {loop_wait}
     retry_timeout: {retry_timeout}
     maximum_lag_on_failover: 1048576
-    postgresql:
+{dcs_extra}    postgresql:
       use_pg_rewind: true
 {dcs_parameters}  initdb:
     - encoding: UTF8
@@ -167,6 +175,7 @@ postgresql:
             restapi_extra = lines(&self.restapi_extra),
             extra = lines(&self.extra),
             dcs_parameters = dcs_parameters,
+            dcs_extra = dcs_extra,
         )
     }
 
@@ -284,6 +293,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spec = AgentSpec::new("demo", "member-0", "default", true);
         spec.tags.insert("nofailover".into(), "true".into());
+        spec.dcs_extra
+            .insert("synchronous_mode".into(), "true".into());
         let path = dir.path().join("patroni.yml");
         std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
         let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
@@ -296,5 +307,9 @@ mod tests {
         assert_eq!(loaded.config.name, "member-0");
         assert_eq!(loaded.config.bootstrap.dcs.ttl, 30);
         assert!(loaded.config.tags.is_nofailover());
+        assert_eq!(
+            loaded.config.bootstrap.dcs.synchronous_mode,
+            patroni_config::SynchronousMode::On
+        );
     }
 }

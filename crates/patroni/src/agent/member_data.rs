@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use patroni_api::{NodeStatus, PatroniInfo, Xlog};
 use patroni_config::{Config, Tags};
-use patroni_core::ha::{LocalPostgres, PgRole, PgServer};
+use patroni_core::ha::{LocalPostgres, PgRole, PgServer, SynchronousMode};
 use patroni_core::{MemberData, Role};
 use serde_json::Value;
 
@@ -214,6 +214,11 @@ pub struct StatusExtras {
     pub dcs_last_seen: u64,
     /// The data directory's system identifier.
     pub sysid: Option<String>,
+    /// Synchronous replication in effect (`Off` in a standby cluster, as Patroni's
+    /// `global_config.is_synchronous_mode`).
+    pub synchronous_mode: SynchronousMode,
+    /// `/sync` (with a leader) lists this member.
+    pub listed_in_sync: bool,
 }
 
 /// The `GET /patroni` document for this observation.
@@ -242,6 +247,16 @@ pub fn node_status(
             status.timeline = Some(p.timeline);
         }
         Some(PgServer::Replica(r)) => {
+            // Patroni's `get_postgresql_status`: a running replica `/sync` lists is a
+            // synchronous (or quorum) standby; health checks (`GET /sync`) and patronictl
+            // read this flag.
+            if extras.listed_in_sync {
+                match extras.synchronous_mode {
+                    SynchronousMode::On => status.sync_standby = true,
+                    SynchronousMode::Quorum => status.quorum_standby = true,
+                    SynchronousMode::Off => {}
+                }
+            }
             status.xlog = Some(Xlog::Replica {
                 received_location: Some(r.receive_lsn.unwrap_or(r.replay_lsn)),
                 replayed_location: Some(r.replay_lsn),
@@ -345,6 +360,38 @@ mod tests {
         let status = node_status(&id(), &local, PgState::Crashed, &StatusExtras::default());
         assert_eq!(status.state, "crashed");
         assert!(status.xlog.is_none());
+    }
+
+    /// A running replica that `/sync` lists is a `sync_standby` (a `quorum_standby` in quorum
+    /// mode) in its status document, as in Patroni's; not with synchronous mode off, nor when
+    /// not listed, nor on a primary.
+    #[test]
+    fn replica_listed_in_sync_is_a_synchronous_standby() {
+        let replica = data(PgServer::Replica(ReplicaState {
+            upstream: None,
+            receive_lsn: Some(900),
+            replay_lsn: 800,
+            timeline: Some(1),
+            streaming: true,
+        }));
+        let primary = data(PgServer::Primary(PrimaryState::default()));
+        let status = |local: &LocalPostgres, mode, listed_in_sync| {
+            let extras = StatusExtras {
+                synchronous_mode: mode,
+                listed_in_sync,
+                ..Default::default()
+            };
+            let s = node_status(&id(), local, PgState::Running, &extras);
+            (s.sync_standby, s.quorum_standby)
+        };
+        assert_eq!(status(&replica, SynchronousMode::On, true), (true, false));
+        assert_eq!(
+            status(&replica, SynchronousMode::Quorum, true),
+            (false, true)
+        );
+        assert_eq!(status(&replica, SynchronousMode::Off, true), (false, false));
+        assert_eq!(status(&replica, SynchronousMode::On, false), (false, false));
+        assert_eq!(status(&primary, SynchronousMode::On, true), (false, false));
     }
 
     /// Only set tags are published, custom ones always.

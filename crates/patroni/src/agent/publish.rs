@@ -3,7 +3,10 @@
 //! `patroni.dynamic.json`; then, when the member is idle, the replication slots.
 
 use patroni_core::Role;
-use patroni_core::ha::{LocalPostgres, LockOutcome, Observation, PgServer, failsafe};
+use patroni_core::ha::{
+    LocalPostgres, LockOutcome, Observation, PgServer, SynchronousMode, failsafe,
+};
+use patroni_core::sync::sync_lists;
 use patroni_dcs::Dcs;
 use tokio::time::Instant;
 
@@ -60,11 +63,20 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 );
             }
         }
+        let global = patroni_api::GlobalFlags::from_dynamic(&self.dynamic);
         let extras = StatusExtras {
             paused: obs.paused,
             cluster_unlocked: cluster.as_ref().is_none_or(|c| !c.is_locked()),
             dcs_last_seen: self.dcs_last_seen,
             sysid: local.data().map(|d| d.sysid.clone()),
+            synchronous_mode: if global.is_synchronous_mode() {
+                global.synchronous_mode
+            } else {
+                SynchronousMode::Off
+            },
+            listed_in_sync: cluster
+                .as_ref()
+                .is_some_and(|c| sync_lists(&c.sync, &self.id.name)),
         };
         let mut status = node_status(&self.id, &local, state, &extras);
         status.pending_restart_reason = self.pending_restart_reason();
@@ -94,7 +106,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 && obs.cycle.lock.is_some_and(LockOutcome::holds));
         let failsafe_topology = self.memory.failsafe_topology.clone();
         let ttl = self.ha.ttl;
-        let global = patroni_api::GlobalFlags::from_dynamic(&self.dynamic);
         let tags = self.id.tags.clone();
         self.shared.update(|s| {
             s.status = status;
