@@ -557,4 +557,3 @@ async fn failsafe_primary_that_hears_from_nobody_demotes() {
         a.task.abort();
     }
 }
-
