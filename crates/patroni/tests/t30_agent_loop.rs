@@ -28,11 +28,7 @@ const STEP: Duration = Duration::from_millis(250);
 
 /// A member's configuration: host `10.0.0.<i>`, APIs nobody answers (peers count as
 /// unreachable, which the race ignores).
-fn config(dir: &std::path::Path, i: usize) -> Config {
-    config_with(dir, i, "")
-}
-
-/// [`config`] with more `bootstrap.dcs` settings (`, key: value` flow-mapping entries).
+/// `dcs`: more `bootstrap.dcs` settings (`, key: value` flow-mapping entries), or empty.
 fn config_with(dir: &std::path::Path, i: usize, dcs: &str) -> Config {
     let text = format!(
         "scope: fake\nname: m{i}\n\
