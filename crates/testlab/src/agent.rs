@@ -47,6 +47,8 @@ pub struct AgentSpec {
     pub dcs_parameters: BTreeMap<String, String>,
     /// More `bootstrap.dcs` settings (YAML values: `synchronous_mode: true`, …).
     pub dcs_extra: BTreeMap<String, String>,
+    /// More `postgresql` settings (YAML values: `pre_promote: /path/script`, …).
+    pub postgresql_extra: BTreeMap<String, String>,
 }
 
 // === impl AgentSpec ===
@@ -72,6 +74,7 @@ impl AgentSpec {
             extra: String::new(),
             dcs_parameters: BTreeMap::new(),
             dcs_extra: BTreeMap::new(),
+            postgresql_extra: BTreeMap::new(),
         }
     }
 
@@ -114,6 +117,11 @@ impl AgentSpec {
             .dcs_extra
             .iter()
             .map(|(k, v)| format!("    {k}: {v}\n"))
+            .collect();
+        let postgresql_extra: String = self
+            .postgresql_extra
+            .iter()
+            .map(|(k, v)| format!("  {k}: {v}\n"))
             .collect();
         let d = dir.display();
         format!(
@@ -161,7 +169,7 @@ postgresql:
     - host all all 10.213.0.0/16 scram-sha-256
   parameters:
     unix_socket_directories: {d}
-{tags}{extra}"#,
+{postgresql_extra}{tags}{extra}"#,
             scope = self.scope,
             name = self.name,
             namespace = self.namespace,
@@ -176,6 +184,7 @@ postgresql:
             extra = lines(&self.extra),
             dcs_parameters = dcs_parameters,
             dcs_extra = dcs_extra,
+            postgresql_extra = postgresql_extra,
         )
     }
 

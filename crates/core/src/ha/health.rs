@@ -17,6 +17,16 @@ use crate::Member;
 
 /// Whether this member should race for the lock.
 pub(super) fn is_healthiest(ctx: &Ctx<'_>) -> Need<bool> {
+    if ctx
+        .obs
+        .memory
+        .pre_promote_failed_at
+        .is_some_and(|t| ctx.now.saturating_sub(t) < ctx.cfg.ttl)
+    {
+        // "backoff: skip leader race after pre_promote script failure and releasing the lock
+        // voluntarily".
+        return Need::Ready(false);
+    }
     let failover = ctx.failover();
     if ctx.paused()
         && !ctx.tags().nofailover()

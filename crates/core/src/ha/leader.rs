@@ -137,6 +137,14 @@ pub(super) fn enforce_primary(
             "Not promoting self because watchdog could not be activated",
         );
     }
+    if !ctx.paused() && pre_promote_just_failed(ctx) {
+        let mut actions = first;
+        actions.push(release());
+        return Decision::new(
+            actions,
+            "Promotion cancelled because the pre-promote script failed",
+        );
+    }
     if ctx.is_primary() {
         return Decision::new(first, message);
     }
@@ -167,6 +175,17 @@ pub(super) fn enforce_primary(
     }
     actions.push(Action::Promote);
     Decision::new(actions, promote_message)
+}
+
+/// The promotion of the previous cycle was abandoned because the `pre_promote` script failed
+/// (Patroni: `_async_response.result is False`).
+fn pre_promote_just_failed(ctx: &Ctx<'_>) -> bool {
+    let memory = &ctx.obs.memory;
+    let promote_failed = memory
+        .finished
+        .as_ref()
+        .is_some_and(|f| f.action == Action::Promote && !f.succeeded);
+    promote_failed && memory.pre_promote_failed_at.is_some()
 }
 
 /// §6.3: Postgres is starting. The lock holder renews and gives up on a

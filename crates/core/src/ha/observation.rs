@@ -108,6 +108,10 @@ pub struct AgentMemory {
     /// The primary that last called `POST /failsafe` on this member (a replica) and was
     /// accepted; it counts as the leader for `ttl` after that while the lock is gone.
     pub failsafe_leader: Option<FailsafeLeader>,
+    /// When the `pre_promote` script last failed (exited non-zero, could not run, or ran too
+    /// long): the promotion was abandoned; the lock is given back and this member stays out
+    /// of the race for `ttl` (Patroni's `_released_leader_key_timestamp`).
+    pub pre_promote_failed_at: Option<Tick>,
 }
 
 /// A primary that kept running through a DCS outage in failsafe mode and told this member so

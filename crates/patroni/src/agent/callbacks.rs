@@ -290,6 +290,11 @@ impl CallbackRunner {
         self
     }
 
+    /// The variables removed from a callback's environment (also from the hooks').
+    pub fn stripped(&self) -> &[String] {
+        &self.stripped_env
+    }
+
     /// The same runner for changed `commands` (a reload), keeping what it strips.
     pub fn with_commands(&self, commands: Callbacks, scope: &str) -> Self {
         Self {

@@ -20,6 +20,7 @@ use patroni_postgres::{
 
 use super::api_backend::LoopStatus;
 use super::callbacks::PgEvent;
+use super::hooks;
 use super::member_data::PgState;
 use super::pgctl::PostgresCtl;
 use super::runtime::{Fatal, Runtime};
@@ -158,6 +159,10 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     anyhow::bail!(
                         "Postponing promotion because synchronous replication state was updated by somebody else"
                     );
+                }
+                if !self.pre_promote().await {
+                    self.memory.pre_promote_failed_at = Some(self.tick());
+                    anyhow::bail!("the pre_promote script failed: not promoting");
                 }
                 tracing::info!("promoting");
                 // As Patroni: a primary that called during a DCS outage is nobody's leader now.
@@ -308,7 +313,40 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         Ok(())
     }
 
+    /// Runs the `pre_promote` script, if any: whether the promotion may go on (it exited 0).
+    async fn pre_promote(&mut self) -> bool {
+        let Some(command) = self.config.postgresql.pre_promote.clone() else {
+            return true;
+        };
+        hooks::run(
+            "pre_promote",
+            &command,
+            self.callback_runner.stripped(),
+            self.hook_limit(),
+        )
+        .await
+        .succeeded()
+    }
+
+    /// How long a hook may run inline in the loop: half the `ttl`, so that a lock renewed at
+    /// the start of the cycle is still this member's when the hook is done.
+    fn hook_limit(&self) -> Duration {
+        self.ha.ttl / 2
+    }
+
     pub(super) async fn stop(&mut self, mode: PgStopMode) -> anyhow::Result<()> {
+        if self.pg.is_running()
+            && let Some(command) = self.config.postgresql.before_stop.clone()
+        {
+            // Patroni logs its exit code and stops anyway.
+            hooks::run(
+                "before_stop",
+                &command,
+                self.callback_runner.stripped(),
+                self.hook_limit(),
+            )
+            .await;
+        }
         tracing::info!(?mode, "stopping postgres");
         self.pg.stop(mode).await?;
         self.crashed_as = None;

@@ -14,6 +14,7 @@ mod dynamic_cache;
 pub mod execute;
 pub mod fake_pg;
 mod ha_config;
+pub mod hooks;
 pub mod member_data;
 mod observe;
 pub mod operator;

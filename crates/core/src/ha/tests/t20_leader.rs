@@ -338,3 +338,49 @@ fn background_work_of_a_replica_is_reported() {
     let c = run(o, &cfg(), NOW, &Runtime::none());
     assert_final(&c, &[], "bootstrap from leader 'pg-0' in progress");
 }
+
+/// A promotion abandoned because the `pre_promote` script failed: the lock holder gives the
+/// lock back in the next cycle (Patroni: "Promotion cancelled because the pre-promote script
+/// failed") and stays out of the race for `ttl`, then races again.
+#[test]
+fn failed_pre_promote_gives_the_lock_back_and_backs_off() {
+    let mut o = obs("pg-0", three(), replica(None, LAST_LSN));
+    o.memory.finished = Some(Finished {
+        action: Action::Promote,
+        succeeded: false,
+    });
+    o.memory.pre_promote_failed_at = Some(NOW - secs(2));
+    let c = run(
+        o.clone(),
+        &cfg(),
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[release()],
+        "Promotion cancelled because the pre-promote script failed",
+    );
+
+    let mut unlocked = obs(
+        "pg-0",
+        cluster(None, &["pg-0", "pg-1", "pg-2"]),
+        replica(None, LAST_LSN),
+    );
+    unlocked.memory.pre_promote_failed_at = Some(NOW - secs(2));
+    let backing_off = run(unlocked.clone(), &cfg(), NOW, &Runtime::none());
+    assert!(backing_off.queries.is_empty(), "{:?}", backing_off.queries);
+    let later = run(
+        unlocked,
+        &cfg(),
+        NOW + cfg().ttl,
+        &Runtime::none()
+            .peers(vec![peer("pg-1", LAST_LSN), peer("pg-2", LAST_LSN)])
+            .acquire(LockOutcome::Acquired),
+    );
+    assert!(
+        later.queries.contains(&Action::AcquireLeader),
+        "{:?}",
+        later.queries
+    );
+}
