@@ -164,6 +164,10 @@ pub trait PostgresCtl: Send + 'static {
 pub struct RealPostgres {
     pg: Postgres,
     config: Arc<Config>,
+    /// The connection the status query reuses from cycle to cycle (Patroni keeps one too): a
+    /// new connection each time costs a backend process start and authentication, twice a
+    /// cycle. Dropped when it fails and around a stop or start.
+    status_client: std::sync::Mutex<Option<Arc<PgClient>>>,
 }
 
 // === impl RealPostgres ===
@@ -171,7 +175,28 @@ pub struct RealPostgres {
 impl RealPostgres {
     /// Wraps `pg`, whose bootstrap and clone settings come from `config`.
     pub fn new(pg: Postgres, config: Arc<Config>) -> Self {
-        Self { pg, config }
+        Self {
+            pg,
+            config,
+            status_client: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The kept status connection, if it is still open.
+    fn kept_client(&self) -> Option<Arc<PgClient>> {
+        let kept = self
+            .status_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// Keeps `client` for the next status query (`None`: forget the kept one).
+    fn keep_client(&self, client: Option<Arc<PgClient>>) {
+        *self
+            .status_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
     }
 
     /// `create_replica_methods` (default: `basebackup`), each custom method
@@ -278,8 +303,18 @@ impl PostgresCtl for RealPostgres {
     }
 
     async fn status(&self) -> Option<ServerStatus> {
-        let client = self.pg.connect().await.ok()?;
-        client.status().await.ok()
+        if let Some(client) = self.kept_client() {
+            match client.status().await {
+                Ok(status) => return Some(status),
+                // A server restarted under it: try once more on a new connection.
+                Err(e) => tracing::debug!("status query on the kept connection failed: {e}"),
+            }
+            self.keep_client(None);
+        }
+        let client = Arc::new(self.pg.connect().await.ok()?);
+        let status = client.status().await.ok()?;
+        self.keep_client(Some(client));
+        Some(status)
     }
 
     async fn bootstrap(
@@ -396,6 +431,7 @@ impl PostgresCtl for RealPostgres {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         self.write_pg_hba()?;
+        self.keep_client(None);
         self.pg
             .start(params, recovery, timeout)
             .await
@@ -404,6 +440,7 @@ impl PostgresCtl for RealPostgres {
     }
 
     async fn stop(&mut self, mode: StopMode) -> anyhow::Result<()> {
+        self.keep_client(None);
         self.pg
             .stop(mode, Some(STOP_TIMEOUT))
             .await
