@@ -71,6 +71,11 @@ pub enum Denied {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Authorized;
 
+/// An unsafe request that passed the access checks other than the members' hosts
+/// ([`AccessPolicy::check_ignoring_members`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuthorizedIgnoringMembers;
+
 /// An `IpNet` that did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid IP network {0:?}")]
@@ -337,8 +342,13 @@ impl IntoResponse for Denied {
 
 // === impl Authorized ===
 
-/// The client's address and certificate state of a request.
-fn client_of(parts: &Parts) -> (Option<IpAddr>, ClientCert) {
+/// Runs the access checks on a request, with (`members`) or without the members' hosts in the
+/// allowlist; a refusal is logged.
+async fn authorize<B: Backend>(
+    parts: &Parts,
+    state: &AppState<B>,
+    members: bool,
+) -> Result<(), Denied> {
     let client = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -348,7 +358,23 @@ fn client_of(parts: &Parts) -> (Option<IpAddr>, ClientCert) {
         .get::<ClientCert>()
         .copied()
         .unwrap_or(ClientCert::NotAsked);
-    (client, cert)
+    let authorization = parts.headers.get(header::AUTHORIZATION);
+    let access = &state.settings.access;
+    let result = if members {
+        access
+            .check_with_cert(client, cert, authorization, || {
+                state.backend.cached_cluster()
+            })
+            .await
+    } else {
+        access
+            .check_ignoring_members(client, cert, authorization)
+            .await
+    };
+    if let Err(denied) = result {
+        tracing::info!(?client, ?denied, "refused access to an unsafe endpoint");
+    }
+    result
 }
 
 impl<B: Backend> FromRequestParts<AppState<B>> for Authorized {
@@ -358,26 +384,9 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Authorized {
         parts: &mut Parts,
         state: &AppState<B>,
     ) -> Result<Self, Self::Rejection> {
-        let (client, cert) = client_of(parts);
-        let authorization = parts.headers.get(header::AUTHORIZATION);
-        let result = state
-            .settings
-            .access
-            .check_with_cert(client, cert, authorization, || {
-                state.backend.cached_cluster()
-            })
-            .await;
-        if let Err(denied) = result {
-            tracing::info!(?client, ?denied, "refused access to an unsafe endpoint");
-        }
-        result.map(|()| Authorized)
+        authorize(parts, state, true).await.map(|()| Authorized)
     }
 }
-
-/// An unsafe request that passed the access checks other than the members' hosts
-/// ([`AccessPolicy::check_ignoring_members`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AuthorizedIgnoringMembers;
 
 impl<B: Backend> FromRequestParts<AppState<B>> for AuthorizedIgnoringMembers {
     type Rejection = Denied;
@@ -386,17 +395,9 @@ impl<B: Backend> FromRequestParts<AppState<B>> for AuthorizedIgnoringMembers {
         parts: &mut Parts,
         state: &AppState<B>,
     ) -> Result<Self, Self::Rejection> {
-        let (client, cert) = client_of(parts);
-        let authorization = parts.headers.get(header::AUTHORIZATION);
-        let result = state
-            .settings
-            .access
-            .check_ignoring_members(client, cert, authorization)
-            .await;
-        if let Err(denied) = result {
-            tracing::info!(?client, ?denied, "refused access to an unsafe endpoint");
-        }
-        result.map(|()| AuthorizedIgnoringMembers)
+        authorize(parts, state, false)
+            .await
+            .map(|()| AuthorizedIgnoringMembers)
     }
 }
 

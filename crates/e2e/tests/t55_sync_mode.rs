@@ -48,13 +48,6 @@ fn patch_config(m: &Member, patch: &str) {
     );
 }
 
-fn index(members: &[Member], name: &str) -> usize {
-    members
-        .iter()
-        .position(|m| m.name == name)
-        .expect("a member")
-}
-
 /// The primary, once it has two streaming replicas and its synchronous standbys are listed in
 /// `synchronous_standby_names`, reported by PostgreSQL and named in `/sync`: in `on` mode one
 /// `sync` standby, in `quorum` mode both (`ANY 1 (...)`, `quorum`). `(primary, standbys)`.
@@ -177,11 +170,7 @@ async fn scenario(mode: Mode, namespace: &str, scope: &str) {
     let ns = lab.namespace(namespace).await.expect("namespace");
     let (mut members, kubeconfig) = start_cluster(lab, &ns, scope, false, 3, |_| {}).await;
     let first = wait_for(FORM_TIMEOUT, "one primary, two streaming", &members, || {
-        let w = writable(&members);
-        let [p] = w.as_slice() else { return None };
-        let p = index(&members, p);
-        let (h, s) = (&members[p].host, &members[p].spec);
-        (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(p)
+        primary_with_two_streaming(&members)
     })
     .await;
     {

@@ -33,13 +33,6 @@ const OUTAGE: Duration = Duration::from_secs(3 * TTL as u64);
 /// most `loop_wait` plus a renewal attempt old; generous slack for a loaded machine.
 const DEMOTE_WITHIN: Duration = Duration::from_secs((RETRY_TIMEOUT + LOOP_WAIT) as u64 + 20);
 
-fn index(members: &[Member], name: &str) -> usize {
-    members
-        .iter()
-        .position(|m| m.name == name)
-        .expect("a member")
-}
-
 /// `GET path` on `m` as JSON, with its status.
 fn get_json(m: &Member, path: &str) -> Option<(u16, Value)> {
     let (status, body) = rest(m, "GET", path, None, None)?;
@@ -71,6 +64,19 @@ async fn healthy(members: &[Member], what: &str) -> usize {
         (leader["name"] == members[p].name.as_str()).then_some(p)
     })
     .await
+}
+
+/// Checks every second until `until` that no member accepts writes.
+async fn nobody_writable_until(members: &[Member], until: Instant) {
+    while Instant::now() < until {
+        assert_eq!(
+            writable(members),
+            Vec::<String>::new(),
+            "nobody promotes while the API server is away\n{}",
+            logs(members)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Whether `m` reports failsafe mode active in `GET /patroni`.
@@ -195,16 +201,11 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
             })
             .await;
             tracing::info!(after = ?killed.elapsed(), "the primary demoted after the replica died");
-            let until = Instant::now() + Duration::from_secs(u64::from(TTL));
-            while Instant::now() < until {
-                assert_eq!(
-                    writable(&members),
-                    Vec::<String>::new(),
-                    "nobody promotes while the API server is away\n{}",
-                    logs(&members)
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            nobody_writable_until(
+                &members,
+                Instant::now() + Duration::from_secs(u64::from(TTL)),
+            )
+            .await;
             drop(frozen);
         }
         restart_member(&mut members[replica], &kubeconfig);
@@ -236,15 +237,7 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
             })
             .await;
             tracing::info!(after = ?start.elapsed(), "the primary demoted without failsafe");
-            while start.elapsed() < OUTAGE {
-                assert_eq!(
-                    writable(&members),
-                    Vec::<String>::new(),
-                    "nobody promotes while the API server is away\n{}",
-                    logs(&members)
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            nobody_writable_until(&members, start + OUTAGE).await;
             drop(frozen);
         }
         healthy(&members, "healthy after the API server is back").await;

@@ -26,13 +26,6 @@ echo "hook $2 of $1 says hello"
 exit "$3"
 "#;
 
-fn index(members: &[Member], name: &str) -> usize {
-    members
-        .iter()
-        .position(|m| m.name == name)
-        .expect("a member")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_pre_promote_keeps_a_replica_and_before_stop_runs_first() {
     init_tracing();
@@ -60,11 +53,7 @@ async fn failing_pre_promote_keeps_a_replica_and_before_stop_runs_first() {
     })
     .await;
     let primary = wait_for(FORM_TIMEOUT, "one primary, two streaming", &members, || {
-        let w = writable(&members);
-        let [p] = w.as_slice() else { return None };
-        let p = index(&members, p);
-        let (h, s) = (&members[p].host, &members[p].spec);
-        (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(p)
+        primary_with_two_streaming(&members)
     })
     .await;
     assert_eq!(members[primary].name, "m0", "m0 bootstrapped");

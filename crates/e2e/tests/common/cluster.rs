@@ -90,6 +90,23 @@ pub fn writable(members: &[Member]) -> Vec<String> {
         .collect()
 }
 
+/// The index of member `name`; panics if there is none.
+pub fn index(members: &[Member], name: &str) -> usize {
+    members
+        .iter()
+        .position(|m| m.name == name)
+        .expect("a member")
+}
+
+/// The index of the one member that accepts writes, once two replicas stream from it.
+pub fn primary_with_two_streaming(members: &[Member]) -> Option<usize> {
+    let w = writable(members);
+    let [p] = w.as_slice() else { return None };
+    let p = members.iter().position(|m| &m.name == p)?;
+    let (h, s) = (&members[p].host, &members[p].spec);
+    (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(p)
+}
+
 /// Every member's agent log.
 pub fn logs(members: &[Member]) -> String {
     members

@@ -394,3 +394,17 @@ pub fn assert_final(c: &Cycle, actions: &[Action], message: &str) {
     );
     assert_eq!(c.decision.message, message);
 }
+
+/// What a primary cut off from the DCS does: stop, then restart read-only following nobody.
+pub fn offline() -> Vec<Action> {
+    vec![
+        Action::Demote {
+            mode: crate::ha::DemoteMode::Offline,
+            stop_timeout: None,
+        },
+        Action::StartPostgres {
+            role: crate::ha::StartRole::Replica { upstream: None },
+            timeout: None,
+        },
+    ]
+}

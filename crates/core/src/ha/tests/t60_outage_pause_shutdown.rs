@@ -1,9 +1,7 @@
 //! ha-loop.md §13 (DCS unreachable), §16 (pause) and §19 (shutdown).
 
 use super::fixtures::*;
-use crate::ha::{
-    Action, ControlState, DcsView, DemoteMode, LockOutcome, ReleaseLsn, StartRole, StopMode, decide,
-};
+use crate::ha::{Action, ControlState, DcsView, LockOutcome, ReleaseLsn, StopMode, decide};
 
 fn three() -> crate::Cluster {
     cluster(Some("pg-0"), &["pg-0", "pg-1", "pg-2"])
@@ -13,19 +11,6 @@ fn unreachable(me: &str, pg: crate::ha::LocalPostgres) -> crate::ha::Observation
     let mut o = obs(me, three(), pg);
     o.dcs = DcsView::Unreachable;
     o
-}
-
-fn offline() -> Vec<Action> {
-    vec![
-        Action::Demote {
-            mode: DemoteMode::Offline,
-            stop_timeout: None,
-        },
-        Action::StartPostgres {
-            role: StartRole::Replica { upstream: None },
-            timeout: None,
-        },
-    ]
 }
 
 /// A primary that cannot reach the DCS for `retry_timeout` since its last

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::fixtures::*;
-use crate::ha::{
-    Action, DcsView, DemoteMode, FailsafeLeader, HaConfig, LockOutcome, Observation, StartRole,
-};
+use crate::ha::{Action, DcsView, FailsafeLeader, HaConfig, LockOutcome, Observation};
 
 fn failsafe_cfg() -> HaConfig {
     HaConfig {
@@ -35,19 +33,6 @@ fn cut_off(seen: Option<BTreeMap<String, String>>, since: u64) -> Observation {
     o.memory.last_lock_renewal = Some(NOW - secs(since));
     o.memory.failsafe_topology = seen;
     o
-}
-
-fn offline() -> Vec<Action> {
-    vec![
-        Action::Demote {
-            mode: DemoteMode::Offline,
-            stop_timeout: None,
-        },
-        Action::StartPostgres {
-            role: StartRole::Replica { upstream: None },
-            timeout: None,
-        },
-    ]
 }
 
 const CONTINUE: &str =
