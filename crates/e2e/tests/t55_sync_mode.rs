@@ -6,6 +6,8 @@
 //! - a writer records every acknowledged row while the primary is killed (`kill -9` of agent
 //!   and postmaster) ten times: each time a member `/sync` named is the one promoted, and
 //!   no acknowledged row is missing on the last primary;
+//! - `on` mode: SIGTERM to the synchronous standby's agent: it asks to be released (`nosync`)
+//!   and is dropped from `/sync` before it stops (Patroni's `while_not_sync_standby`);
 //! - strict mode with both replicas killed: a commit is never acknowledged (it waits), and goes
 //!   through once a replica is back;
 //! - turned off live: `/sync` is emptied and the primary lists nobody.
@@ -260,6 +262,26 @@ async fn scenario(mode: Mode, namespace: &str, scope: &str) {
         );
         assert!(acked.len() > 60, "the writer wrote: {}", acked.len());
         assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    }
+
+    if matches!(mode, Mode::On) {
+        tracing::info!(
+            "--- SIGTERM to the sync standby's agent: it is released from /sync before it stops"
+        );
+        let (_, standbys) = synchronous(&members, mode).await;
+        let leaving = standbys[0];
+        let name = members[leaving].name.clone();
+        let mut agent = members[leaving].agent.take().expect("agent runs");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let _ = tokio::task::spawn_blocking(move || agent.wait()).await;
+        let log = std::fs::read_to_string(&members[leaving].log).unwrap_or_default();
+        assert!(
+            log.contains("released from synchronous standby"),
+            "{name} waited to be released before it stopped\n{}",
+            logs(&members)
+        );
+        restart_member(&mut members[leaving], &kubeconfig);
     }
 
     tracing::info!(

@@ -150,6 +150,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     StopMode::Fast => PgStopMode::Fast,
                     StopMode::Immediate => PgStopMode::Immediate,
                 };
+                if obs.requests.shutdown {
+                    self.release_sync_standby(obs).await;
+                }
                 self.stop_with_callback(mode).await
             }
             Action::Promote => {

@@ -25,6 +25,7 @@ mod queries;
 pub mod runtime;
 mod slots;
 mod sync;
+mod sync_release;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -277,6 +277,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.shared
             .update(|s| s.loop_status = LoopStatus::Acting("restart".into()));
         tracing::info!(?role, "restarting postgres");
+        self.release_sync_standby(obs).await;
         self.state_override = Some(PgState::Restarting);
         let result = async {
             self.stop(patroni_postgres::StopMode::Fast).await?;

@@ -56,11 +56,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 data.extra
                     .insert("scheduled_restart".into(), serde_json::Value::Object(doc));
             }
-            if let Err(e) = self.dcs.touch_member(&data).await {
-                tracing::warn!(
+            match self.dcs.touch_member(&data).await {
+                Ok(_) => self.last_member_data = Some(data),
+                Err(e) => tracing::warn!(
                     "failed to publish the member key: {:#}",
                     anyhow::Error::from(e)
-                );
+                ),
             }
         }
         let global = patroni_api::GlobalFlags::from_dynamic(&self.dynamic);

@@ -121,6 +121,8 @@ pub struct Runtime<D, P> {
     pub(super) sync: SyncMemory,
     /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
     last_heartbeat: Option<String>,
+    /// The member key as last published.
+    pub(super) last_member_data: Option<patroni_core::MemberData>,
 }
 
 /// How a cycle ended.
@@ -189,6 +191,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             slots: SlotKeeper::default(),
             sync: SyncMemory::default(),
             last_heartbeat: None,
+            last_member_data: None,
         }
     }
 
