@@ -14,6 +14,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::kubernetes::KubernetesConfig;
+use super::zookeeper::ZookeeperConfig;
 use crate::validate::{Checker, Node, Presence};
 
 /// A DCS kind Patroni knows.
@@ -93,6 +94,8 @@ impl fmt::Display for DcsKind {
 pub enum DcsConfig {
     /// Kubernetes, the one DCS patroni-rs implements.
     Kubernetes(KubernetesConfig),
+    /// ZooKeeper.
+    Zookeeper(ZookeeperConfig),
     /// A DCS Patroni supports but patroni-rs does not (yet). The binary refuses to start with it.
     Unsupported {
         /// Which one.
@@ -109,6 +112,7 @@ impl DcsConfig {
     pub fn kind(&self) -> DcsKind {
         match self {
             Self::Kubernetes(_) => DcsKind::Kubernetes,
+            Self::Zookeeper(_) => DcsKind::Zookeeper,
             Self::Unsupported { kind, .. } => *kind,
         }
     }
@@ -161,6 +165,14 @@ impl DcsConfig {
         if kind == DcsKind::Kubernetes {
             let node = c.section(root, "kubernetes", Presence::Required);
             return Some(Self::Kubernetes(KubernetesConfig::read(
+                c,
+                &node,
+                top_namespace,
+            )));
+        }
+        if kind == DcsKind::Zookeeper {
+            let node = c.section(root, "zookeeper", Presence::Required);
+            return Some(Self::Zookeeper(ZookeeperConfig::read(
                 c,
                 &node,
                 top_namespace,
