@@ -96,8 +96,10 @@ pub struct ZookeeperDcs {
     name: String,
     paths: Paths,
     timing: Mutex<Timing>,
-    sessions: Sessions,
-    seen: Mutex<Seen>,
+    /// Boxed, as `seen`.
+    sessions: Box<Sessions>,
+    /// Boxed: the view is large, and [`AnyDcs`](crate::AnyDcs) holds this by value.
+    seen: Box<Mutex<Seen>>,
 }
 
 // === impl ZookeeperDcs ===
@@ -143,8 +145,8 @@ impl ZookeeperDcs {
                 loop_wait: settings.loop_wait,
                 retry_timeout: settings.retry_timeout,
             }),
-            sessions: Sessions::new(spec),
-            seen: Mutex::new(Seen::default()),
+            sessions: Box::new(Sessions::new(spec)),
+            seen: Box::new(Mutex::new(Seen::default())),
         }
     }
 

@@ -57,7 +57,7 @@ struct Open {
 /// One member's session, opened and reopened on demand.
 pub(crate) struct Sessions {
     spec: SessionSpec,
-    open: Mutex<Option<Open>>,
+    open: Mutex<Option<Box<Open>>>,
     /// Wakes the HA loop's `watch`; one stored permit, as Patroni's `Event`.
     pub wake: Arc<Notify>,
 }
@@ -126,11 +126,11 @@ impl Sessions {
             self.wake.clone(),
         ));
         self.wake.notify_one();
-        *open = Some(Open {
+        *open = Some(Box::new(Open {
             client: client.clone(),
             ttl,
             watcher,
-        });
+        }));
         Ok(client)
     }
 
@@ -192,18 +192,29 @@ fn is_terminal(state: zk::SessionState) -> bool {
     )
 }
 
-/// Failures retried within the budget: no answer from the server, or a session that ended
-/// (the next attempt opens a new one).
+/// Failures retried within the budget: everything but a definite answer of the server (a
+/// lost connection, a request that timed out or was failed with the connection, a session
+/// that ended: the next attempt opens a new one).
 fn retriable(e: &zk::Error) -> bool {
-    matches!(
+    !matches!(
         e,
-        zk::Error::ConnectionLoss
-            | zk::Error::Timeout
-            | zk::Error::NoHosts
-            | zk::Error::Throttled
-            | zk::Error::SessionExpired
-            | zk::Error::SessionMoved
-            | zk::Error::ClientClosed
+        zk::Error::NoNode
+            | zk::Error::NodeExists
+            | zk::Error::BadVersion
+            | zk::Error::NotEmpty
+            | zk::Error::NoChildrenForEphemerals
+            | zk::Error::NoAuth
+            | zk::Error::InvalidAcl
+            | zk::Error::AuthFailed
+            | zk::Error::BadArguments(_)
+            | zk::Error::NotReadOnly
+            | zk::Error::NoWatcher
+            | zk::Error::QuotaExceeded
+            | zk::Error::MarshallingError
+            | zk::Error::Unimplemented
+            | zk::Error::ReconfigDisabled
+            | zk::Error::UnexpectedErrorCode(_)
+            | zk::Error::UnmarshalError { .. }
     )
 }
 
