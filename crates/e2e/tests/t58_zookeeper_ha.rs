@@ -68,7 +68,8 @@ async fn three_members_on_zookeeper_fail_over_switch_over_and_survive_an_outage(
     let zk = ZookeeperServer::start_on(&zk_host).expect("start ZooKeeper");
     let zk_addr = zk.host_port().to_string();
     tracing::info!("--- three members with only a zookeeper section");
-    let mut members = start_zookeeper_cluster(lab, scope, &[zk_addr.clone()], 3, |_| {}).await;
+    let mut members =
+        start_zookeeper_cluster(lab, scope, std::slice::from_ref(&zk_addr), 3, |_| {}).await;
     let primary = {
         tracing::info!("--- the cluster forms: one primary, two streaming replicas");
         let p = only_primary(&members, FORM_TIMEOUT, "one writable member").await;
