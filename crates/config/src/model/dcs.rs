@@ -1,9 +1,9 @@
 //! Which distributed configuration store (DCS) the configuration selects.
 //!
 //! Patroni selects the DCS by which top-level section is present (`etcd`, `etcd3`, `consul`,
-//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements only Kubernetes;
-//! the other sections are recognised so that the binary can say plainly that they are not
-//! supported, and their minimal required keys are checked like Patroni's validator does.
+//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements Kubernetes and
+//! ZooKeeper; the other sections are recognised so that the binary can say plainly that they
+//! are not supported, and their minimal required keys are checked like Patroni's validator does.
 //!
 //! Patroni silently picks the first section in module order when several are present. Here
 //! that is an error: a leftover `PATRONI_ETCD3_HOSTS` next to a `kubernetes` section is more
@@ -92,7 +92,7 @@ impl fmt::Display for DcsKind {
     reason = "built once at startup; a Box would only add noise at every use"
 )]
 pub enum DcsConfig {
-    /// Kubernetes, the one DCS patroni-rs implements.
+    /// Kubernetes (ConfigMaps or Endpoints).
     Kubernetes(KubernetesConfig),
     /// ZooKeeper.
     Zookeeper(ZookeeperConfig),

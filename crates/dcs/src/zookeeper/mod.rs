@@ -105,11 +105,12 @@ pub struct ZookeeperDcs {
 // === impl ZookeeperDcs ===
 
 impl ZookeeperDcs {
-    /// Opens the session to the ensemble of the `zookeeper` section of `settings.dcs`.
+    /// The DCS of the `zookeeper` section of `settings.dcs`. The session is opened by the
+    /// first operation, so an agent starts while ZooKeeper is down and sees "DCS not
+    /// accessible" in its loop (Patroni's kazoo `start()` would give up after 15 s instead).
     ///
     /// # Errors
-    /// [`Error::Config`] when `settings.dcs` is not ZooKeeper; [`Error::Unreachable`] when no
-    /// session could be opened within `retry_timeout`.
+    /// [`Error::Config`] when `settings.dcs` is not ZooKeeper.
     pub async fn start(settings: Settings) -> Result<Self> {
         let DcsConfig::Zookeeper(z) = &settings.dcs else {
             return Err(Error::Config {
@@ -120,11 +121,7 @@ impl ZookeeperDcs {
                 source: None,
             });
         };
-        let dcs = Self::new(z, &settings);
-        dcs.run("open a ZooKeeper session", |_| async { Ok(()) })
-            .await?
-            .map_err(|e| session::refused("open a ZooKeeper session", e))?;
-        Ok(dcs)
+        Ok(Self::new(z, &settings))
     }
 
     fn new(z: &ZookeeperConfig, settings: &Settings) -> Self {
