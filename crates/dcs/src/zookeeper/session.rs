@@ -286,3 +286,43 @@ async fn watch_session(client: zk::Client, paths: Vec<String>, wake: Arc<Notify>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connection failures and ended sessions are retried; answers of the server are not, and
+    /// map to a lost compare (`BadVersion`) or a refusal; a spent budget is unreachability.
+    #[test]
+    fn failures_are_classified_by_what_the_server_said() {
+        for e in [
+            zk::Error::ConnectionLoss,
+            zk::Error::Timeout,
+            zk::Error::SessionExpired,
+            zk::Error::ClientClosed,
+            zk::Error::NoHosts,
+        ] {
+            assert!(retriable(&e), "{e:?}");
+        }
+        for e in [
+            zk::Error::NoNode,
+            zk::Error::NodeExists,
+            zk::Error::BadVersion,
+            zk::Error::NoAuth,
+            zk::Error::AuthFailed,
+        ] {
+            assert!(!retriable(&e), "{e:?}");
+        }
+        assert!(matches!(
+            refused("write x", zk::Error::BadVersion),
+            Error::Conflict { .. }
+        ));
+        assert!(matches!(
+            refused("write x", zk::Error::NoAuth),
+            Error::Refused { .. }
+        ));
+        let e = unreachable("read the cluster", zk::Error::ConnectionLoss);
+        assert!(e.is_unreachable());
+        assert_eq!(e.to_string(), "read the cluster: the DCS is not reachable");
+    }
+}
