@@ -56,6 +56,7 @@ pub use model::{
     tags::Tags,
     tool_options::ToolOption,
     watchdog::{WatchdogConfig, WatchdogMode},
+    zookeeper::ZookeeperConfig,
 };
 pub use problem::{InvalidConfig, Problem};
 pub use source::{Origin, RawConfig, SourceError};

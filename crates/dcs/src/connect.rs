@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use patroni_config::{DcsConfig, DcsKind, Environment};
 
-use crate::{AnyDcs, Error, KubernetesDcs, Result};
+use crate::{AnyDcs, Error, KubernetesDcs, Result, ZookeeperDcs};
 
 /// Environment variable whose presence says a pod's in-cluster Kubernetes credentials are
 /// offered (Patroni checks the same one).
@@ -47,7 +47,7 @@ pub fn in_cluster_offered(env: &Environment) -> bool {
 
 /// Whether this build has a backend for DCS `kind`.
 pub fn supports(kind: DcsKind) -> bool {
-    matches!(kind, DcsKind::Kubernetes)
+    matches!(kind, DcsKind::Kubernetes | DcsKind::Zookeeper)
 }
 
 /// How messages name DCS `kind` ("Kubernetes", "etcd3", …).
@@ -71,6 +71,7 @@ pub fn backend_name(kind: DcsKind) -> &'static str {
 pub async fn connect(settings: Settings) -> Result<AnyDcs> {
     match &settings.dcs {
         DcsConfig::Kubernetes(_) => KubernetesDcs::start(settings).await.map(AnyDcs::Kubernetes),
+        DcsConfig::Zookeeper(_) => ZookeeperDcs::start(settings).await.map(AnyDcs::Zookeeper),
         DcsConfig::Unsupported { kind, .. } => Err(Error::Config {
             what: format!("the \"{kind}\" DCS is not supported"),
             source: None,
@@ -104,6 +105,7 @@ mod tests {
         assert!(matches!(e, Error::Config { source: None, .. }), "{e:?}");
         assert_eq!(e.to_string(), "the \"etcd3\" DCS is not supported");
         assert!(!supports(DcsKind::Etcd3) && supports(DcsKind::Kubernetes));
+        assert!(supports(DcsKind::Zookeeper));
     }
 
     /// In-cluster credentials are offered exactly when the snapshot has

@@ -11,7 +11,9 @@
 //! The Kubernetes backend ([`kubernetes::KubernetesDcs`]) writes exactly what
 //! Patroni 4 writes, in both of Patroni's modes (ConfigMaps, Endpoints), so
 //! Patroni's own tools read our clusters and ours read theirs. See
-//! `docs/kubernetes-dcs.md`. [`MemoryDcs`] is the in-memory fake for tests of
+//! `docs/kubernetes-dcs.md`. The ZooKeeper backend ([`zookeeper::ZookeeperDcs`]) does the
+//! same with Patroni's znodes under `/<namespace>/<scope>/` (`docs/zookeeper.md`).
+//! [`MemoryDcs`] is the in-memory fake for tests of
 //! the agent, with fault injection: the whole store unreachable, one member
 //! partitioned, one operation of one member failing once.
 
@@ -23,6 +25,7 @@ pub mod encoding;
 mod error;
 pub mod kubernetes;
 mod memory;
+pub mod zookeeper;
 
 pub use any::AnyDcs;
 pub use connect::{Settings, backend_name, connect, in_cluster_offered, supports};
@@ -30,3 +33,4 @@ pub use dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 pub use error::{BoxError, Error, Result};
 pub use kubernetes::KubernetesDcs;
 pub use memory::{Fault, MemoryDcs, MemoryStore, Op};
+pub use zookeeper::ZookeeperDcs;

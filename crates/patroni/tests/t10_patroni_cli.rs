@@ -219,6 +219,40 @@ fn start_with_invalid_config_exits_64() {
     );
 }
 
+/// A ZooKeeper section passes --validate-config; what patroni-rs does not implement (TLS,
+/// `set_acls`) and a bad host are refused, each by its setting's name.
+#[test]
+fn zookeeper_config_is_validated_and_unimplemented_settings_refused_by_name() {
+    let sandbox = Sandbox::new();
+    let head = "scope: batman\nname: postgresql0\nrestapi: {listen: '127.0.0.1:8008', connect_address: '10.0.0.1:8008'}\n\
+         postgresql: {listen: '127.0.0.1:5432', connect_address: '10.0.0.1:5432', data_dir: data,\n\
+         \x20 authentication: {superuser: {username: postgres}, replication: {username: standby}}}\n";
+    let good = sandbox.write(
+        "zk.yml",
+        &format!(
+            "{head}zookeeper: {{hosts: ['127.0.0.1:2181', 'zk2'], auth_data: {{digest: 'u:p'}}}}\n"
+        ),
+    );
+    let out = sandbox.patroni(&["--validate-config", "-i", good.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let bad = sandbox.write(
+        "zk-bad.yml",
+        &format!(
+            "{head}zookeeper: {{hosts: 'zk1:2181,zk2:x', use_ssl: true, set_acls: {{admin: [ALL]}}}}\n"
+        ),
+    );
+    let out = sandbox.patroni(&["--validate-config", "-i", bad.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for line in [
+        "zookeeper.use_ssl: TLS to ZooKeeper is not supported by patroni-rs yet",
+        "zookeeper.set_acls: ACLs on Patroni's znodes (set_acls) are not supported by patroni-rs yet",
+        "zookeeper.hosts.1: expected a port between 1 and 65535, got \"x\"",
+    ] {
+        assert!(err.contains(line), "{line} in {err}");
+    }
+}
+
 /// An etcd3 configuration is valid Patroni, but patroni-rs names the DCS and refuses.
 #[test]
 fn etcd3_config_is_refused_by_name() {
@@ -230,8 +264,7 @@ fn etcd3_config_is_refused_by_name() {
          postgresql: {listen: '127.0.0.1:5432', connect_address: '10.0.0.1:5432', data_dir: data,\n\
          \x20 authentication: {superuser: {username: postgres}, replication: {username: standby}}}\n",
     );
-    let expected =
-        "patroni: the \"etcd3\" DCS is not supported yet; patroni-rs supports kubernetes\n";
+    let expected = "patroni: the \"etcd3\" DCS is not supported yet; patroni-rs supports kubernetes, zookeeper\n";
     let out = sandbox.patroni(&[file.to_str().expect("utf-8")]);
     assert_eq!(code(&out), Some(64));
     assert_eq!(stderr(&out), expected);

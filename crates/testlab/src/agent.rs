@@ -49,6 +49,9 @@ pub struct AgentSpec {
     pub dcs_extra: BTreeMap<String, String>,
     /// More `postgresql` settings (YAML values: `pre_promote: /path/script`, …).
     pub postgresql_extra: BTreeMap<String, String>,
+    /// ZooKeeper servers (`host:port`): when not empty, the member's DCS is a `zookeeper`
+    /// section with these `hosts` instead of the `kubernetes` section.
+    pub zookeeper_hosts: Vec<String>,
 }
 
 // === impl AgentSpec ===
@@ -75,6 +78,7 @@ impl AgentSpec {
             dcs_parameters: BTreeMap::new(),
             dcs_extra: BTreeMap::new(),
             postgresql_extra: BTreeMap::new(),
+            zookeeper_hosts: Vec::new(),
         }
     }
 
@@ -124,22 +128,27 @@ impl AgentSpec {
             .map(|(k, v)| format!("  {k}: {v}\n"))
             .collect();
         let d = dir.display();
+        let dcs = if self.zookeeper_hosts.is_empty() {
+            format!(
+                "kubernetes:\n  namespace: {namespace}\n  labels:{labels}\n  use_endpoints: \
+                 {use_endpoints}\n  pod_ip: {ip}\n  ports:\n    - name: postgresql\n      \
+                 port: 5432\n  context: testenv\n",
+                namespace = self.namespace,
+                use_endpoints = self.use_endpoints,
+            )
+        } else {
+            format!(
+                "zookeeper:\n  hosts: [{}]\n",
+                self.zookeeper_hosts.join(", ")
+            )
+        };
         format!(
             r#"scope: {scope}
 name: {name}
 restapi:
   listen: {ip}:8008
   connect_address: {ip}:8008
-{restapi_extra}kubernetes:
-  namespace: {namespace}
-  labels:{labels}
-  use_endpoints: {use_endpoints}
-  pod_ip: {ip}
-  ports:
-    - name: postgresql
-      port: 5432
-  context: testenv
-bootstrap:
+{restapi_extra}{dcs}bootstrap:
   dcs:
     ttl: {ttl}
     loop_wait: {loop_wait}
@@ -172,8 +181,6 @@ postgresql:
 {postgresql_extra}{tags}{extra}"#,
             scope = self.scope,
             name = self.name,
-            namespace = self.namespace,
-            use_endpoints = self.use_endpoints,
             ttl = self.ttl,
             loop_wait = self.loop_wait,
             retry_timeout = self.retry_timeout,
@@ -320,5 +327,21 @@ mod tests {
             loaded.config.bootstrap.dcs.synchronous_mode,
             patroni_config::SynchronousMode::On
         );
+    }
+
+    /// With ZooKeeper servers, the member's DCS is a `zookeeper` section with those hosts.
+    #[test]
+    fn zookeeper_hosts_make_a_zookeeper_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = AgentSpec::new("demo", "member-0", "default", false);
+        spec.zookeeper_hosts = vec!["10.213.1.9:2181".into()];
+        let path = dir.path().join("patroni.yml");
+        std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
+        let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
+            .expect("valid configuration");
+        let patroni_config::DcsConfig::Zookeeper(z) = &loaded.config.dcs else {
+            panic!("zookeeper DCS")
+        };
+        assert_eq!(z.hosts, ["10.213.1.9:2181"]);
     }
 }

@@ -44,6 +44,7 @@ mod node;
 mod oci;
 mod rbac;
 mod testenv_bin;
+mod zookeeper;
 
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
 pub use controlplane::{ControlPlane, FrozenApiServer, User};
@@ -57,3 +58,4 @@ pub use node::{COREDNS_VERSION, NODE_NAME, NodeBinaries, NodeInfo, import_image,
 pub use oci::{OciImage, build_archive};
 pub use rbac::{member_role, shipped_role};
 pub use testenv_bin::{cache_dir, testenv_binary};
+pub use zookeeper::{ZOOKEEPER_CLIENT_PORT, ZOOKEEPER_JAR, ZookeeperServer};

@@ -1,9 +1,9 @@
 //! Which distributed configuration store (DCS) the configuration selects.
 //!
 //! Patroni selects the DCS by which top-level section is present (`etcd`, `etcd3`, `consul`,
-//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements only Kubernetes;
-//! the other sections are recognised so that the binary can say plainly that they are not
-//! supported, and their minimal required keys are checked like Patroni's validator does.
+//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements Kubernetes and
+//! ZooKeeper; the other sections are recognised so that the binary can say plainly that they
+//! are not supported, and their minimal required keys are checked like Patroni's validator does.
 //!
 //! Patroni silently picks the first section in module order when several are present. Here
 //! that is an error: a leftover `PATRONI_ETCD3_HOSTS` next to a `kubernetes` section is more
@@ -14,6 +14,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::kubernetes::KubernetesConfig;
+use super::zookeeper::ZookeeperConfig;
 use crate::validate::{Checker, Node, Presence};
 
 /// A DCS kind Patroni knows.
@@ -91,8 +92,10 @@ impl fmt::Display for DcsKind {
     reason = "built once at startup; a Box would only add noise at every use"
 )]
 pub enum DcsConfig {
-    /// Kubernetes, the one DCS patroni-rs implements.
+    /// Kubernetes (ConfigMaps or Endpoints).
     Kubernetes(KubernetesConfig),
+    /// ZooKeeper.
+    Zookeeper(ZookeeperConfig),
     /// A DCS Patroni supports but patroni-rs does not (yet). The binary refuses to start with it.
     Unsupported {
         /// Which one.
@@ -109,6 +112,7 @@ impl DcsConfig {
     pub fn kind(&self) -> DcsKind {
         match self {
             Self::Kubernetes(_) => DcsKind::Kubernetes,
+            Self::Zookeeper(_) => DcsKind::Zookeeper,
             Self::Unsupported { kind, .. } => *kind,
         }
     }
@@ -161,6 +165,14 @@ impl DcsConfig {
         if kind == DcsKind::Kubernetes {
             let node = c.section(root, "kubernetes", Presence::Required);
             return Some(Self::Kubernetes(KubernetesConfig::read(
+                c,
+                &node,
+                top_namespace,
+            )));
+        }
+        if kind == DcsKind::Zookeeper {
+            let node = c.section(root, "zookeeper", Presence::Required);
+            return Some(Self::Zookeeper(ZookeeperConfig::read(
                 c,
                 &node,
                 top_namespace,

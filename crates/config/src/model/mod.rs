@@ -16,6 +16,7 @@ pub mod restapi;
 pub mod tags;
 pub mod tool_options;
 pub mod watchdog;
+pub mod zookeeper;
 
 use serde_json::Value;
 

@@ -217,6 +217,49 @@ async fn start_members(
     (members, kubeconfig)
 }
 
+/// Starts `n` members `m0..` of `scope` on fresh hosts with the ZooKeeper DCS at
+/// `zookeeper_hosts` (no pods, no Kubernetes), each running the agent as postgres; `tweak`
+/// adjusts each member's configuration.
+pub async fn start_zookeeper_cluster(
+    lab: &Lab,
+    scope: &str,
+    zookeeper_hosts: &[String],
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+) -> Vec<Member> {
+    let binary = super::agent_binary();
+    let mut members = Vec::new();
+    for i in 0..n {
+        let name = format!("m{i}");
+        let host = lab.host(&name).expect("host");
+        let mut spec = AgentSpec::new(scope, &name, "", false);
+        (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+        spec.zookeeper_hosts = zookeeper_hosts.to_vec();
+        tweak(&mut spec);
+        let dir = tempfile::tempdir().expect("tempdir");
+        chown_to_pg_user(dir.path()).expect("chown");
+        let config = spec.write(host.ip(), dir.path()).expect("write config");
+        let log = dir.path().join("patroni.log");
+        let agent = Some(
+            host.spawn_agent(&binary, &config, NO_KUBECONFIG.as_ref(), &log)
+                .expect("start agent"),
+        );
+        members.push(Member {
+            name,
+            host,
+            spec,
+            config,
+            log,
+            agent,
+            _dir: dir,
+        });
+    }
+    members
+}
+
+/// The `KUBECONFIG` of agents whose DCS is not Kubernetes: nothing.
+pub const NO_KUBECONFIG: &str = "/dev/null";
+
 /// SIGKILL to every process on `m`'s host (agent and postmaster), reaping the agent.
 pub fn kill_member(m: &mut Member) {
     for pid in m.host.pids() {

@@ -212,8 +212,17 @@ fn load_or_report(cli: &Cli, env: &Environment, print_warnings: bool) -> Option<
 /// The refusal message for a DCS this build has no backend for.
 fn unsupported_dcs(config: &Config) -> Option<String> {
     let kind = config.dcs.kind();
-    (!patroni_dcs::supports(kind))
-        .then(|| format!("the \"{kind}\" DCS is not supported yet; patroni-rs supports kubernetes"))
+    let supported: Vec<&str> = patroni_config::DcsKind::ALL
+        .into_iter()
+        .filter(|k| patroni_dcs::supports(*k))
+        .map(patroni_config::DcsKind::section)
+        .collect();
+    (!patroni_dcs::supports(kind)).then(|| {
+        format!(
+            "the \"{kind}\" DCS is not supported yet; patroni-rs supports {}",
+            supported.join(", ")
+        )
+    })
 }
 
 fn print_yaml(loaded: &Loaded) -> anyhow::Result<()> {
