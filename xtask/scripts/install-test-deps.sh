@@ -38,6 +38,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v umoci >/dev/null || need+=(umoci)
+# etcd-client (the etcd3 DCS) compiles etcd's .proto files at build time: protoc.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   apt_install "${need[@]}"

@@ -70,7 +70,7 @@ pub fn check_dcs_url(url: Option<&str>) -> anyhow::Result<()> {
     let Some(url) = url else { return Ok(()) };
     let scheme = url.split_once("://").map_or("etcd", |(s, _)| s);
     bail!(
-        "--dcs-url {url}: the \"{scheme}\" DCS is not supported; patroni-rs supports only kubernetes, configured in the configuration file"
+        "--dcs-url {url}: the \"{scheme}\" DCS is not supported; patroni-rs supports only kubernetes and etcd3, configured in the configuration file"
     )
 }
 
@@ -175,7 +175,9 @@ impl Ctl {
     ) -> anyhow::Result<Self> {
         let kind = config.dcs.kind();
         if !patroni_dcs::supports(kind) {
-            bail!("the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes")
+            bail!(
+                "the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes and etcd3"
+            )
         }
         let auth = config
             .ctl

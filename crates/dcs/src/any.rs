@@ -8,13 +8,15 @@ use patroni_config::DcsKind;
 use patroni_core::{Cluster, MemberData, SyncState};
 
 use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
-use crate::{KubernetesDcs, Result};
+use crate::{Etcd3Dcs, KubernetesDcs, Result};
 
 /// An opened DCS, of whichever backend.
 #[non_exhaustive]
 pub enum AnyDcs {
     /// Kubernetes (ConfigMaps or Endpoints).
     Kubernetes(KubernetesDcs),
+    /// etcd, API v3.
+    Etcd3(Etcd3Dcs),
 }
 
 /// `$body` with `$d` bound to the backend of `$dcs`.
@@ -22,6 +24,7 @@ macro_rules! each {
     ($dcs:expr, $d:ident => $body:expr) => {
         match $dcs {
             AnyDcs::Kubernetes($d) => $body,
+            AnyDcs::Etcd3($d) => $body,
         }
     };
 }
@@ -33,6 +36,7 @@ impl AnyDcs {
     pub fn kind(&self) -> DcsKind {
         match self {
             AnyDcs::Kubernetes(_) => DcsKind::Kubernetes,
+            AnyDcs::Etcd3(_) => DcsKind::Etcd3,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Which distributed configuration store (DCS) the configuration selects.
 //!
 //! Patroni selects the DCS by which top-level section is present (`etcd`, `etcd3`, `consul`,
-//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements only Kubernetes;
-//! the other sections are recognised so that the binary can say plainly that they are not
-//! supported, and their minimal required keys are checked like Patroni's validator does.
+//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements Kubernetes and etcd
+//! v3 (`etcd3`); the other sections are recognised so that the binary can say plainly that
+//! they are not supported, and their minimal required keys are checked like Patroni's
+//! validator does.
 //!
 //! Patroni silently picks the first section in module order when several are present. Here
 //! that is an error: a leftover `PATRONI_ETCD3_HOSTS` next to a `kubernetes` section is more
@@ -13,6 +14,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::etcd3::Etcd3Config;
 use super::kubernetes::KubernetesConfig;
 use crate::validate::{Checker, Node, Presence};
 
@@ -91,8 +93,10 @@ impl fmt::Display for DcsKind {
     reason = "built once at startup; a Box would only add noise at every use"
 )]
 pub enum DcsConfig {
-    /// Kubernetes, the one DCS patroni-rs implements.
+    /// Kubernetes (ConfigMaps or Endpoints).
     Kubernetes(KubernetesConfig),
+    /// etcd, API v3.
+    Etcd3(Etcd3Config),
     /// A DCS Patroni supports but patroni-rs does not (yet). The binary refuses to start with it.
     Unsupported {
         /// Which one.
@@ -109,6 +113,7 @@ impl DcsConfig {
     pub fn kind(&self) -> DcsKind {
         match self {
             Self::Kubernetes(_) => DcsKind::Kubernetes,
+            Self::Etcd3(_) => DcsKind::Etcd3,
             Self::Unsupported { kind, .. } => *kind,
         }
     }
@@ -165,6 +170,10 @@ impl DcsConfig {
                 &node,
                 top_namespace,
             )));
+        }
+        if kind == DcsKind::Etcd3 {
+            let node = c.section(root, "etcd3", Presence::Required);
+            return Some(Self::Etcd3(Etcd3Config::read(c, &node, top_namespace)));
         }
         let (section, path) = match (kind, legacy_exhibitor) {
             (DcsKind::Exhibitor, Some(legacy)) => (legacy, "zookeeper.exhibitor"),

@@ -212,8 +212,9 @@ fn load_or_report(cli: &Cli, env: &Environment, print_warnings: bool) -> Option<
 /// The refusal message for a DCS this build has no backend for.
 fn unsupported_dcs(config: &Config) -> Option<String> {
     let kind = config.dcs.kind();
-    (!patroni_dcs::supports(kind))
-        .then(|| format!("the \"{kind}\" DCS is not supported yet; patroni-rs supports kubernetes"))
+    (!patroni_dcs::supports(kind)).then(|| {
+        format!("the \"{kind}\" DCS is not supported yet; patroni-rs supports kubernetes and etcd3")
+    })
 }
 
 fn print_yaml(loaded: &Loaded) -> anyhow::Result<()> {
