@@ -170,7 +170,7 @@ mod tests {
             .expect_err("fails");
         assert!(is_lease_gone(&gone));
         let hung = Retry::new(Duration::from_secs(2))
-            .run("read", || std::future::pending::<Result<(), EtcdError>>())
+            .run("read", std::future::pending::<Result<(), EtcdError>>)
             .await
             .expect_err("fails");
         assert!(hung.is_unreachable());

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod contract;
 pub mod node;
 
 use std::collections::BTreeMap;
