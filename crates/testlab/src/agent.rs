@@ -47,6 +47,10 @@ pub struct AgentSpec {
     pub dcs_parameters: BTreeMap<String, String>,
     /// More `bootstrap.dcs` settings (YAML values: `synchronous_mode: true`, …).
     pub dcs_extra: BTreeMap<String, String>,
+    /// etcd endpoints (`host:port`): when set, the member uses the etcd v3 DCS
+    /// (`etcd3.hosts`) instead of Kubernetes, and `namespace`, `use_endpoints` and `labels`
+    /// are not used.
+    pub etcd3_hosts: Vec<String>,
 }
 
 // === impl AgentSpec ===
@@ -72,7 +76,14 @@ impl AgentSpec {
             extra: String::new(),
             dcs_parameters: BTreeMap::new(),
             dcs_extra: BTreeMap::new(),
+            etcd3_hosts: Vec::new(),
         }
+    }
+
+    /// This member on the etcd v3 DCS at `hosts` (`host:port` each) instead of Kubernetes.
+    pub fn with_etcd3(mut self, hosts: &[&str]) -> Self {
+        self.etcd3_hosts = hosts.iter().map(|h| (*h).to_string()).collect();
+        self
     }
 
     /// The labels the member's pod must carry to be selected.
@@ -116,22 +127,23 @@ impl AgentSpec {
             .map(|(k, v)| format!("    {k}: {v}\n"))
             .collect();
         let d = dir.display();
+        let dcs = if self.etcd3_hosts.is_empty() {
+            format!(
+                "kubernetes:\n  namespace: {namespace}\n  labels:{labels}\n  use_endpoints: {use_endpoints}\n  \
+                 pod_ip: {ip}\n  ports:\n    - name: postgresql\n      port: 5432\n  context: testenv\n",
+                namespace = self.namespace,
+                use_endpoints = self.use_endpoints,
+            )
+        } else {
+            format!("etcd3:\n  hosts: {}\n", self.etcd3_hosts.join(","))
+        };
         format!(
             r#"scope: {scope}
 name: {name}
 restapi:
   listen: {ip}:8008
   connect_address: {ip}:8008
-{restapi_extra}kubernetes:
-  namespace: {namespace}
-  labels:{labels}
-  use_endpoints: {use_endpoints}
-  pod_ip: {ip}
-  ports:
-    - name: postgresql
-      port: 5432
-  context: testenv
-bootstrap:
+{restapi_extra}{dcs}bootstrap:
   dcs:
     ttl: {ttl}
     loop_wait: {loop_wait}
@@ -164,8 +176,6 @@ postgresql:
 {tags}{extra}"#,
             scope = self.scope,
             name = self.name,
-            namespace = self.namespace,
-            use_endpoints = self.use_endpoints,
             ttl = self.ttl,
             loop_wait = self.loop_wait,
             retry_timeout = self.retry_timeout,
@@ -310,6 +320,25 @@ mod tests {
         assert_eq!(
             loaded.config.bootstrap.dcs.synchronous_mode,
             patroni_config::SynchronousMode::On
+        );
+    }
+
+    /// With etcd hosts, the member's DCS is etcd3 at those endpoints.
+    #[test]
+    fn etcd3_members_render_an_etcd3_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = AgentSpec::new("demo", "member-0", "default", false)
+            .with_etcd3(&["10.213.1.9:2379", "10.213.1.10:2379"]);
+        let path = dir.path().join("patroni.yml");
+        std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
+        let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
+            .expect("valid configuration");
+        let patroni_config::DcsConfig::Etcd3(e) = &loaded.config.dcs else {
+            panic!("etcd3 DCS")
+        };
+        assert_eq!(
+            e.endpoints,
+            ["http://10.213.1.9:2379", "http://10.213.1.10:2379"]
         );
     }
 }

@@ -200,6 +200,47 @@ async fn start_members(
     (members, kubeconfig)
 }
 
+/// Starts `n` members `m0..` of `scope` on fresh hosts with the etcd v3 DCS at `etcd`
+/// (`host:port`, reachable from the lab's hosts), each running the agent as postgres; `tweak`
+/// adjusts each member's configuration. No Kubernetes object is involved: the path returned
+/// stands where a kubeconfig goes and does not exist.
+pub fn start_etcd3_cluster(
+    lab: &Lab,
+    etcd: &str,
+    scope: &str,
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+) -> (Vec<Member>, PathBuf) {
+    let binary = super::agent_binary();
+    let no_kubeconfig = PathBuf::from("/nonexistent/kubeconfig");
+    let mut members = Vec::new();
+    for i in 0..n {
+        let name = format!("m{i}");
+        let host = lab.host(&name).expect("host");
+        let mut spec = AgentSpec::new(scope, &name, "unused", false).with_etcd3(&[etcd]);
+        (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+        tweak(&mut spec);
+        let dir = tempfile::tempdir().expect("tempdir");
+        chown_to_pg_user(dir.path()).expect("chown");
+        let config = spec.write(host.ip(), dir.path()).expect("write config");
+        let log = dir.path().join("patroni.log");
+        let agent = Some(
+            host.spawn_agent(&binary, &config, &no_kubeconfig, &log)
+                .expect("start agent"),
+        );
+        members.push(Member {
+            name,
+            host,
+            spec,
+            config,
+            log,
+            agent,
+            _dir: dir,
+        });
+    }
+    (members, no_kubeconfig)
+}
+
 /// SIGKILL to every process on `m`'s host (agent and postmaster), reaping the agent.
 pub fn kill_member(m: &mut Member) {
     for pid in m.host.pids() {
