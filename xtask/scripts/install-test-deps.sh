@@ -59,6 +59,11 @@ if ! cmp -s crates/e2e/py/requirements.txt "$VENV/.requirements" 2>/dev/null; th
   "$VENV/bin/pip" install -q -r crates/e2e/py/requirements.txt
   cp crates/e2e/py/requirements.txt "$VENV/.requirements"
 fi
+if ! cmp -s crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3" 2>/dev/null; then
+  log "python-etcd in the Patroni venv (crates/e2e/py/requirements-etcd3.txt)"
+  "$VENV/bin/pip" install -q -r crates/e2e/py/requirements-etcd3.txt
+  cp crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3"
+fi
 "$VENV/bin/patronictl" version >/dev/null
 
 # --- Go modules of the lab's control plane, node and Helm ---------------------

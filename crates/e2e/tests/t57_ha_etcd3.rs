@@ -1,5 +1,6 @@
 //! The agent end to end on the etcd v3 DCS: three members on lab hosts and etcd on a host of
-//! its own. The cluster bootstraps; `patronictl list` (ours) reads it from etcd; after
+//! its own. The cluster bootstraps; `patronictl list`, ours and Python Patroni 4.1.5's, reads
+//! it from etcd; after
 //! `kill -9` of the leader another member takes over within `ttl + loop_wait`; the old one,
 //! restarted, rejoins as a replica; a switchover through the REST API moves the leader to a
 //! named replica; a checker polling every member throughout never sees two writable members.
@@ -58,6 +59,11 @@ fn ctl_list(
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Python Patroni's `patronictl` (4.1.5, with its `etcd3` extra, python-etcd).
+fn python_patronictl() -> PathBuf {
+    venv().join("bin/patronictl")
 }
 
 /// The leader's name and how many members stream from it, as `patronictl list` shows.
@@ -153,6 +159,40 @@ async fn bootstrap_failover_rejoin_and_switchover_on_etcd3() {
             },
         )
         .await;
+        tracing::info!("--- Python Patroni's patronictl reads the same cluster from etcd");
+        let python = python_patronictl();
+        let mut last = None;
+        let listed = patroni_testlab::wait_until(
+            Duration::from_secs(30),
+            "Python patronictl list".into(),
+            || {
+                let out = members[primary]
+                    .host
+                    .command(&python)
+                    .arg("-c")
+                    .arg(
+                        members[primary]
+                            .config
+                            .with_file_name("patronictl-etcd3.yml"),
+                    )
+                    .args(["list", "-f", "json"])
+                    .output();
+                let found = out.as_ref().ok().and_then(|o| {
+                    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).ok()?;
+                    (leader_and_streaming(&rows) == (vec![leader.clone()], 2)).then_some(())
+                });
+                last = Some(out.map(|o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                }));
+                async move { found }
+            },
+        )
+        .await;
+        assert!(listed.is_ok(), "Python patronictl: {last:?}");
     }
     {
         tracing::info!("--- writes on the primary reach the replicas");
