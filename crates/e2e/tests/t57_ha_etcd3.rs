@@ -193,6 +193,31 @@ async fn bootstrap_failover_rejoin_and_switchover_on_etcd3() {
         )
         .await;
         assert!(listed.is_ok(), "Python patronictl: {last:?}");
+        tracing::info!("--- both patronictls find the cluster with -d etcd3://HOST:PORT alone");
+        let url = format!("etcd3://{endpoint}");
+        for program in [&ctl, &python] {
+            let out = members[primary]
+                .host
+                .command(program)
+                .args(["-d", &url, "list", scope, "-f", "json"])
+                .env("HOME", members[primary].config.parent().expect("dir"))
+                .output()
+                .expect("run patronictl");
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e}: {}",
+                        program.display(),
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                });
+            assert_eq!(
+                leader_and_streaming(&rows),
+                (vec![leader.clone()], 2),
+                "{}",
+                program.display()
+            );
+        }
     }
     {
         tracing::info!("--- writes on the primary reach the replicas");
