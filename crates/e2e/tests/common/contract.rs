@@ -123,10 +123,19 @@ pub async fn lock_race_renew_release_expiry<B: Backend>(backend: &B, ttl: Durati
             d.get_cluster().await.expect("view");
         }
         let lsn = 1000 + round as u64;
-        assert!(
-            w.update_leader(&optime(lsn)).await.expect("renew"),
-            "the holder renews"
-        );
+        // A backend whose views come from a watched cache renews once its view shows the lock.
+        wait_until(
+            Duration::from_secs(5),
+            "the holder renews".into(),
+            || async {
+                w.update_leader(&optime(lsn))
+                    .await
+                    .expect("renew")
+                    .then_some(())
+            },
+        )
+        .await
+        .expect("the holder renews");
         for (name, d) in contenders.iter().filter(|(n, _)| n != winner) {
             wait_view(d, Duration::from_secs(5), "others see the holder", |v| {
                 v.leader_name() == Some(winner.as_str())
@@ -141,24 +150,23 @@ pub async fn lock_race_renew_release_expiry<B: Backend>(backend: &B, ttl: Durati
                 "{name} must not release"
             );
         }
-        let view = w.get_cluster().await.expect("view");
-        assert_eq!(view.leader_name(), Some(winner.as_str()));
-        assert_eq!(
-            view.status.last_lsn, lsn,
-            "the renewal published the position"
-        );
+        wait_view(
+            w,
+            Duration::from_secs(5),
+            "the renewal published the position",
+            |v| v.leader_name() == Some(winner.as_str()) && v.status.last_lsn == lsn,
+        )
+        .await;
 
         if round % 2 == 0 {
             tracing::info!("--- round {round}: voluntary release frees the lock at once");
             assert!(w.delete_leader(Some(2000 + lsn)).await.expect("release"));
             for (_, d) in &contenders {
-                let v = d.get_cluster().await.expect("view");
-                assert!(!v.is_locked(), "released lock is free at once");
-                assert_eq!(
-                    v.status.last_lsn,
-                    2000 + lsn,
-                    "the release recorded the position"
-                );
+                let what = "the released lock is free, the release recorded the position";
+                wait_view(d, Duration::from_secs(5), what, |v| {
+                    !v.is_locked() && v.status.last_lsn == 2000 + lsn
+                })
+                .await;
             }
         } else {
             tracing::info!("--- round {round}: the holder goes silent; the lock expires after ttl");
@@ -297,11 +305,13 @@ pub async fn a_race_from_an_old_view_never_takes_a_newer_lock<B: Backend>(
 }
 
 /// Writes conditional on a version lose once someone else wrote (config, failover, sync);
-/// the bootstrap race has exactly one winner; history and member data read back.
+/// the bootstrap race has exactly one winner; history and member data read back. Reads of
+/// another member's writes wait for them (a backend may serve views from a watched cache).
 pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(backend: &B) {
     let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(4));
     let m0 = backend.member("m0", ttl, retry).await;
     let m1 = backend.member("m1", ttl, retry).await;
+    let soon = Duration::from_secs(10);
     {
         tracing::info!("--- the bootstrap race: one winner, then the system id");
         m0.get_cluster().await.expect("view");
@@ -310,17 +320,19 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
         let won = [a.expect("initialize"), b.expect("initialize")];
         assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
         let winner = if won[0] { &m0 } else { &m1 };
-        winner.get_cluster().await.expect("view");
+        wait_view(winner, soon, "the claim", |v| v.initialize.is_some()).await;
         assert!(
             winner
                 .initialize("7345678901234567890")
                 .await
                 .expect("sysid")
         );
-        let v = m0.get_cluster().await.expect("view");
-        assert_eq!(v.initialize.as_deref(), Some("7345678901234567890"));
+        wait_view(&m0, soon, "the system id", |v| {
+            v.initialize.as_deref() == Some("7345678901234567890")
+        })
+        .await;
         assert!(m0.cancel_initialization().await.expect("cancel"));
-        assert_eq!(m0.get_cluster().await.expect("view").initialize, None);
+        wait_view(&m1, soon, "no initialize key", |v| v.initialize.is_none()).await;
     }
     {
         tracing::info!("--- config: a write at a stale version loses");
@@ -329,6 +341,14 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
                 .await
                 .expect("config")
         );
+        let ttl_is = |n: i64| {
+            move |v: &patroni_core::Cluster| {
+                v.config
+                    .as_ref()
+                    .is_some_and(|c| c.data.get("ttl") == Some(&serde_json::json!(n)))
+            }
+        };
+        wait_view(&m1, soon, "config ttl 30", ttl_is(30)).await;
         let v1 = m1
             .get_cluster()
             .await
@@ -346,13 +366,13 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
                 .await
                 .expect("config")
         );
+        wait_view(&m1, soon, "config ttl 31", ttl_is(31)).await;
         let c = m1
             .get_cluster()
             .await
             .expect("view")
             .config
             .expect("config");
-        assert_eq!(c.data.get("ttl"), Some(&serde_json::json!(31)));
         assert_eq!(c.modify_version.as_deref(), Some(c.version.as_str()));
     }
     {
@@ -363,21 +383,24 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
             scheduled_at: None,
         };
         assert!(m1.manual_failover(request, None).await.expect("failover"));
+        wait_view(&m0, soon, "the switchover request", |v| {
+            v.failover.as_ref().is_some_and(|f| {
+                f.leader.as_deref() == Some("m0") && f.candidate.as_deref() == Some("m1")
+            })
+        })
+        .await;
         let f = m0
             .get_cluster()
             .await
             .expect("view")
             .failover
             .expect("failover");
-        assert_eq!(
-            (f.leader.as_deref(), f.candidate.as_deref()),
-            (Some("m0"), Some("m1"))
-        );
         assert!(f.is_requested());
+        let at = "2030-01-01T00:00:00+00:00";
         let request = FailoverRequest::Request {
             leader: None,
             candidate: Some("m0"),
-            scheduled_at: Some("2030-01-01T00:00:00+00:00"),
+            scheduled_at: Some(at),
         };
         assert!(
             m1.manual_failover(request, Some(&f.version))
@@ -387,22 +410,30 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
         assert!(
             !m0.manual_failover(FailoverRequest::Clear, Some(&f.version))
                 .await
-                .expect("failover")
+                .expect("failover"),
+            "a clear at the old version loses"
         );
+        wait_view(&m0, soon, "the scheduled request", |v| {
+            v.failover
+                .as_ref()
+                .is_some_and(|f| f.scheduled_at.as_deref() == Some(at))
+        })
+        .await;
         let f = m0
             .get_cluster()
             .await
             .expect("view")
             .failover
             .expect("failover");
-        assert_eq!(f.scheduled_at.as_deref(), Some("2030-01-01T00:00:00+00:00"));
         assert!(
             m0.manual_failover(FailoverRequest::Clear, Some(&f.version))
                 .await
                 .expect("failover")
         );
-        let view = m0.get_cluster().await.expect("view");
-        assert!(!view.failover.is_some_and(|f| f.is_requested()));
+        wait_view(&m1, soon, "no request", |v| {
+            !v.failover.as_ref().is_some_and(|f| f.is_requested())
+        })
+        .await;
     }
     {
         tracing::info!("--- sync: written at a version, a stale write and delete lose");
@@ -412,14 +443,14 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
             .expect("sync")
             .expect("written");
         let version = s.version.clone().expect("version");
+        wait_view(&m1, soon, "the sync state", |v| {
+            v.sync.version.as_deref() == Some(&version)
+        })
+        .await;
         let read = m1.get_cluster().await.expect("view").sync;
         assert_eq!(
-            (
-                read.leader.as_deref(),
-                read.sync_standby.clone(),
-                read.version.clone()
-            ),
-            (Some("m0"), vec!["m1".to_string()], Some(version.clone()))
+            (read.leader.as_deref(), read.sync_standby),
+            (Some("m0"), vec!["m1".to_string()])
         );
         let s2 = m0
             .write_sync_state(Some("m0"), &["m1".into()], Some(1), Some(&version))
@@ -433,14 +464,13 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
                 .is_none()
         );
         assert!(!m1.delete_sync_state(Some(&version)).await.expect("delete"));
-        let read = m1.get_cluster().await.expect("view").sync;
-        assert_eq!((read.leader.as_deref(), read.quorum), (Some("m0"), 1));
-        assert!(
-            m1.delete_sync_state(s2.version.as_deref())
-                .await
-                .expect("delete")
-        );
-        assert_eq!(m1.get_cluster().await.expect("view").sync.leader, None);
+        let v2 = s2.version.clone().expect("version");
+        wait_view(&m1, soon, "quorum 1", |v| {
+            v.sync.version.as_deref() == Some(&v2) && v.sync.quorum == 1
+        })
+        .await;
+        assert!(m1.delete_sync_state(Some(&v2)).await.expect("delete"));
+        wait_view(&m0, soon, "no sync leader", |v| v.sync.leader.is_none()).await;
     }
     {
         tracing::info!("--- history and member data read back");
@@ -454,15 +484,13 @@ pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(
             role: Some("replica".into()),
             ..MemberData::default()
         };
+        m1.get_cluster().await.expect("view");
         assert!(m1.touch_member(&data).await.expect("touch"));
-        let v = m0.get_cluster().await.expect("view");
-        assert_eq!(v.history.expect("history").lines.len(), 1);
-        let m = v
-            .members
-            .iter()
-            .find(|m| m.name == "m1")
-            .expect("member m1");
-        assert_eq!(m.data, data);
+        wait_view(&m0, soon, "history and m1's data", |v| {
+            v.history.as_ref().is_some_and(|h| h.lines.len() == 1)
+                && v.members.iter().any(|m| m.name == "m1" && m.data == data)
+        })
+        .await;
     }
 }
 
