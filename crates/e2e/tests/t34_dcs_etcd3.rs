@@ -259,3 +259,80 @@ async fn a_dead_endpoint_fails_over_to_a_live_one() {
             .contains(&etcd.server.client_url().to_string())
     );
 }
+
+/// Credentials: with etcd's authentication on, a member with `username`/`password` (here a
+/// user allowed only the cluster's prefix) works; wrong credentials are refused at start-up
+/// (Patroni exits on them), and a member without credentials is refused, not "unreachable".
+#[tokio::test]
+async fn credentials_authenticate_and_wrong_ones_are_refused() {
+    init_tracing();
+    let etcd = Etcd3::start("auth");
+    {
+        tracing::info!("--- etcd with authentication: root, and patroni allowed /service/auth/");
+        let mut raw = etcd.raw().await;
+        raw.user_add("root", "root-secret", None)
+            .await
+            .expect("root user");
+        raw.user_grant_role("root", "root")
+            .await
+            .expect("root role");
+        raw.role_add("patroni").await.expect("role");
+        let perm = etcd_client::Permission::read_write("/service/auth/").with_prefix();
+        raw.role_grant_permission("patroni", perm)
+            .await
+            .expect("grant");
+        raw.user_add("patroni", "s3cret", None).await.expect("user");
+        raw.user_grant_role("patroni", "patroni")
+            .await
+            .expect("grant role");
+        raw.auth_enable().await.expect("auth on");
+    }
+    let settings = |user: Option<(&str, &str)>| {
+        let mut config = etcd.config();
+        config.username = user.map(|u| u.0.to_string());
+        config.password = user.map(|u| u.1.to_string());
+        Settings {
+            scope: "auth".into(),
+            name: "m0".into(),
+            dcs: DcsConfig::Etcd3(config),
+            ttl: Duration::from_secs(30),
+            loop_wait: Duration::from_secs(10),
+            retry_timeout: Duration::from_secs(3),
+            kubeconfig: None,
+            in_cluster: false,
+        }
+    };
+    {
+        tracing::info!("--- the right credentials: the member works");
+        let m0 = Etcd3Dcs::start(settings(Some(("patroni", "s3cret"))))
+            .await
+            .expect("authenticated");
+        assert!(contract::acquire(&m0).await);
+        assert!(
+            m0.touch_member(&MemberData::default())
+                .await
+                .expect("touch")
+        );
+        assert_eq!(
+            m0.get_cluster().await.expect("view").leader_name(),
+            Some("m0")
+        );
+    }
+    {
+        tracing::info!("--- wrong credentials: refused at start-up");
+        let e = Etcd3Dcs::start(settings(Some(("patroni", "wrong"))))
+            .await
+            .err()
+            .expect("refused");
+        assert!(!e.is_unreachable(), "{e:?}");
+    }
+    {
+        tracing::info!("--- no credentials: every read is refused, not unreachable");
+        let anonymous = Etcd3Dcs::start(settings(None)).await;
+        let e = match anonymous {
+            Ok(d) => d.get_cluster().await.expect_err("refused"),
+            Err(e) => e,
+        };
+        assert!(!e.is_unreachable(), "{e:?}");
+    }
+}
