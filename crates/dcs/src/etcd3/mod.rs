@@ -14,8 +14,9 @@
 //! `retry_timeout` ([`retry`]) and then fails as unreachable.
 //!
 //! Endpoints: the configured ones first, then (unless `proxy` is used) the client URLs of
-//! every member of the etcd cluster, discovered at start; requests are balanced over the
-//! endpoints that answer, so losing one fails over to the others.
+//! every member of the etcd cluster, discovered at start and every 5 minutes (endpoints are
+//! added, never removed); requests are balanced over the endpoints that answer, so losing one
+//! fails over to the others.
 //!
 //! What breaks if this stalls: a stuck request is cut at its share of `retry_timeout`; the
 //! watch task may stall without harm (cycles still run every `loop_wait`).
@@ -48,6 +49,9 @@ use crate::{Error, Result, Settings};
 
 /// Extra time non-holders wait in `watch`, so their cycles trail the leader's (Patroni).
 const NON_LEADER_EXTRA_WAIT: Duration = Duration::from_millis(500);
+/// How often the etcd cluster's member list is read again for new endpoints (Patroni's
+/// machines cache ttl, `cache_ttl=300`).
+const MEMBERS_REFRESH: Duration = Duration::from_secs(300);
 /// Least time given to connecting to one endpoint.
 const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -61,7 +65,8 @@ struct Timing {
 /// The etcd v3 DCS of one member (or of `patronictl`).
 pub struct Etcd3Dcs {
     inner: Arc<Inner>,
-    watcher: JoinHandle<()>,
+    /// The watch, and (unless `proxy` is used) the member list refresh; aborted on drop.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 struct Inner {
@@ -150,8 +155,26 @@ impl Etcd3Dcs {
             keys,
             me: settings.name.clone(),
         };
-        let watcher = tokio::spawn(watcher::run(client, rules, inner.wake.clone()));
-        Ok(Etcd3Dcs { inner, watcher })
+        let mut tasks = vec![tokio::spawn(watcher::run(
+            client,
+            rules,
+            inner.wake.clone(),
+        ))];
+        if !cfg.use_proxies {
+            let refresher = Arc::downgrade(&inner);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(MEMBERS_REFRESH).await;
+                    let Some(inner) = refresher.upgrade() else {
+                        return;
+                    };
+                    if let Err(e) = inner.discover_members().await {
+                        tracing::debug!("failed to {e:#}");
+                    }
+                }
+            }));
+        }
+        Ok(Etcd3Dcs { inner, tasks })
     }
 
     /// The prefix of every key of this cluster (`/service/<scope>/`).
@@ -173,7 +196,9 @@ impl Etcd3Dcs {
 
 impl Drop for Etcd3Dcs {
     fn drop(&mut self) {
-        self.watcher.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
