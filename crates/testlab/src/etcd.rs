@@ -27,6 +27,17 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 /// etcd's peer port on a lab host.
 const ETCD_PEER_PORT: u16 = 2380;
 
+/// PEM files for an etcd serving clients over TLS.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// The CA that signed the server certificate and must sign client certificates.
+    pub ca: PathBuf,
+    /// The server certificate (valid for 127.0.0.1).
+    pub cert: PathBuf,
+    /// The server key.
+    pub key: PathBuf,
+}
+
 /// A running etcd server.
 #[derive(Debug)]
 pub struct EtcdServer {
@@ -49,6 +60,27 @@ impl EtcdServer {
         Self::start(Command::new(testenv_binary()?), client_url, peer_url)
     }
 
+    /// Starts etcd on free loopback ports of the machine, serving clients over TLS
+    /// (`https://127.0.0.1:PORT`) with `tls`'s server certificate and requiring client
+    /// certificates signed by its CA.
+    ///
+    /// # Errors
+    /// The binary could not be built or started, or etcd did not become ready.
+    pub fn start_local_tls(tls: &EtcdTls) -> Result<Self> {
+        let (client, peer) = (free_port()?, free_port()?);
+        let client_url = format!("https://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(testenv_binary()?);
+        cmd.arg("etcd")
+            .arg("--cert-file")
+            .arg(&tls.cert)
+            .arg("--key-file")
+            .arg(&tls.key)
+            .arg("--trusted-ca-file")
+            .arg(&tls.ca);
+        Self::start_with(cmd, client_url, peer_url)
+    }
+
     /// Starts etcd on `host`, serving clients at `http://<host ip>:2379`.
     ///
     /// # Errors
@@ -60,6 +92,12 @@ impl EtcdServer {
     }
 
     fn start(mut cmd: Command, client_url: String, peer_url: String) -> Result<Self> {
+        cmd.arg("etcd");
+        Self::start_with(cmd, client_url, peer_url)
+    }
+
+    /// Starts `cmd` (`testenv etcd [TLS flags]`) with the data, ready-file and URL flags.
+    fn start_with(mut cmd: Command, client_url: String, peer_url: String) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "patroni-etcd-{}-{}",
             std::process::id(),
@@ -72,7 +110,6 @@ impl EtcdServer {
         let out = std::fs::File::create(&log).map_err(Error::io("create", &log))?;
         let err = out.try_clone().map_err(Error::io("open", &log))?;
         let child = cmd
-            .arg("etcd")
             .arg("--dir")
             .arg(&dir)
             .arg("--ready-file")
