@@ -241,6 +241,28 @@ pub fn start_etcd3_cluster(
     (members, no_kubeconfig)
 }
 
+/// Member `name` of `scope` on a fresh host with the etcd v3 DCS at `etcd`, its configuration
+/// written and no daemon started yet (for a test that starts another daemon, such as Python
+/// Patroni, on it).
+pub fn prepare_etcd3_member(lab: &Lab, etcd: &str, scope: &str, name: &str) -> Member {
+    let host = lab.host(name).expect("host");
+    let mut spec = AgentSpec::new(scope, name, "unused", false).with_etcd3(&[etcd]);
+    (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(dir.path()).expect("chown");
+    let config = spec.write(host.ip(), dir.path()).expect("write config");
+    let log = dir.path().join("patroni.log");
+    Member {
+        name: name.to_string(),
+        host,
+        spec,
+        config,
+        log,
+        agent: None,
+        _dir: dir,
+    }
+}
+
 /// SIGKILL to every process on `m`'s host (agent and postmaster), reaping the agent.
 pub fn kill_member(m: &mut Member) {
     for pid in m.host.pids() {
