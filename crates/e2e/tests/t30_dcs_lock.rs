@@ -488,7 +488,7 @@ async fn a_race_from_an_old_view_never_takes_a_newer_lock_in_endpoints_mode() {
     stale_view(true).await;
 }
 
-/// The backend-neutral DCS contract (`common/contract.rs`, also run against etcd3 by t34) on
+/// The backend-neutral DCS contract (`common/contract.rs`, also run against etcd3 by t36) on
 /// the Kubernetes backend: members of `scope` in a namespace of their own, each with a pod on
 /// a host of its own made on first use, as an identity holding only the shipped Role.
 struct Kubernetes {
@@ -553,7 +553,7 @@ impl common::contract::Backend for Kubernetes {
     }
 }
 
-/// The DCS contract t34 runs against etcd3, on Kubernetes in ConfigMaps mode: lock rounds,
+/// The DCS contract t36 runs against etcd3, on Kubernetes in ConfigMaps mode: lock rounds,
 /// wake-ups, a race from an old view, compare-and-set. (An unreachable store is t56's: the
 /// API server is shared by the whole lab.)
 #[tokio::test]

@@ -4,8 +4,11 @@
 //! `kill -9` of the leader another member takes over within `ttl + loop_wait`; the old one,
 //! restarted, rejoins as a replica; a switchover through the REST API moves the leader to a
 //! named replica; a checker polling every member throughout never sees two writable members.
+//! `t57_etcd3_ha/outage.rs`: etcd frozen past ttl, with and without failsafe mode.
 
 mod common;
+#[path = "t57_etcd3_ha/outage.rs"]
+mod outage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +18,10 @@ use std::time::Duration;
 use common::cluster::*;
 use common::*;
 use patroni_testlab::{AgentSpec, EtcdServer, Host, Lab};
+
+/// The cluster tests of this file run one at a time: each runs three members, PostgreSQL
+/// included, and the failover bound must not depend on the other's load.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Our `patronictl`, built once per test process.
 fn ctl_binary() -> PathBuf {
@@ -80,6 +87,7 @@ fn leader_and_streaming(rows: &[serde_json::Value]) -> (Vec<String>, usize) {
 /// Bootstrap, kill -9 failover within ttl + loop_wait, rejoin and a REST switchover, on etcd.
 #[tokio::test]
 async fn bootstrap_failover_rejoin_and_switchover_on_etcd3() {
+    let _serial = SERIAL.lock().await;
     init_tracing();
     let lab = Lab::shared();
     let scope = "ha-etcd3";

@@ -1,5 +1,6 @@
 //! The etcd store going away under a 3-member cluster (etcd frozen with SIGSTOP for 3 × ttl,
-//! as Patroni's acceptance tests take the DCS away), the etcd3 counterpart of t56:
+//! as Patroni's acceptance tests take the DCS away), the etcd3 counterpart of t56; run one
+//! at a time with t57's other cluster test ([`super::SERIAL`]):
 //! - **failsafe on** (turned on live with `PATCH /config`): the primary keeps accepting
 //!   writes through the outage, no replica ever accepts one, and after SIGCONT the same
 //!   primary holds the lock again (its lease expired in etcd meanwhile: it takes a new one)
@@ -7,12 +8,10 @@
 //! - **failsafe off**: the primary demotes once its last renewal is `retry_timeout` old, and
 //!   nobody promotes until etcd is back; then the cluster heals by itself.
 
-mod common;
-
 use std::time::Duration;
 
-use common::cluster::*;
-use common::*;
+use crate::common::cluster::*;
+use crate::common::*;
 use patroni_testlab::{EtcdServer, Lab};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -67,6 +66,7 @@ async fn healthy(members: &[Member], what: &str) -> usize {
 /// either way the cluster heals after SIGCONT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_outage_demotes_the_primary_unless_failsafe_holds_it() {
+    let _serial = super::SERIAL.lock().await;
     init_tracing();
     let lab = Lab::shared();
     let etcd_host = lab.host("etcd").expect("etcd host");
