@@ -21,6 +21,9 @@ func runEtcd(args []string) int {
 	client := fs.String("client-url", "http://127.0.0.1:2379", "client URL")
 	peer := fs.String("peer-url", "http://127.0.0.1:2380", "peer URL")
 	ready := fs.String("ready-file", "", "file written once etcd is ready")
+	certFile := fs.String("cert-file", "", "serve clients with TLS: server certificate (PEM)")
+	keyFile := fs.String("key-file", "", "serve clients with TLS: server key (PEM)")
+	clientCA := fs.String("trusted-ca-file", "", "with TLS: require client certificates signed by this CA")
 	_ = fs.Parse(args)
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "etcd: --dir is required")
@@ -48,6 +51,11 @@ func runEtcd(args []string) int {
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertiseClientUrls = []url.URL{*cu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	// TLS for clients (an https --client-url), for tests of a DCS client's TLS settings.
+	cfg.ClientTLSInfo.CertFile = *certFile
+	cfg.ClientTLSInfo.KeyFile = *keyFile
+	cfg.ClientTLSInfo.TrustedCAFile = *clientCA
+	cfg.ClientTLSInfo.ClientCertAuth = *clientCA != ""
 	cfg.LogLevel = "warn"
 
 	e, err := embed.StartEtcd(cfg)

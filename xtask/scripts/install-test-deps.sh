@@ -41,6 +41,8 @@ command -v umoci >/dev/null || need+=(umoci)
 # The ZooKeeper DCS tests (crates/testlab/src/zookeeper.rs) run Debian's server jar with Java.
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v java >/dev/null || need+=(default-jre-headless)
+# etcd-client (the etcd3 DCS) compiles etcd's .proto files at build time: protoc.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   apt_install "${need[@]}"
@@ -59,6 +61,11 @@ if ! cmp -s crates/e2e/py/requirements.txt "$VENV/.requirements" 2>/dev/null; th
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q -r crates/e2e/py/requirements.txt
   cp crates/e2e/py/requirements.txt "$VENV/.requirements"
+fi
+if ! cmp -s crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3" 2>/dev/null; then
+  log "python-etcd in the Patroni venv (crates/e2e/py/requirements-etcd3.txt)"
+  "$VENV/bin/pip" install -q -r crates/e2e/py/requirements-etcd3.txt
+  cp crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3"
 fi
 "$VENV/bin/patronictl" version >/dev/null
 

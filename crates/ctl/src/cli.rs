@@ -17,7 +17,8 @@ pub struct Cli {
     /// Configuration file.
     #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
-    /// The DCS connect url (only kubernetes is supported).
+    /// The DCS connect url: `etcd3://HOST:PORT[/NAMESPACE]` (etcd v3 is the one DCS patroni-rs
+    /// reaches by URL; Kubernetes comes from the configuration file).
     #[arg(short = 'd', long = "dcs-url", visible_alias = "dcs", env = "DCS_URL")]
     pub dcs_url: Option<String>,
     /// Allow connections to SSL sites without certs.

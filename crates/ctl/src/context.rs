@@ -62,16 +62,53 @@ pub fn default_config_path(env: &Environment) -> Option<PathBuf> {
     Some(base.join("patroni").join("patronictl.yaml"))
 }
 
-/// Checks `-d/--dcs-url`: every scheme Patroni accepts there names a DCS other than Kubernetes.
+/// What `-d/--dcs-url` replaces in the configuration (Patroni's `parse_dcs`): every DCS
+/// section by `etcd3: {host: HOST:PORT}`, and `namespace` when the URL has a path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DcsOverride {
+    /// The `etcd3` section.
+    pub etcd3: Value,
+    /// `/NAMESPACE` from the URL's path, if any.
+    pub namespace: Option<String>,
+}
+
+/// Reads `-d/--dcs-url` `DCS://HOST:PORT/NAMESPACE` as Patroni does: `etcd3` is the one scheme
+/// patroni-rs supports there (host `localhost` and port 2379 by default); every other scheme
+/// Patroni accepts names a DCS patroni-rs does not support.
 ///
 /// # Errors
-/// Always, when a URL is given.
-pub fn check_dcs_url(url: Option<&str>) -> anyhow::Result<()> {
-    let Some(url) = url else { return Ok(()) };
-    let scheme = url.split_once("://").map_or("etcd", |(s, _)| s);
-    bail!(
-        "--dcs-url {url}: the \"{scheme}\" DCS is not supported; patroni-rs supports only kubernetes, configured in the configuration file"
-    )
+/// Any URL whose scheme is not `etcd3`.
+pub fn check_dcs_url(url: Option<&str>) -> anyhow::Result<Option<DcsOverride>> {
+    let Some(url) = url else { return Ok(None) };
+    let (scheme, rest) = url
+        .split_once("://")
+        .unwrap_or(("etcd", url.trim_start_matches("//")));
+    if scheme != "etcd3" {
+        bail!(
+            "--dcs-url {url}: the \"{scheme}\" DCS is not supported; patroni-rs supports only kubernetes and etcd3, configured in the configuration file"
+        )
+    }
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, Some(format!("/{p}"))),
+        None => (rest, None),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let host = if host.is_empty() { "localhost" } else { host };
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| anyhow::anyhow!("--dcs-url {url}: invalid port {p:?}"))?,
+        None => 2379,
+    };
+    Ok(Some(DcsOverride {
+        etcd3: json!({"host": format!("{host}:{port}")}),
+        namespace: path
+            .filter(|p| p.trim() != "/")
+            .map(|p| p.trim().to_string()),
+    }))
 }
 
 /// Fills what a member's configuration requires but patronictl does not use, so that a
@@ -119,14 +156,15 @@ impl Ctl {
     /// Loads the configuration as patronictl does.
     ///
     /// # Errors
-    /// A named file that cannot be read; an unusable configuration; a DCS other than Kubernetes.
+    /// A named file that cannot be read; an unusable configuration; a DCS other than Kubernetes
+    /// and etcd3.
     pub fn load(
         config_file: Option<&Path>,
         dcs_url: Option<&str>,
         insecure: bool,
         env: &Environment,
     ) -> anyhow::Result<Self> {
-        check_dcs_url(dcs_url)?;
+        let dcs_override = check_dcs_url(dcs_url)?;
         let path = match config_file {
             Some(p) => {
                 if std::fs::File::open(p).is_err() {
@@ -150,6 +188,16 @@ impl Ctl {
         };
         if raw.is_null() {
             raw = json!({});
+        }
+        if let (Some(o), Some(map)) = (dcs_override, raw.as_object_mut()) {
+            // Patroni's `load_config`: the URL's DCS replaces every DCS section.
+            for kind in patroni_config::DcsKind::ALL {
+                map.remove(kind.section());
+            }
+            map.insert("etcd3".into(), o.etcd3);
+            if let Some(ns) = o.namespace {
+                map.insert("namespace".into(), json!(ns));
+            }
         }
         let has_scope = raw.get("scope").is_some();
         if !has_scope {
@@ -175,7 +223,9 @@ impl Ctl {
     ) -> anyhow::Result<Self> {
         let kind = config.dcs.kind();
         if !patroni_dcs::supports(kind) {
-            bail!("the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes")
+            bail!(
+                "the \"{kind}\" DCS is not supported; patroni-rs supports only kubernetes and etcd3"
+            )
         }
         let auth = config
             .ctl
@@ -283,4 +333,34 @@ pub fn cluster_json(cluster: &Cluster, name: &str) -> Value {
         scope: name,
     });
     serde_json::to_value(doc).unwrap_or_else(|_| json!({"members": []}))
+}
+
+#[cfg(test)]
+mod dcs_url_tests {
+    use super::*;
+
+    /// `-d etcd3://HOST:PORT/NAMESPACE` as Patroni's `parse_dcs`; other schemes are refused.
+    #[test]
+    fn dcs_urls_parse_as_patroni_does() {
+        let o = check_dcs_url(Some("etcd3://random.com:2399/customnamespace"))
+            .expect("etcd3")
+            .expect("an override");
+        assert_eq!(o.etcd3, json!({"host": "random.com:2399"}));
+        assert_eq!(o.namespace.as_deref(), Some("/customnamespace"));
+        let o = check_dcs_url(Some("etcd3://:2399"))
+            .expect("etcd3")
+            .expect("an override");
+        assert_eq!(o.etcd3, json!({"host": "localhost:2399"}));
+        let o = check_dcs_url(Some("etcd3://etcd/"))
+            .expect("etcd3")
+            .expect("an override");
+        assert_eq!((o.etcd3, o.namespace), (json!({"host": "etcd:2379"}), None));
+        assert!(check_dcs_url(None).expect("none").is_none());
+        let e = check_dcs_url(Some("etcd://127.0.0.1:2379")).expect_err("etcd v2");
+        assert!(
+            e.to_string().contains("supports only kubernetes and etcd3"),
+            "{e}"
+        );
+        assert!(check_dcs_url(Some("127.0.0.1:2379")).is_err());
+    }
 }

@@ -8,7 +8,7 @@ use patroni_config::DcsKind;
 use patroni_core::{Cluster, MemberData, SyncState};
 
 use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
-use crate::{KubernetesDcs, Result, ZookeeperDcs};
+use crate::{Etcd3Dcs, KubernetesDcs, Result, ZookeeperDcs};
 
 /// An opened DCS, of whichever backend.
 #[non_exhaustive]
@@ -17,6 +17,8 @@ pub enum AnyDcs {
     Kubernetes(KubernetesDcs),
     /// ZooKeeper.
     Zookeeper(ZookeeperDcs),
+    /// etcd, API v3.
+    Etcd3(Etcd3Dcs),
 }
 
 /// `$body` with `$d` bound to the backend of `$dcs`.
@@ -25,6 +27,7 @@ macro_rules! each {
         match $dcs {
             AnyDcs::Kubernetes($d) => $body,
             AnyDcs::Zookeeper($d) => $body,
+            AnyDcs::Etcd3($d) => $body,
         }
     };
 }
@@ -37,6 +40,7 @@ impl AnyDcs {
         match self {
             AnyDcs::Kubernetes(_) => DcsKind::Kubernetes,
             AnyDcs::Zookeeper(_) => DcsKind::Zookeeper,
+            AnyDcs::Etcd3(_) => DcsKind::Etcd3,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The one place a DCS backend is chosen and constructed: [`connect`] turns the
 //! configuration's DCS choice ([`DcsConfig`]) and the loop timings ([`Settings`]) into an
 //! [`AnyDcs`]. The agent and patronictl call nothing else to get a DCS, so a new backend
-//! (etcd3, ZooKeeper) is a new module and a new arm here, not an edit of the callers.
+//! (ZooKeeper, Consul) is a new module and a new arm here, not an edit of the callers.
 //!
 //! The process environment is not read here: the caller reads it once and says what it
 //! offers ([`Settings::in_cluster`], from [`in_cluster_offered`]).
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use patroni_config::{DcsConfig, DcsKind, Environment};
 
-use crate::{AnyDcs, Error, KubernetesDcs, Result, ZookeeperDcs};
+use crate::{AnyDcs, Error, Etcd3Dcs, KubernetesDcs, Result, ZookeeperDcs};
 
 /// Environment variable whose presence says a pod's in-cluster Kubernetes credentials are
 /// offered (Patroni checks the same one).
@@ -47,7 +47,10 @@ pub fn in_cluster_offered(env: &Environment) -> bool {
 
 /// Whether this build has a backend for DCS `kind`.
 pub fn supports(kind: DcsKind) -> bool {
-    matches!(kind, DcsKind::Kubernetes | DcsKind::Zookeeper)
+    matches!(
+        kind,
+        DcsKind::Kubernetes | DcsKind::Etcd3 | DcsKind::Zookeeper
+    )
 }
 
 /// How messages name DCS `kind` ("Kubernetes", "etcd3", …).
@@ -72,6 +75,7 @@ pub async fn connect(settings: Settings) -> Result<AnyDcs> {
     match &settings.dcs {
         DcsConfig::Kubernetes(_) => KubernetesDcs::start(settings).await.map(AnyDcs::Kubernetes),
         DcsConfig::Zookeeper(_) => ZookeeperDcs::start(settings).await.map(AnyDcs::Zookeeper),
+        DcsConfig::Etcd3(_) => Etcd3Dcs::start(settings).await.map(AnyDcs::Etcd3),
         DcsConfig::Unsupported { kind, .. } => Err(Error::Config {
             what: format!("the \"{kind}\" DCS is not supported"),
             source: None,
@@ -90,8 +94,8 @@ mod tests {
             scope: "demo".into(),
             name: "m0".into(),
             dcs: DcsConfig::Unsupported {
-                kind: DcsKind::Etcd3,
-                section: serde_json::json!({"hosts": "127.0.0.1:2379"}),
+                kind: DcsKind::Consul,
+                section: serde_json::json!({"host": "127.0.0.1:8500"}),
             },
             ttl: Duration::from_secs(30),
             loop_wait: Duration::from_secs(10),
@@ -100,12 +104,12 @@ mod tests {
             in_cluster: false,
         };
         let Err(e) = connect(settings).await else {
-            panic!("etcd3 has no backend yet");
+            panic!("Consul has no backend");
         };
         assert!(matches!(e, Error::Config { source: None, .. }), "{e:?}");
-        assert_eq!(e.to_string(), "the \"etcd3\" DCS is not supported");
-        assert!(!supports(DcsKind::Etcd3) && supports(DcsKind::Kubernetes));
-        assert!(supports(DcsKind::Zookeeper));
+        assert_eq!(e.to_string(), "the \"consul\" DCS is not supported");
+        assert!(!supports(DcsKind::Consul) && supports(DcsKind::Kubernetes));
+        assert!(supports(DcsKind::Etcd3) && supports(DcsKind::Zookeeper));
     }
 
     /// In-cluster credentials are offered exactly when the snapshot has

@@ -145,7 +145,8 @@ pub trait Dcs: Send + Sync {
     /// refused.
     fn delete_sync_state(&self, version: Option<&str>)
     -> impl Future<Output = Result<bool>> + Send;
-    /// Deletes the cluster's state (`patronictl remove`); members' own records stay.
+    /// Deletes the cluster's state (`patronictl remove`), as Patroni does on each backend:
+    /// on Kubernetes the members' pods stay, on etcd the whole prefix goes, members included.
     fn delete_cluster(&self) -> impl Future<Output = Result<bool>> + Send;
     /// Waits up to `timeout` for a change that matters; true if one came.
     fn watch(&self, timeout: Duration) -> impl Future<Output = bool> + Send;

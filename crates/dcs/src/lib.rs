@@ -11,9 +11,10 @@
 //! The Kubernetes backend ([`kubernetes::KubernetesDcs`]) writes exactly what
 //! Patroni 4 writes, in both of Patroni's modes (ConfigMaps, Endpoints), so
 //! Patroni's own tools read our clusters and ours read theirs. See
-//! `docs/kubernetes-dcs.md`. The ZooKeeper backend ([`zookeeper::ZookeeperDcs`]) does the
-//! same with Patroni's znodes under `/<namespace>/<scope>/` (`docs/zookeeper.md`).
-//! [`MemoryDcs`] is the in-memory fake for tests of
+//! `docs/kubernetes-dcs.md`. The etcd v3 backend ([`etcd3::Etcd3Dcs`]) and the ZooKeeper
+//! backend ([`zookeeper::ZookeeperDcs`]) do the same with Patroni's keys and znodes under
+//! `/<namespace>/<scope>/` (`docs/etcd3.md`, `docs/zookeeper.md`). [`MemoryDcs`] is the
+//! in-memory fake for tests of
 //! the agent, with fault injection: the whole store unreachable, one member
 //! partitioned, one operation of one member failing once.
 
@@ -23,6 +24,7 @@ mod connect;
 mod dcs;
 pub mod encoding;
 mod error;
+pub mod etcd3;
 pub mod kubernetes;
 mod memory;
 pub mod zookeeper;
@@ -31,6 +33,7 @@ pub use any::AnyDcs;
 pub use connect::{Settings, backend_name, connect, in_cluster_offered, supports};
 pub use dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 pub use error::{BoxError, Error, Result};
+pub use etcd3::Etcd3Dcs;
 pub use kubernetes::KubernetesDcs;
 pub use memory::{Fault, MemoryDcs, MemoryStore, Op};
 pub use zookeeper::ZookeeperDcs;

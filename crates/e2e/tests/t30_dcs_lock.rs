@@ -487,3 +487,85 @@ async fn a_race_from_an_old_view_never_takes_a_newer_lock_in_configmaps_mode() {
 async fn a_race_from_an_old_view_never_takes_a_newer_lock_in_endpoints_mode() {
     stale_view(true).await;
 }
+
+/// The backend-neutral DCS contract (`common/contract.rs`, also run against etcd3 by t36) on
+/// the Kubernetes backend: members of `scope` in a namespace of their own, each with a pod on
+/// a host of its own made on first use, as an identity holding only the shipped Role.
+struct Kubernetes {
+    lab: &'static Lab,
+    ns: patroni_testlab::TestNamespace,
+    scope: String,
+    use_endpoints: bool,
+    hosts: std::sync::Mutex<Vec<Host>>,
+}
+
+impl Kubernetes {
+    async fn new(prefix: &str, use_endpoints: bool) -> Self {
+        let lab = Lab::shared();
+        Kubernetes {
+            lab,
+            ns: lab.namespace(prefix).await.expect("namespace"),
+            scope: "contract".into(),
+            use_endpoints,
+            hosts: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl common::contract::Backend for Kubernetes {
+    type D = KubernetesDcs;
+
+    async fn member(&self, name: &str, ttl: Duration, retry_timeout: Duration) -> KubernetesDcs {
+        let known = self
+            .hosts
+            .lock()
+            .expect("hosts")
+            .iter()
+            .any(|h| h.name() == name);
+        if !known {
+            let host = self.lab.host(name).expect("host");
+            let spec = patroni_testlab::PodSpec {
+                name: name.to_string(),
+                labels: member_labels(&self.scope),
+                service_account: None,
+            };
+            self.lab
+                .pod(&self.ns.client, &self.ns.name, &host, spec)
+                .await
+                .expect("pod");
+            self.hosts.lock().expect("hosts").push(host);
+        }
+        let k8s = kubernetes_config(&self.ns.name, self.use_endpoints);
+        let kubeconfig =
+            restricted_kubeconfig(self.lab, &self.ns.name, self.use_endpoints, false, 0).await;
+        KubernetesDcs::start(patroni_dcs::Settings {
+            scope: self.scope.clone(),
+            name: name.to_string(),
+            dcs: patroni_config::DcsConfig::Kubernetes(k8s),
+            ttl,
+            loop_wait: Duration::from_secs(10),
+            retry_timeout,
+            kubeconfig: Some(kubeconfig),
+            in_cluster: false,
+        })
+        .await
+        .expect("start the DCS")
+    }
+}
+
+/// The DCS contract t36 runs against etcd3, on Kubernetes in ConfigMaps mode: lock rounds,
+/// wake-ups, a race from an old view, compare-and-set. (An unreachable store is t56's: the
+/// API server is shared by the whole lab.)
+#[tokio::test]
+async fn the_dcs_contract_holds_in_configmaps_mode() {
+    use common::contract;
+    init_tracing();
+    let k = Kubernetes::new("t30-contract-lock", false).await;
+    contract::lock_race_renew_release_expiry(&k, TTL).await;
+    let k = Kubernetes::new("t30-contract-wake", false).await;
+    contract::leader_and_config_changes_wake_members(&k).await;
+    let k = Kubernetes::new("t30-contract-stale", false).await;
+    contract::a_race_from_an_old_view_never_takes_a_newer_lock(&k, TTL).await;
+    let k = Kubernetes::new("t30-contract-cas", false).await;
+    contract::compare_and_set_on_config_failover_sync_and_initialize(&k).await;
+}

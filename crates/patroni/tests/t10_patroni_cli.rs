@@ -253,24 +253,67 @@ fn zookeeper_config_is_validated_and_unimplemented_settings_refused_by_name() {
     }
 }
 
-/// An etcd3 configuration is valid Patroni, but patroni-rs names the DCS and refuses.
+/// A Consul configuration is valid Patroni, but patroni-rs names the DCS and refuses.
 #[test]
-fn etcd3_config_is_refused_by_name() {
+fn consul_config_is_refused_by_name() {
     let sandbox = Sandbox::new();
     let file = sandbox.write(
-        "etcd3.yml",
+        "consul.yml",
         "scope: batman\nname: postgresql0\nrestapi: {listen: '127.0.0.1:8008', connect_address: '10.0.0.1:8008'}\n\
-         etcd3: {hosts: '127.0.0.1:2379'}\n\
+         consul: {host: '127.0.0.1:8500'}\n\
          postgresql: {listen: '127.0.0.1:5432', connect_address: '10.0.0.1:5432', data_dir: data,\n\
          \x20 authentication: {superuser: {username: postgres}, replication: {username: standby}}}\n",
     );
-    let expected = "patroni: the \"etcd3\" DCS is not supported yet; patroni-rs supports kubernetes, zookeeper\n";
+    let expected = "patroni: the \"consul\" DCS is not supported yet; patroni-rs supports etcd3, kubernetes, zookeeper\n";
     let out = sandbox.patroni(&[file.to_str().expect("utf-8")]);
     assert_eq!(code(&out), Some(64));
     assert_eq!(stderr(&out), expected);
     let out = sandbox.patroni(&["--validate-config", file.to_str().expect("utf-8")]);
     assert_eq!(code(&out), Some(1));
     assert_eq!(stderr(&out), expected);
+}
+
+/// An etcd3 section validates with Patroni's rules; a setting patroni-rs does not implement
+/// (DNS SRV discovery) is refused by name, and so is a malformed one.
+#[test]
+fn etcd3_config_is_validated_and_unimplemented_settings_refused_by_name() {
+    let sandbox = Sandbox::new();
+    let config = |etcd3: &str| {
+        format!(
+            "scope: batman\nname: postgresql0\nrestapi: {{listen: '127.0.0.1:8008', connect_address: '10.0.0.1:8008'}}\n\
+             etcd3: {etcd3}\n\
+             postgresql: {{listen: '127.0.0.1:5432', connect_address: '10.0.0.1:5432', data_dir: data,\n\
+             \x20 authentication: {{superuser: {{username: postgres}}, replication: {{username: standby}}}}}}\n"
+        )
+    };
+    let good = sandbox.write(
+        "etcd3.yml",
+        &config("{hosts: '127.0.0.1:2379,127.0.0.2:2379'}"),
+    );
+    let out = sandbox.patroni(&["--validate-config", good.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let srv = sandbox.write("srv.yml", &config("{srv: example.org}"));
+    let out = sandbox.patroni(&["--validate-config", srv.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("etcd3.srv: DNS SRV discovery of etcd is not supported by patroni-rs yet"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = sandbox.write("bad.yml", &config("{host: 'etcd:99999', protocol: ftp}"));
+    let out = sandbox.patroni(&[bad.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), Some(64));
+    assert!(
+        stderr(&out).contains("etcd3.host: expected"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("etcd3.protocol: expected"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Without a file, the PATRONI_* environment is the configuration.

@@ -52,6 +52,10 @@ pub struct AgentSpec {
     /// ZooKeeper servers (`host:port`): when not empty, the member's DCS is a `zookeeper`
     /// section with these `hosts` instead of the `kubernetes` section.
     pub zookeeper_hosts: Vec<String>,
+    /// etcd endpoints (`host:port`): when set, the member uses the etcd v3 DCS
+    /// (`etcd3.hosts`) instead of Kubernetes, and `namespace`, `use_endpoints` and `labels`
+    /// are not used.
+    pub etcd3_hosts: Vec<String>,
 }
 
 // === impl AgentSpec ===
@@ -79,7 +83,14 @@ impl AgentSpec {
             dcs_extra: BTreeMap::new(),
             postgresql_extra: BTreeMap::new(),
             zookeeper_hosts: Vec::new(),
+            etcd3_hosts: Vec::new(),
         }
+    }
+
+    /// This member on the etcd v3 DCS at `hosts` (`host:port` each) instead of Kubernetes.
+    pub fn with_etcd3(mut self, hosts: &[&str]) -> Self {
+        self.etcd3_hosts = hosts.iter().map(|h| (*h).to_string()).collect();
+        self
     }
 
     /// The labels the member's pod must carry to be selected.
@@ -128,18 +139,20 @@ impl AgentSpec {
             .map(|(k, v)| format!("  {k}: {v}\n"))
             .collect();
         let d = dir.display();
-        let dcs = if self.zookeeper_hosts.is_empty() {
+        let dcs = if !self.etcd3_hosts.is_empty() {
+            format!("etcd3:\n  hosts: {}\n", self.etcd3_hosts.join(","))
+        } else if !self.zookeeper_hosts.is_empty() {
+            format!(
+                "zookeeper:\n  hosts: [{}]\n",
+                self.zookeeper_hosts.join(", ")
+            )
+        } else {
             format!(
                 "kubernetes:\n  namespace: {namespace}\n  labels:{labels}\n  use_endpoints: \
                  {use_endpoints}\n  pod_ip: {ip}\n  ports:\n    - name: postgresql\n      \
                  port: 5432\n  context: testenv\n",
                 namespace = self.namespace,
                 use_endpoints = self.use_endpoints,
-            )
-        } else {
-            format!(
-                "zookeeper:\n  hosts: [{}]\n",
-                self.zookeeper_hosts.join(", ")
             )
         };
         format!(
@@ -343,5 +356,24 @@ mod tests {
             panic!("zookeeper DCS")
         };
         assert_eq!(z.hosts, ["10.213.1.9:2181"]);
+    }
+
+    /// With etcd hosts, the member's DCS is etcd3 at those endpoints.
+    #[test]
+    fn etcd3_members_render_an_etcd3_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = AgentSpec::new("demo", "member-0", "default", false)
+            .with_etcd3(&["10.213.1.9:2379", "10.213.1.10:2379"]);
+        let path = dir.path().join("patroni.yml");
+        std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
+        let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
+            .expect("valid configuration");
+        let patroni_config::DcsConfig::Etcd3(e) = &loaded.config.dcs else {
+            panic!("etcd3 DCS")
+        };
+        assert_eq!(
+            e.endpoints,
+            ["http://10.213.1.9:2379", "http://10.213.1.10:2379"]
+        );
     }
 }

@@ -35,6 +35,7 @@
 mod agent;
 mod controlplane;
 mod error;
+mod etcd;
 mod gobuild;
 mod helm;
 mod host;
@@ -49,6 +50,7 @@ mod zookeeper;
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
 pub use controlplane::{ControlPlane, FrozenApiServer, User};
 pub use error::{Error, Result};
+pub use etcd::{ETCD_CLIENT_PORT, EtcdServer, EtcdTls};
 pub use helm::{HELM_VERSION, HELM3_VERSION, helm_binary, helm3_binary};
 pub use host::Host;
 pub use host::HostInfo;

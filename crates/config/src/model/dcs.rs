@@ -1,9 +1,10 @@
 //! Which distributed configuration store (DCS) the configuration selects.
 //!
 //! Patroni selects the DCS by which top-level section is present (`etcd`, `etcd3`, `consul`,
-//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements Kubernetes and
-//! ZooKeeper; the other sections are recognised so that the binary can say plainly that they
-//! are not supported, and their minimal required keys are checked like Patroni's validator does.
+//! `zookeeper`, `exhibitor`, `kubernetes`, `raft`). patroni-rs implements Kubernetes, etcd v3
+//! (`etcd3`) and ZooKeeper; the other sections are recognised so that the binary can say
+//! plainly that they are not supported, and their minimal required keys are checked like
+//! Patroni's validator does.
 //!
 //! Patroni silently picks the first section in module order when several are present. Here
 //! that is an error: a leftover `PATRONI_ETCD3_HOSTS` next to a `kubernetes` section is more
@@ -13,6 +14,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::etcd3::Etcd3Config;
 use super::kubernetes::KubernetesConfig;
 use super::zookeeper::ZookeeperConfig;
 use crate::validate::{Checker, Node, Presence};
@@ -96,6 +98,8 @@ pub enum DcsConfig {
     Kubernetes(KubernetesConfig),
     /// ZooKeeper.
     Zookeeper(ZookeeperConfig),
+    /// etcd, API v3.
+    Etcd3(Etcd3Config),
     /// A DCS Patroni supports but patroni-rs does not (yet). The binary refuses to start with it.
     Unsupported {
         /// Which one.
@@ -113,6 +117,7 @@ impl DcsConfig {
         match self {
             Self::Kubernetes(_) => DcsKind::Kubernetes,
             Self::Zookeeper(_) => DcsKind::Zookeeper,
+            Self::Etcd3(_) => DcsKind::Etcd3,
             Self::Unsupported { kind, .. } => *kind,
         }
     }
@@ -177,6 +182,10 @@ impl DcsConfig {
                 &node,
                 top_namespace,
             )));
+        }
+        if kind == DcsKind::Etcd3 {
+            let node = c.section(root, "etcd3", Presence::Required);
+            return Some(Self::Etcd3(Etcd3Config::read(c, &node, top_namespace)));
         }
         let (section, path) = match (kind, legacy_exhibitor) {
             (DcsKind::Exhibitor, Some(legacy)) => (legacy, "zookeeper.exhibitor"),

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod citus;
 pub mod dcs;
 pub mod dynamic;
+pub mod etcd3;
 pub mod kubernetes;
 pub mod log;
 pub mod postgresql;

@@ -217,14 +217,17 @@ async fn start_members(
     (members, kubeconfig)
 }
 
-/// Starts `n` members `m0..` of `scope` on fresh hosts with the ZooKeeper DCS at
-/// `zookeeper_hosts` (no pods, no Kubernetes), each running the agent as postgres; `tweak`
-/// adjusts each member's configuration.
-pub async fn start_zookeeper_cluster(
+/// The `KUBECONFIG` of agents whose DCS is not Kubernetes: nothing.
+pub const NO_KUBECONFIG: &str = "/dev/null";
+
+/// Starts `n` members `m0..` of `scope` on fresh hosts with a DCS other than Kubernetes (no
+/// pods, no Kubernetes objects; `dcs` points each member's configuration at it), each running
+/// the agent as postgres; `tweak` adjusts each member's configuration.
+fn start_off_kubernetes(
     lab: &Lab,
     scope: &str,
-    zookeeper_hosts: &[String],
     n: usize,
+    dcs: impl Fn(&mut AgentSpec),
     tweak: impl Fn(&mut AgentSpec),
 ) -> Vec<Member> {
     let binary = super::agent_binary();
@@ -234,7 +237,7 @@ pub async fn start_zookeeper_cluster(
         let host = lab.host(&name).expect("host");
         let mut spec = AgentSpec::new(scope, &name, "", false);
         (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
-        spec.zookeeper_hosts = zookeeper_hosts.to_vec();
+        dcs(&mut spec);
         tweak(&mut spec);
         let dir = tempfile::tempdir().expect("tempdir");
         chown_to_pg_user(dir.path()).expect("chown");
@@ -257,8 +260,63 @@ pub async fn start_zookeeper_cluster(
     members
 }
 
-/// The `KUBECONFIG` of agents whose DCS is not Kubernetes: nothing.
-pub const NO_KUBECONFIG: &str = "/dev/null";
+/// [`start_off_kubernetes`] with the ZooKeeper DCS at `zookeeper_hosts`.
+pub async fn start_zookeeper_cluster(
+    lab: &Lab,
+    scope: &str,
+    zookeeper_hosts: &[String],
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+) -> Vec<Member> {
+    start_off_kubernetes(
+        lab,
+        scope,
+        n,
+        |spec| spec.zookeeper_hosts = zookeeper_hosts.to_vec(),
+        tweak,
+    )
+}
+
+/// [`start_off_kubernetes`] with the etcd v3 DCS at `etcd` (`host:port`, reachable from the
+/// lab's hosts); also the path that stands where a kubeconfig goes ([`NO_KUBECONFIG`]).
+pub fn start_etcd3_cluster(
+    lab: &Lab,
+    etcd: &str,
+    scope: &str,
+    n: usize,
+    tweak: impl Fn(&mut AgentSpec),
+) -> (Vec<Member>, PathBuf) {
+    let members = start_off_kubernetes(
+        lab,
+        scope,
+        n,
+        |spec| spec.etcd3_hosts = vec![etcd.to_owned()],
+        tweak,
+    );
+    (members, PathBuf::from(NO_KUBECONFIG))
+}
+
+/// Member `name` of `scope` on a fresh host with the etcd v3 DCS at `etcd`, its configuration
+/// written and no daemon started yet (for a test that starts another daemon, such as Python
+/// Patroni, on it).
+pub fn prepare_etcd3_member(lab: &Lab, etcd: &str, scope: &str, name: &str) -> Member {
+    let host = lab.host(name).expect("host");
+    let mut spec = AgentSpec::new(scope, name, "", false).with_etcd3(&[etcd]);
+    (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(dir.path()).expect("chown");
+    let config = spec.write(host.ip(), dir.path()).expect("write config");
+    let log = dir.path().join("patroni.log");
+    Member {
+        name: name.to_string(),
+        host,
+        spec,
+        config,
+        log,
+        agent: None,
+        _dir: dir,
+    }
+}
 
 /// SIGKILL to every process on `m`'s host (agent and postmaster), reaping the agent.
 pub fn kill_member(m: &mut Member) {

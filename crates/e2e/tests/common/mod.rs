@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod contract;
 pub mod node;
 
 use std::collections::BTreeMap;
@@ -243,4 +244,70 @@ pub fn agent_binary() -> PathBuf {
             .expect("the patroni binary exists")
     })
     .clone()
+}
+
+/// A virtualenv with Patroni 4.1.5 and the packages of `requirements` (files under
+/// `crates/e2e/py/`) that the postgres OS user can run, for tests that run the Python daemon.
+///
+/// The suite's venv lives under root's home, which other users cannot traverse. This one is
+/// built once per set of requirement files from the system interpreter, in
+/// `/var/tmp/patroni-rs-venv-<hash>`: owned by root, readable by everyone, writable by root
+/// only, built under a temporary name and renamed into place (so its console scripts' shebangs
+/// are stale: run it as `bin/python -m patroni`). t70 keeps its own copy of this logic.
+pub fn python_daemon_venv(requirements: &[&str]) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::process::Command;
+    let dir_of = |f: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py").join(f);
+    let mut req = Vec::new();
+    for f in requirements {
+        req.extend(std::fs::read(dir_of(f)).expect("read requirements"));
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.hash(&mut h);
+    let dir = PathBuf::from(format!("/var/tmp/patroni-rs-venv-{:016x}", h.finish()));
+    let ready = |d: &std::path::Path| {
+        std::fs::symlink_metadata(d)
+            .map(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
+            .unwrap_or(false)
+            && std::fs::read(d.join(".requirements")).ok() == Some(req.clone())
+    };
+    if !ready(&dir) {
+        let tmp = tempfile::Builder::new()
+            .prefix("patroni-rs-venv-build-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir for the venv")
+            .keep();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let python = if std::path::Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        run_ok(
+            "python3 -m venv",
+            Command::new(python).args(["-m", "venv"]).arg(&tmp),
+        );
+        for f in requirements {
+            run_ok(
+                &format!("pip install -r {f}"),
+                Command::new(tmp.join("bin/python"))
+                    .args(["-m", "pip", "install", "-q", "-r"])
+                    .arg(dir_of(f)),
+            );
+        }
+        run_ok(
+            "chmod the venv",
+            Command::new("chmod").args(["-R", "a+rX"]).arg(&tmp),
+        );
+        std::fs::write(tmp.join(".requirements"), &req).expect("write marker");
+        if std::fs::symlink_metadata(&dir).is_ok() && !ready(&dir) {
+            let _ = std::fs::remove_dir_all(&dir).or_else(|_| std::fs::remove_file(&dir));
+        }
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        assert!(ready(&dir), "venv at {} is not usable", dir.display());
+    }
+    dir
 }
