@@ -104,8 +104,7 @@ pub(crate) fn run_all(
         for _ in 0..jobs.max(1) {
             let (ordinary, outcomes) = (&ordinary, &outcomes);
             s.spawn(move || {
-                loop {
-                    let Some(binary) = pop(ordinary) else { break };
+                while let Some(binary) = pop(ordinary) {
                     let outcome = run_one(&binary, env, test_args);
                     if let Ok(mut o) = outcomes.lock() {
                         o.push(outcome);
