@@ -19,6 +19,7 @@ mod demo_node;
 mod image;
 mod lab;
 mod test;
+mod test_run;
 
 use std::process::ExitCode;
 

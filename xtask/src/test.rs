@@ -3,8 +3,10 @@
 //! Order: the prerequisites (`xtask/scripts/install-test-deps.sh`: system packages, Patroni's
 //! Python package in a venv, the lab's Go modules; idempotent, caches outside the clone),
 //! `cargo fmt --check`, clippy with warnings denied, then one lab for
-//! the run (building `testenv` if its sources changed) with its real node, and `cargo test
-//! --workspace` with [`LAB_ENV`] pointing every test process at that lab.
+//! the run (building `testenv` if its sources changed) with its real node, and every test
+//! binary of the workspace with [`LAB_ENV`] pointing it at that lab, two at a time
+//! ([`crate::test_run`]: those that freeze the API server or use the real node alone), then
+//! the doc tests.
 
 use std::process::{Command, ExitCode};
 
@@ -21,7 +23,11 @@ pub struct TestArgs {
     /// Skip installing the prerequisites (packages, Patroni's venv, Go modules).
     #[arg(long)]
     no_install: bool,
-    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    /// How many test binaries run at once (the end-to-end tests mostly wait).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Extra arguments for `cargo test`: before a `--`, for the build (`-p patroni-e2e --test
+    /// t55_sync_mode`); after it, for each test binary (a test name filter).
     #[arg(last = true)]
     cargo_args: Vec<String>,
 }
@@ -46,7 +52,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
     // Compile before the lab starts, so a slow build does not count against
     // the lab's lifetime and a compile error fails fast.
-    cargo(&["test", "--workspace", "--no-run"])?;
+    let split = args.cargo_args.iter().position(|a| a == "--");
+    let (build_args, test_args) = match split {
+        Some(i) => (&args.cargo_args[..i], &args.cargo_args[i + 1..]),
+        None => (&args.cargo_args[..], &[][..]),
+    };
+    let binaries = crate::test_run::build(build_args)?;
 
     let started = std::time::Instant::now();
     let dir = std::env::temp_dir().join(format!("patroni-test-lab-{}", std::process::id()));
@@ -66,20 +77,30 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         node.ip,
         started.elapsed().as_secs_f64()
     );
-    let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .args(&args.cargo_args)
-        .env(LAB_ENV, lab.info_path())
-        .status()
-        .context("run cargo test")?;
+    let env = vec![
+        (LAB_ENV.to_owned(), lab.info_path().display().to_string()),
+        ("CARGO".to_owned(), env!("CARGO").to_owned()),
+    ];
+    let failed = crate::test_run::run_all(binaries, args.jobs, &env, test_args);
+    let doc = if build_args.is_empty() {
+        Command::new(env!("CARGO"))
+            .args(["test", "--workspace", "--doc"])
+            .status()
+            .context("run cargo test --doc")?
+            .success()
+    } else {
+        true
+    };
     lab.stop();
     drop(lab);
-    if status.success() {
+    if failed.is_empty() && doc {
         let _ = std::fs::remove_dir_all(&dir);
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "xtask: tests failed; control plane logs are in {}",
+            "xtask: tests failed ({}{}); control plane logs are in {}",
+            failed.join(", "),
+            if doc { "" } else { " and the doc tests" },
             dir.join("controlplane/logs").display()
         );
         Ok(ExitCode::FAILURE)
