@@ -52,12 +52,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
     // Compile before the lab starts, so a slow build does not count against
     // the lab's lifetime and a compile error fails fast.
-    let split = args.cargo_args.iter().position(|a| a == "--");
-    let (build_args, test_args) = match split {
-        Some(i) => (&args.cargo_args[..i], &args.cargo_args[i + 1..]),
-        None => (&args.cargo_args[..], &[][..]),
-    };
-    let binaries = crate::test_run::build(build_args)?;
+    let (build_args, test_args) = split_cargo_args(&args.cargo_args);
+    let binaries = crate::test_run::build(&build_args)?;
 
     let started = std::time::Instant::now();
     let dir = std::env::temp_dir().join(format!("patroni-test-lab-{}", std::process::id()));
@@ -81,7 +77,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         (LAB_ENV.to_owned(), lab.info_path().display().to_string()),
         ("CARGO".to_owned(), env!("CARGO").to_owned()),
     ];
-    let failed = crate::test_run::run_all(binaries, args.jobs, &env, test_args);
+    let failed = crate::test_run::run_all(binaries, args.jobs, &env, &test_args);
     let doc = if build_args.is_empty() {
         Command::new(env!("CARGO"))
             .args(["test", "--workspace", "--doc"])
@@ -105,6 +101,41 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `cargo test`'s arguments split as `cargo test` splits them: options (and their values) for
+/// the build, the test name filter and everything after `--` for each test binary.
+fn split_cargo_args(args: &[String]) -> (Vec<String>, Vec<String>) {
+    const WITH_VALUE: &[&str] = &[
+        "-p",
+        "--package",
+        "--test",
+        "--bin",
+        "--example",
+        "--bench",
+        "--features",
+        "-F",
+        "--target",
+        "--exclude",
+        "--profile",
+        "-j",
+        "--jobs",
+    ];
+    let (mut build, mut test) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            test.extend(args.by_ref().cloned());
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            build.push(arg.clone());
+            build.extend(args.next().cloned());
+        } else if arg.starts_with('-') {
+            build.push(arg.clone());
+        } else {
+            test.push(arg.clone());
+        }
+    }
+    (build, test)
 }
 
 /// Runs the install step this command owns.
@@ -141,4 +172,36 @@ fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// A filter goes to the test binaries, options with their values to the build.
+    #[test]
+    fn arguments_split_as_cargo_test_splits_them() {
+        let (build, test) = split_cargo_args(&strings(&[
+            "-p",
+            "patroni-e2e",
+            "--test",
+            "t55_sync_mode",
+            "synchronous",
+            "--",
+            "--nocapture",
+        ]));
+        assert_eq!(
+            build,
+            strings(&["-p", "patroni-e2e", "--test", "t55_sync_mode"])
+        );
+        assert_eq!(test, strings(&["synchronous", "--nocapture"]));
+        assert_eq!(
+            split_cargo_args(&strings(&["t56"])),
+            (Vec::new(), strings(&["t56"]))
+        );
+    }
 }
