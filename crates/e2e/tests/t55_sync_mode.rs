@@ -41,15 +41,6 @@ fn with_role(m: &Member, role: &str) -> Option<Vec<String>> {
     )
 }
 
-/// `PATCH /config` with `patch` through `m`; panics unless 200.
-fn patch_config(m: &Member, patch: &str) {
-    let answer = rest(m, "PATCH", "/config", Some(patch), None);
-    assert!(
-        answer.as_ref().is_some_and(|(s, _)| *s == 200),
-        "PATCH /config {patch}: {answer:?}"
-    );
-}
-
 /// The primary, once it has two streaming replicas and its synchronous standbys are listed in
 /// `synchronous_standby_names`, reported by PostgreSQL and named in `/sync`: in `on` mode one
 /// `sync` standby, in `quorum` mode both (`ANY 1 (...)`, `quorum`). `(primary, standbys)`.

@@ -24,7 +24,6 @@ use std::time::Duration;
 use common::cluster::*;
 use common::*;
 use patroni_testlab::Lab;
-use serde_json::Value;
 use tokio::time::Instant;
 
 /// How long the API server stays frozen.
@@ -32,39 +31,6 @@ const OUTAGE: Duration = Duration::from_secs(3 * TTL as u64);
 /// A primary without failsafe demotes `retry_timeout` after its last renewal, which is at
 /// most `loop_wait` plus a renewal attempt old; generous slack for a loaded machine.
 const DEMOTE_WITHIN: Duration = Duration::from_secs((RETRY_TIMEOUT + LOOP_WAIT) as u64 + 20);
-
-/// `GET path` on `m` as JSON, with its status.
-fn get_json(m: &Member, path: &str) -> Option<(u16, Value)> {
-    let (status, body) = rest(m, "GET", path, None, None)?;
-    Some((status, serde_json::from_str(&body).ok()?))
-}
-
-/// `PATCH /config` with `patch` through `m`; panics unless 200.
-fn patch_config(m: &Member, patch: &str) {
-    let answer = rest(m, "PATCH", "/config", Some(patch), None);
-    assert!(
-        answer.as_ref().is_some_and(|(s, _)| *s == 200),
-        "PATCH /config {patch}: {answer:?}"
-    );
-}
-
-/// The primary once it holds the lock (per `GET /cluster`) and two replicas stream from it.
-async fn healthy(members: &[Member], what: &str) -> usize {
-    wait_for(FORM_TIMEOUT, what, members, || {
-        let w = writable(members);
-        let [p] = w.as_slice() else { return None };
-        let p = index(members, p);
-        let (h, s) = (&members[p].host, &members[p].spec);
-        (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(())?;
-        let (_, cluster) = get_json(&members[p], "/cluster")?;
-        let leader = cluster["members"]
-            .as_array()?
-            .iter()
-            .find(|m| m["role"] == "leader")?;
-        (leader["name"] == members[p].name.as_str()).then_some(p)
-    })
-    .await
-}
 
 /// Checks every second until `until` that no member accepts writes.
 async fn nobody_writable_until(members: &[Member], until: Instant) {

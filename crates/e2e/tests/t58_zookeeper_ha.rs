@@ -17,7 +17,6 @@ use std::time::Duration;
 use common::cluster::*;
 use common::*;
 use patroni_testlab::{AgentSpec, Host, Lab, ZookeeperServer};
-use serde_json::Value;
 
 /// Our `patronictl` binary, built once per test process.
 fn ctl_binary() -> PathBuf {
@@ -47,12 +46,6 @@ fn ctl_binary() -> PathBuf {
             .expect("the patronictl binary exists")
     })
     .clone()
-}
-
-/// `GET path` on `m`'s REST API as JSON.
-fn get_json(m: &Member, path: &str) -> Option<(u16, Value)> {
-    let (status, body) = rest(m, "GET", path, None, None)?;
-    Some((status, serde_json::from_str(&body).ok()?))
 }
 
 /// Polls every member for writability until stopped; returns every moment two were writable.

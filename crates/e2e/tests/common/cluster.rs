@@ -107,6 +107,36 @@ pub fn primary_with_two_streaming(members: &[Member]) -> Option<usize> {
     (sql(h, h, s, STREAMING_REPLICAS)? == "2").then_some(p)
 }
 
+/// `GET path` on `m`'s REST API as JSON, with its status.
+pub fn get_json(m: &Member, path: &str) -> Option<(u16, serde_json::Value)> {
+    let (status, body) = rest(m, "GET", path, None, None)?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// `PATCH /config` with `patch` through `m`; panics unless 200.
+pub fn patch_config(m: &Member, patch: &str) {
+    let answer = rest(m, "PATCH", "/config", Some(patch), None);
+    assert!(
+        answer.as_ref().is_some_and(|(s, _)| *s == 200),
+        "PATCH /config {patch}: {answer:?}"
+    );
+}
+
+/// The primary once it holds the lock (per its `GET /cluster`) and two replicas stream from
+/// it; fails with every log after [`FORM_TIMEOUT`].
+pub async fn healthy(members: &[Member], what: &str) -> usize {
+    wait_for(FORM_TIMEOUT, what, members, || {
+        let p = primary_with_two_streaming(members)?;
+        let (_, cluster) = get_json(&members[p], "/cluster")?;
+        let leader = cluster["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["role"] == "leader")?;
+        (leader["name"] == members[p].name.as_str()).then_some(p)
+    })
+    .await
+}
+
 /// Every member's agent log.
 pub fn logs(members: &[Member]) -> String {
     members
