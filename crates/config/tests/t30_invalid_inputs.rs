@@ -344,14 +344,14 @@ fn unknown_settings_and_adjustments_are_warnings() {
     }
     let (config, warnings) = Config::from_value(&doc).expect("valid");
     assert_eq!(config.bootstrap.dcs.loop_wait, 10);
-    assert_eq!(config.bootstrap.dcs.retry_timeout, 3);
+    assert_eq!(config.bootstrap.dcs.retry_timeout, 2);
     let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
     assert_eq!(
         shown,
         [
             "colour: unknown setting; ignored",
             "kubernetes.use_endpoint: unknown setting; ignored",
-            "bootstrap.dcs.retry_timeout: retry_timeout=2 can't be smaller than 3, adjusting...",
+            "bootstrap.dcs.retry_timeout: retry_timeout=2 is below Patroni's minimum of 3 (Patroni raises it); patroni-rs keeps it: a short lease, safe because the primary is fenced before the lease can expire (docs/lease.md). Python Patroni members of this cluster use 3",
             "bootstrap.users: user creation was removed in Patroni 4.0; ignored (create users in a post_bootstrap script)",
             "tags: Conflicting configuration between nofailover: True and failover_priority: 3. Defaulting to nofailover: True",
         ]

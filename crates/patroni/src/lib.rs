@@ -1,4 +1,5 @@
 //! The `patroni` and `patronictl` binaries of patroni-rs: the HA agent runtime ([`agent`]) and
+//! the lease fence process ([`fence`]), and
 //! shared plumbing: exit codes, the one read of the process environment, logging as the `log`
 //! section asks, and how configuration problems are printed.
 //!
@@ -6,6 +7,7 @@
 
 pub mod agent;
 pub mod exit;
+pub mod fence;
 pub mod logging;
 pub mod process_env;
 pub mod report;

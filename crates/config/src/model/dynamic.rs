@@ -192,9 +192,25 @@ impl DynamicConfig {
                 n.unsigned_abs()
             }
         };
-        let ttl = timing(c, "ttl", 20, d.ttl);
+        let ttl = timing(c, "ttl", MIN_TTL, d.ttl);
         let loop_wait = timing(c, "loop_wait", 1, d.loop_wait);
-        let retry_timeout = timing(c, "retry_timeout", 3, d.retry_timeout);
+        let retry_timeout = timing(c, "retry_timeout", MIN_RETRY_TIMEOUT, d.retry_timeout);
+        for (key, value, patroni_min) in [
+            ("ttl", ttl, PATRONI_MIN_TTL),
+            ("retry_timeout", retry_timeout, PATRONI_MIN_RETRY_TIMEOUT),
+        ] {
+            if value < patroni_min && node.has(key) {
+                c.warn(
+                    node.path_of(key),
+                    format!(
+                        "{key}={value} is below Patroni's minimum of {patroni_min} (Patroni raises it); \
+                         patroni-rs keeps it: a short lease, safe because the primary is fenced \
+                         before the lease can expire (docs/lease.md). Python Patroni members of \
+                         this cluster use {patroni_min}"
+                    ),
+                );
+            }
+        }
         let (loop_wait, retry_timeout) = adjust_timeouts(c, node, ttl, loop_wait, retry_timeout);
         let aliased = |c: &mut Checker, key: &str, old: &str, default| {
             let key = if node.has(key) || !node.has(old) {
@@ -248,6 +264,18 @@ impl DynamicConfig {
         }
     }
 }
+
+/// The shortest `ttl` patroni-rs takes. Patroni's minimum is 20 ([`PATRONI_MIN_TTL`]); below
+/// it the lease fence (`patroni_core::ha::lease`) keeps the primary from outliving its lease,
+/// and `loop_wait + 2 * retry_timeout <= ttl` still holds with `loop_wait` and
+/// `retry_timeout` of one second.
+pub const MIN_TTL: u64 = 3;
+/// Patroni's minimum `ttl`.
+pub const PATRONI_MIN_TTL: u64 = 20;
+/// The shortest `retry_timeout` patroni-rs takes (Patroni's is 3).
+pub const MIN_RETRY_TIMEOUT: u64 = 1;
+/// Patroni's minimum `retry_timeout`.
+pub const PATRONI_MIN_RETRY_TIMEOUT: u64 = 3;
 
 fn clamp_u32(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -408,18 +436,33 @@ mod tests {
         assert_eq!((c.loop_wait, c.retry_timeout), (1, 9));
     }
 
-    /// Timings below their minimum are raised to it with a warning, as Patroni does.
+    /// Timings below their minimum are raised to it with a warning, as Patroni does; a `ttl`
+    /// or `retry_timeout` below Patroni's minimum but not ours is kept with a warning.
     #[test]
     fn timings_below_their_minimum_are_raised() {
         let (c, p) =
             DynamicConfig::from_value(&json!({"ttl": 10, "loop_wait": 0, "retry_timeout": 1}));
-        assert_eq!((c.ttl, c.loop_wait, c.retry_timeout), (20, 1, 3));
+        assert_eq!((c.ttl, c.loop_wait, c.retry_timeout), (10, 1, 1));
         let text: Vec<String> = p.iter().map(ToString::to_string).collect();
         assert!(
-            text.contains(&"ttl: ttl=10 can't be smaller than 20, adjusting...".to_owned()),
+            text.iter()
+                .any(|t| t.starts_with("ttl: ttl=10 is below Patroni's minimum of 20")),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(
+                &"loop_wait: loop_wait=0 can't be smaller than 1, adjusting...".to_owned()
+            ),
             "{text:?}"
         );
         assert_eq!(p.len(), 3, "{text:?}");
+        let (c, p) = DynamicConfig::from_value(&json!({"ttl": 2}));
+        assert_eq!((c.ttl, c.loop_wait, c.retry_timeout), (3, 1, 1));
+        let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert!(
+            text.contains(&"ttl: ttl=2 can't be smaller than 3, adjusting...".to_owned()),
+            "{text:?}"
+        );
     }
 
     /// The old master_* names apply only when the primary_* name is absent.

@@ -51,6 +51,7 @@ mod follower;
 mod health;
 pub mod invariants;
 mod leader;
+pub mod lease;
 mod observation;
 mod peer;
 mod postgres;

@@ -108,6 +108,10 @@ pub struct AgentMemory {
     /// The primary that last called `POST /failsafe` on this member (a replica) and was
     /// accepted; it counts as the leader for `ttl` after that while the lock is gone.
     pub failsafe_leader: Option<FailsafeLeader>,
+    /// The start of the last cycle in which every member of the failsafe topology accepted
+    /// this primary (`POST /failsafe`): like a renewal, it extends the lease the fence keeps
+    /// ([`super::lease`]).
+    pub failsafe_confirmed_at: Option<Tick>,
     /// When the `pre_promote` script last failed (exited non-zero, could not run, or ran too
     /// long): the promotion was abandoned; the lock is given back and this member stays out
     /// of the race for `ttl` (Patroni's `_released_leader_key_timestamp`).

@@ -57,6 +57,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 tracing::error!(action = %name, "failed to {e:#}");
                 return Ok(false);
             }
+            self.fence_after(action, obs);
             if matches!(action, Action::Demote { .. } | Action::StopPostgres { .. }) {
                 // Peers woken by the lock release that may follow must not
                 // see a running primary in our REST status: that would keep

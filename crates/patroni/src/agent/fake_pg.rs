@@ -146,6 +146,11 @@ impl PostgresCtl for FakePostgres {
         self.with(|s| s.running.is_some())
     }
 
+    fn postmaster_pid(&self) -> Option<u32> {
+        // No process to fence: the agent-loop tests run no fence.
+        None
+    }
+
     fn data_dir_state(&self) -> anyhow::Result<DataDirState> {
         Ok(self.with(|s| match s.data {
             Some(_) => DataDirState::Initialized { major_version: 15 },

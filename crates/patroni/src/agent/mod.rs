@@ -15,6 +15,7 @@ pub mod execute;
 pub mod fake_pg;
 mod ha_config;
 pub mod hooks;
+mod lease_fence;
 pub mod member_data;
 mod observe;
 pub mod operator;
@@ -148,7 +149,7 @@ pub async fn run(
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(reload_on_sighup(Arc::clone(&shared), agent.child_token()));
 
-    let runtime = Runtime::new(
+    let mut runtime = Runtime::new(
         Arc::clone(&config),
         Arc::clone(&dcs),
         RealPostgres::new(pg, Arc::clone(&config)),
@@ -158,6 +159,14 @@ pub async fn run(
     .with_environment(env)
     .with_reloader(reloader)
     .with_peers(peers);
+    match start_fence(&config.postgresql.data_dir) {
+        Ok(fence) => {
+            tracing::info!(pid = fence.pid(), "lease fence started");
+            runtime = runtime.with_fence(fence);
+        }
+        // Patroni without a watchdog runs the same way: only the HA loop demotes.
+        Err(e) => tracing::error!("{e:#}; running without a lease fence"),
+    }
     let result = runtime.run(shutdown).await;
     shared.update(|s| s.loop_status = LoopStatus::ShuttingDown);
     agent.cancel();
@@ -268,6 +277,19 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         () = shutdown.cancelled() => return,
     }
     shutdown.cancel();
+}
+
+/// The lease fence process for `data_dir`: this executable with `--lease-fence`, started
+/// through `/proc/self/exe` (it works where the executable's directory is not searchable by
+/// the agent's user, e.g. a binary under root's home run as postgres).
+fn start_fence(data_dir: &std::path::Path) -> anyhow::Result<crate::fence::FenceClient> {
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    let program = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().context("find the patroni executable")?
+    };
+    Ok(crate::fence::FenceClient::start(&program, data_dir)?)
 }
 
 #[cfg(test)]

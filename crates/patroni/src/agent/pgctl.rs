@@ -33,6 +33,8 @@ pub trait PostgresCtl: Send + 'static {
     fn take_crash(&mut self) -> bool;
     /// Whether our postmaster runs.
     fn is_running(&mut self) -> bool;
+    /// The pid of our postmaster, while one is known (the lease fence kills it).
+    fn postmaster_pid(&self) -> Option<u32>;
     /// What the data directory holds.
     ///
     /// # Errors
@@ -292,6 +294,10 @@ impl PostgresCtl for RealPostgres {
 
     fn is_running(&mut self) -> bool {
         self.pg.is_running()
+    }
+
+    fn postmaster_pid(&self) -> Option<u32> {
+        self.pg.pid()
     }
 
     fn data_dir_state(&self) -> anyhow::Result<DataDirState> {

@@ -111,6 +111,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             Action::CheckFailsafe { members } => {
                 let accepted = self.call_failsafe(obs, &members, now).await;
                 obs.cycle.failsafe = Some(accepted);
+                if accepted {
+                    self.memory.failsafe_confirmed_at = Some(now);
+                    obs.memory.failsafe_confirmed_at = Some(now);
+                    self.fence_for(obs);
+                }
             }
             Action::CheckTimeline { leader } => {
                 let (verdict, leader_timeline) = self.check_timeline(obs, &leader.member).await;
@@ -162,10 +167,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         accepted
     }
 
+    /// Records a lock taken or renewed by a request sent after `now` (the cycle's start, so
+    /// the lease counts from before the request: `patroni_core::ha::lease`), and moves the
+    /// fence's deadline.
     fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
         self.memory.last_lock_renewal = Some(now);
         obs.memory.last_lock_renewal = Some(now);
         obs.cycle.lock = Some(outcome);
+        self.fence_for(obs);
     }
 
     fn dcs_failed(&self, obs: &mut Observation, what: &str, e: patroni_dcs::Error) {

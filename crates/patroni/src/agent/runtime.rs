@@ -119,6 +119,8 @@ pub struct Runtime<D, P> {
     pub(super) slots: SlotKeeper,
     /// Synchronous replication state kept between cycles.
     pub(super) sync: SyncMemory,
+    /// The lease fence process, when the agent runs one ([`Runtime::with_fence`]).
+    pub(super) fence: Option<crate::fence::FenceClient>,
     /// The message of the last cycle that decided nothing (`log.deduplicate_heartbeat_logs`).
     last_heartbeat: Option<String>,
     /// The member key as last published.
@@ -192,6 +194,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             sync: SyncMemory::default(),
             last_heartbeat: None,
             last_member_data: None,
+            fence: None,
         }
     }
 
@@ -207,6 +210,13 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.callback_runner =
             CallbackRunner::new(self.config.postgresql.callbacks.clone(), &self.config.scope)
                 .stripping(env);
+        self
+    }
+
+    /// Keeps `fence` armed with the leader lease while this member is, or becomes, the primary
+    /// (`agent::lease_fence`).
+    pub fn with_fence(mut self, fence: crate::fence::FenceClient) -> Self {
+        self.fence = Some(fence);
         self
     }
 
@@ -340,6 +350,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.requests.shutdown = stopping;
         obs.requests.reinit = reinit;
         obs.view_read_at = Some(view_read_at);
+        self.fence_for(&obs);
         let mut steps = 0;
         let decision = loop {
             let d = decide(&obs, &self.ha, now);

@@ -42,10 +42,17 @@ struct Cli {
     /// --validate-config.
     #[arg(short = 'p', long = "print", requires = "validate_config")]
     print: bool,
+    /// Internal: the lease fence for DATA_DIR, started by the agent itself (instructions on
+    /// stdin).
+    #[arg(long = "lease-fence", hide = true, value_name = "DATA_DIR", conflicts_with_all = ["configfile", "validate_config"])]
+    lease_fence: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(data_dir) = &cli.lease_fence {
+        return ExitCode::from(patroni::fence::guard::run(data_dir));
+    }
     let env = process_env::snapshot();
     let code = if cli.validate_config {
         validate(&cli, &env)

@@ -12,5 +12,6 @@ mod t40_failover;
 mod t50_follower;
 mod t60_outage_pause_shutdown;
 mod t65_failsafe;
+mod t66_lease;
 mod t70_invariants;
 mod t80_restart;
