@@ -121,4 +121,8 @@ impl Dcs for AnyDcs {
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
         each!(self, d => Dcs::set_timing(d, ttl, retry_timeout))
     }
+
+    fn lease_limit(&self) -> Option<Duration> {
+        each!(self, d => Dcs::lease_limit(d))
+    }
 }

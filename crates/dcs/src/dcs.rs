@@ -153,4 +153,10 @@ pub trait Dcs: Send + Sync {
     /// Takes the timings of a changed dynamic configuration: `ttl`, what the next leader
     /// write promises, and `retry_timeout`, how long one operation may retry.
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration);
+    /// How long the store keeps this member's lock after it last heard from it, when that is
+    /// shorter than the `ttl` asked for (ZooKeeper's server may negotiate a shorter session
+    /// timeout). The lease fence counts with it (`patroni_core::ha::lease`).
+    fn lease_limit(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -46,6 +46,38 @@ pub struct BenchArgs {
     /// compare builds; the report then names it).
     #[arg(long)]
     binary: Option<PathBuf>,
+    /// The cluster's `ttl` in seconds (Patroni's default 30; patroni-rs takes down to 3, see
+    /// docs/lease.md).
+    #[arg(long)]
+    ttl: Option<u32>,
+    /// The cluster's `loop_wait` in seconds (default 10).
+    #[arg(long)]
+    loop_wait: Option<u32>,
+    /// The cluster's `retry_timeout` in seconds (default 10).
+    #[arg(long)]
+    retry_timeout: Option<u32>,
+}
+
+/// The timings the bench's cluster runs with, where not Patroni's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timings {
+    ttl: Option<u32>,
+    loop_wait: Option<u32>,
+    retry_timeout: Option<u32>,
+}
+
+impl Timings {
+    fn apply(self, spec: &mut AgentSpec) {
+        if let Some(t) = self.ttl {
+            spec.ttl = t;
+        }
+        if let Some(t) = self.loop_wait {
+            spec.loop_wait = t;
+        }
+        if let Some(t) = self.retry_timeout {
+            spec.retry_timeout = t;
+        }
+    }
 }
 
 const SCOPE: &str = "bench";
@@ -120,7 +152,12 @@ fn args_summary(args: &BenchArgs, runs: u32) -> report::Settings {
 
 fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
-    let mut cluster = runtime.block_on(start_cluster(lab, binary, args.use_endpoints))?;
+    let timings = Timings {
+        ttl: args.ttl,
+        loop_wait: args.loop_wait,
+        retry_timeout: args.retry_timeout,
+    };
+    let mut cluster = runtime.block_on(start_cluster(lab, binary, args.use_endpoints, timings))?;
     let flow_schema = runtime.block_on(measure::api_flow_schema(lab));
     let result = (|| {
         println!("bench: waiting for a leader and two streaming replicas …");
@@ -194,7 +231,12 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn start_cluster(lab: &Lab, binary: &Path, use_endpoints: bool) -> anyhow::Result<Cluster> {
+async fn start_cluster(
+    lab: &Lab,
+    binary: &Path,
+    use_endpoints: bool,
+    timings: Timings,
+) -> anyhow::Result<Cluster> {
     let ns = lab.namespace("bench").await.context("namespace")?;
     let kubeconfig = lab
         .member_kubeconfig(&ns.name, use_endpoints, true, 0)
@@ -209,7 +251,8 @@ async fn start_cluster(lab: &Lab, binary: &Path, use_endpoints: bool) -> anyhow:
     let mut spec = None;
     for i in 0..3 {
         let name = format!("member-{i}");
-        let s = AgentSpec::new(SCOPE, &name, &ns.name, use_endpoints);
+        let mut s = AgentSpec::new(SCOPE, &name, &ns.name, use_endpoints);
+        timings.apply(&mut s);
         let dir = members_dir.join(&name);
         let (host, agent) = lab
             .start_agent_member(&ns.client, &s, binary, &kubeconfig, &dir)

@@ -152,9 +152,16 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
             binary.display()
         )?;
     }
+    let whose = if (r.ttl, r.loop_wait, r.retry_timeout) == (30, 10, 10) {
+        "Patroni's defaults"
+    } else if r.ttl < 20 {
+        "a short lease (below Patroni's minimum ttl of 20, see docs/lease.md)"
+    } else {
+        "given with --ttl/--loop-wait/--retry-timeout"
+    };
     writeln!(
         o,
-        "- Timings: Patroni's defaults, ttl {} s, loop_wait {} s, retry_timeout {} s",
+        "- Timings: {whose}, ttl {} s, loop_wait {} s, retry_timeout {} s",
         r.ttl, r.loop_wait, r.retry_timeout
     )?;
     writeln!(o)?;

@@ -102,9 +102,12 @@ fn armed(obs: &Observation, cfg: &HaConfig) -> Fence {
     .into_iter()
     .flatten()
     .max();
+    let ttl = obs
+        .store_lease_limit
+        .map_or(cfg.ttl, |limit| limit.min(cfg.ttl));
     match base {
         Some(renewed) => Fence::Armed {
-            until: renewed.saturating_add(fence_lease(cfg.ttl)),
+            until: renewed.saturating_add(fence_lease(ttl)),
         },
         None => Fence::Disarmed,
     }

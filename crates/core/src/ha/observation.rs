@@ -46,6 +46,10 @@ pub struct Observation {
     /// `dcs`; `None` when not known. Compared with [`AgentMemory::resumed_at`]: a view read
     /// before the agent was suspended may be arbitrarily old.
     pub view_read_at: Option<Tick>,
+    /// How long the store keeps this member's lock after it last heard from it, when the store
+    /// says so and it may be shorter than `ttl` (a ZooKeeper server's negotiated session
+    /// timeout); the lease fence counts with the shorter of the two.
+    pub store_lease_limit: Option<Duration>,
 }
 
 /// This member's identity.
@@ -234,6 +238,7 @@ impl Observation {
             requests: Requests::default(),
             cycle: CycleOutcomes::default(),
             view_read_at: None,
+            store_lease_limit: None,
         }
     }
 

@@ -435,4 +435,8 @@ impl Dcs for ZookeeperDcs {
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
         self.set_timing_inner(ttl, retry_timeout);
     }
+
+    fn lease_limit(&self) -> Option<Duration> {
+        self.sessions.negotiated_timeout()
+    }
 }

@@ -18,6 +18,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify};
@@ -60,6 +61,9 @@ pub(crate) struct Sessions {
     open: Mutex<Option<Box<Open>>>,
     /// Wakes the HA loop's `watch`; one stored permit, as Patroni's `Event`.
     pub wake: Arc<Notify>,
+    /// The session timeout the server granted to the last session, in milliseconds (0: none
+    /// yet); it may be shorter than the `ttl` asked for.
+    negotiated_ms: AtomicU64,
 }
 
 /// The server's answer to one operation (not a connection problem).
@@ -74,6 +78,15 @@ impl Sessions {
             spec,
             open: Mutex::new(None),
             wake: Arc::new(Notify::new()),
+            negotiated_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The session timeout the server granted to the last session opened.
+    pub fn negotiated_timeout(&self) -> Option<Duration> {
+        match self.negotiated_ms.load(Ordering::SeqCst) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
         }
     }
 
@@ -115,6 +128,21 @@ impl Sessions {
             connector = connector.with_auth(scheme, credential.as_bytes());
         }
         let client = connector.connect(&self.spec.connect_string).await?;
+        let granted = client.session_timeout();
+        self.negotiated_ms.store(
+            u64::try_from(granted.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            Ordering::SeqCst,
+        );
+        if granted < ttl {
+            tracing::warn!(
+                asked = ?ttl,
+                granted = ?granted,
+                "the ZooKeeper server granted a session timeout shorter than ttl: the leader \
+                 lock lasts that long, and the lease fence counts with it"
+            );
+        }
         tracing::info!(
             session = %client.session_id(),
             timeout = ?client.session_timeout(),

@@ -350,6 +350,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.requests.shutdown = stopping;
         obs.requests.reinit = reinit;
         obs.view_read_at = Some(view_read_at);
+        obs.store_lease_limit = self.dcs.lease_limit();
         self.fence_for(&obs);
         let mut steps = 0;
         let decision = loop {

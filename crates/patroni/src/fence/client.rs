@@ -1,6 +1,7 @@
 //! The agent's end of the fence: starts the fence process and moves its deadline.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -49,6 +50,8 @@ impl FenceClient {
     /// [`FenceError::Spawn`] when it cannot be started.
     pub fn start(program: &Path, data_dir: &Path) -> Result<Self, FenceError> {
         let mut child = Command::new(program)
+            // `ps` shows `patroni --lease-fence DATA_DIR`, also when started as /proc/self/exe.
+            .arg0("patroni")
             .arg(GUARD_FLAG)
             .arg(data_dir)
             .stdin(Stdio::piped())

@@ -97,3 +97,17 @@ fn a_server_started_by_the_holder_is_fenced() {
     o.cycle.lock = Some(LockOutcome::Refused);
     assert_eq!(holder_fence(&o, &cfg()), Fence::Disarmed);
 }
+
+#[test]
+fn a_store_that_keeps_the_lock_shorter_than_ttl_shortens_the_fence() {
+    let mut o = leader_obs();
+    o.store_lease_limit = Some(secs(4));
+    assert_eq!(
+        fence(&o, &cfg()),
+        Fence::Armed {
+            until: NOW - secs(3) + fence_lease(secs(4))
+        }
+    );
+    o.store_lease_limit = Some(secs(3600));
+    assert_eq!(fence(&o, &cfg()), armed_from(NOW - secs(3)));
+}
