@@ -18,6 +18,9 @@
 //!   within `retry_timeout` of its last renewal while the DCS is unreachable,
 //!   or, in failsafe mode with the DCS unreachable, every member of its topology accepted it,
 //!   or reads the DCS again at once because its view predates a suspension;
+//! - and never keeps it running past its lease (`ha::lease`: the fence's deadline after the
+//!   last renewal or accepted failsafe round), unless it renewed or was accepted this cycle
+//!   or reads the DCS again at once after a suspension;
 //! - `Bootstrap` only after winning the `initialize` race, and neither it
 //!   nor `CloneReplica` over existing data;
 //! - `RemoveDataDirectory` only for a reinitialise request or as the
@@ -57,6 +60,8 @@ pub enum Violation {
     AcquireFromStaleView,
     /// A running primary keeps running without a confirmed lock.
     PrimaryWithoutLock,
+    /// A running primary keeps running after its lease ran out (the fence's deadline).
+    PrimaryPastLease,
     /// `Bootstrap` without winning the `initialize` race in this cycle.
     BootstrapWithoutInitializeKey,
     /// `Bootstrap` or `CloneReplica` over a data directory that holds data.
@@ -125,7 +130,43 @@ pub fn check(
     if decision.is_final() && !rereads && primary_keeps_running_unlocked(obs, cfg, now, actions) {
         return Err(Violation::PrimaryWithoutLock);
     }
+    // Reading again at once is exempt here too: the fence process, not the loop, holds the
+    // deadline while the view is refreshed.
+    if decision.is_final() && !rereads && primary_keeps_running_past_lease(obs, cfg, now, actions) {
+        return Err(Violation::PrimaryPastLease);
+    }
     Ok(())
+}
+
+fn primary_keeps_running_past_lease(
+    obs: &Observation,
+    cfg: &HaConfig,
+    now: Tick,
+    actions: &[Action],
+) -> bool {
+    if stops_or_exempt(obs, actions)
+        || obs.cycle.lock.is_some_and(super::LockOutcome::holds)
+        || obs.cycle.failsafe == Some(true)
+    {
+        return false;
+    }
+    matches!(super::lease::fence(obs, cfg), super::lease::Fence::Armed { until } if until <= now)
+}
+
+/// A decision that stops the primary, or one about a server the lock rules do not cover
+/// (paused, shutting down, bootstrapping, not a running primary).
+fn stops_or_exempt(obs: &Observation, actions: &[Action]) -> bool {
+    let exempt = obs.paused
+        || obs.requests.shutdown
+        || matches!(obs.memory.in_progress, Some(Action::Bootstrap))
+        || !matches!(obs.postgres.server(), Some(PgServer::Primary(_)));
+    exempt
+        || actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Demote { .. } | Action::StopPostgres { .. } | Action::Fatal { .. }
+            )
+        })
 }
 
 fn promote(obs: &Observation, cfg: &HaConfig) -> Result<(), Violation> {
@@ -263,19 +304,9 @@ fn primary_keeps_running_unlocked(
     now: Tick,
     actions: &[Action],
 ) -> bool {
-    let exempt = obs.paused
-        || obs.requests.shutdown
-        || matches!(obs.memory.in_progress, Some(Action::Bootstrap))
-        || !matches!(obs.postgres.server(), Some(PgServer::Primary(_)));
-    if exempt {
+    if stops_or_exempt(obs, actions) {
         return false;
     }
-    let stops = actions.iter().any(|a| {
-        matches!(
-            a,
-            Action::Demote { .. } | Action::StopPostgres { .. } | Action::Fatal { .. }
-        )
-    });
     let locked = obs.cycle.lock.is_some_and(super::LockOutcome::holds);
     let grace = matches!(obs.dcs, DcsView::Unreachable)
         && obs
@@ -283,7 +314,7 @@ fn primary_keeps_running_unlocked(
             .last_lock_renewal
             .is_some_and(|t| now.saturating_sub(t) < cfg.retry_timeout);
     let failsafe = super::failsafe::keeps_primary(obs, cfg);
-    !(stops || locked || grace || failsafe)
+    !(locked || grace || failsafe)
 }
 
 fn candidate(obs: &Observation) -> Option<&str> {

@@ -56,6 +56,28 @@ fn checker_rejects_primary_running_without_lock() {
     );
 }
 
+/// A primary kept running past its lease is caught (here a `retry_timeout` longer than the
+/// lease, which the configuration never allows, lets the outage grace outlive it); a renewal
+/// in this cycle clears it.
+#[test]
+fn checker_rejects_primary_running_past_its_lease() {
+    let mut o = obs("pg-1", three(), primary(LAST_LSN));
+    o.dcs = crate::ha::DcsView::Unreachable;
+    o.memory.last_lock_renewal = Some(NOW - secs(29));
+    let short = crate::ha::HaConfig {
+        ttl: secs(29),
+        retry_timeout: secs(60),
+        ..cfg()
+    };
+    assert_eq!(
+        check(&o, &short, NOW, &Decision::report("x")),
+        Err(Violation::PrimaryPastLease)
+    );
+    o.dcs = crate::ha::DcsView::reachable(three());
+    o.cycle.lock = Some(LockOutcome::Renewed);
+    assert_eq!(check(&o, &short, NOW, &Decision::report("x")), Ok(()));
+}
+
 /// Bootstrapping or cloning over existing data is caught.
 #[test]
 fn checker_rejects_overwriting_data() {
