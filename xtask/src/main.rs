@@ -14,6 +14,7 @@
 )]
 
 mod bench;
+mod cluster;
 mod demo;
 mod demo_node;
 mod image;
