@@ -210,7 +210,7 @@ impl Cluster {
 
     /// The leader's index if the cluster is healthy: one running leader that
     /// accepts writes and two streaming replicas.
-    fn healthy(&self) -> Option<usize> {
+    pub fn healthy(&self) -> Option<usize> {
         let view = (0..self.members.len()).find_map(|i| self.cluster_view(i))?;
         let leader = view
             .iter()

@@ -11,7 +11,7 @@
 //! and a SIGTERM drain, restoring three healthy members between steps.
 //! Everything is stopped by pid when the bench ends (hosts, then the lab).
 
-mod durability;
+pub(crate) mod durability;
 mod measure;
 mod report;
 
