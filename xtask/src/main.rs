@@ -56,7 +56,11 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // tokio-postgres logs every server notice (the nemesis' connections see
+                // many shutdowns) at INFO.
+                "info,tokio_postgres=warn".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

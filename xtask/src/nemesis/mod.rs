@@ -106,6 +106,8 @@ pub(crate) enum Implementation {
 pub(crate) struct ModeRun {
     pub mode: SyncMode,
     pub rounds: Vec<RoundResult>,
+    /// Rounds that could not be run or measured (fault not applied, read-back failed).
+    pub errors: Vec<String>,
 }
 
 /// The arguments of the short run in `cargo xtask test`: one round of the faults that stress
@@ -259,12 +261,23 @@ fn faults_in_modes(
         runs.push(ModeRun {
             mode,
             rounds: Vec::new(),
+            errors: Vec::new(),
         });
         for &fault in faults {
             for round in 1..=args.rounds {
-                let r = round::run(lab, cluster, fault, round, timing, &next_id)?;
+                let r = round::run(lab, cluster, fault, round, timing, &next_id);
                 if let Some(run) = runs.last_mut() {
-                    run.rounds.push(r);
+                    match r {
+                        Ok(r) => run.rounds.push(r),
+                        Err(e) => {
+                            // Recorded and reported; the run goes on if the cluster is whole.
+                            eprintln!("nemesis: round {round} of {} failed: {e:#}", fault.name());
+                            run.errors.push(format!("{} #{round}: {e:#}", fault.name()));
+                            cluster
+                                .wait_healthy()
+                                .context("healthy again after a failed round")?;
+                        }
+                    }
                 }
                 let text = report::render(settings, runs, None);
                 std::fs::write(&args.output, text)

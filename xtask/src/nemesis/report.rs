@@ -36,7 +36,8 @@ fn mode_name(mode: SyncMode) -> &'static str {
     }
 }
 
-/// Passed: no split-brain sample anywhere and no acknowledged row lost in synchronous mode.
+/// Passed: every round ran, no split-brain sample anywhere and no acknowledged row lost in
+/// synchronous mode.
 pub(crate) fn verdict(runs: &[ModeRun]) -> Verdict {
     let mut problems = Vec::new();
     for run in runs {
@@ -44,6 +45,9 @@ pub(crate) fn verdict(runs: &[ModeRun]) -> Verdict {
         let lost: usize = run.rounds.iter().map(|r| r.lost.len()).sum();
         let late = run.rounds.iter().filter(|r| !r.unaided()).count();
         let mode = mode_name(run.mode);
+        if !run.errors.is_empty() {
+            problems.push(format!("{} failed rounds in {mode}", run.errors.len()));
+        }
         if split > 0 {
             problems.push(format!("{split} split-brain samples in {mode}"));
         }
@@ -95,6 +99,9 @@ pub(crate) fn render(settings: &Settings, runs: &[ModeRun], error: Option<&str>)
     for run in runs {
         let _ = writeln!(out, "#### {}\n", mode_name(run.mode));
         summary(&mut out, &run.rounds);
+        for e in &run.errors {
+            let _ = writeln!(out, "\nFailed round: {e}");
+        }
         let _ = writeln!(out, "\n<details><summary>Every round</summary>\n");
         rounds(&mut out, &run.rounds);
         let _ = writeln!(out, "\n</details>\n");
