@@ -208,6 +208,21 @@ impl Cluster {
         doc["members"].as_array().cloned()
     }
 
+    /// The member a switchover from `leader` goes to: the synchronous standby when there is
+    /// one (Patroni switches over only to it), else the member after the leader.
+    pub fn switchover_candidate(&self, leader: usize) -> usize {
+        let sync_standby = self.cluster_view(leader).and_then(|view| {
+            let name = view
+                .iter()
+                .find(|m| m["role"] == "sync_standby")?
+                .get("name")?
+                .as_str()?
+                .to_owned();
+            self.members.iter().position(|m| m.name == name)
+        });
+        sync_standby.unwrap_or((leader + 1) % self.members.len())
+    }
+
     /// The leader's index if the cluster is healthy: one running leader that
     /// accepts writes and two streaming replicas.
     pub fn healthy(&self) -> Option<usize> {

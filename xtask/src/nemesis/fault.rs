@@ -285,16 +285,7 @@ fn postmaster_pid(cluster: &Cluster, i: usize) -> anyhow::Result<i32> {
 /// `POST /switchover` from member `leader` to the synchronous standby if there is one, else
 /// the next member, sent from the client host; fails unless the API accepted it.
 fn switchover(cluster: &Cluster, leader: usize) -> anyhow::Result<()> {
-    let sync_standby = cluster.cluster_view(leader).and_then(|view| {
-        let name = view
-            .iter()
-            .find(|m| m["role"] == "sync_standby")?
-            .get("name")?
-            .as_str()?
-            .to_owned();
-        cluster.members.iter().position(|m| m.name == name)
-    });
-    let candidate = sync_standby.unwrap_or((leader + 1) % cluster.members.len());
+    let candidate = cluster.switchover_candidate(leader);
     let (l, c) = (&cluster.members[leader], &cluster.members[candidate]);
     let body = format!(r#"{{"leader":"{}","candidate":"{}"}}"#, l.name, c.name);
     let url = format!("http://{}:8008/switchover", l.host.ip());
