@@ -9,7 +9,8 @@
 //!   an id is recorded as acknowledged only when its `INSERT` returned success. On an error or
 //!   after [`WRITE_TIMEOUT`] the connection is dropped and the primary looked up again. It
 //!   stays on a member while that member takes writes (an application does not re-check).
-//! - Each **probe** tries one short write transaction on its member every [`PROBE_EVERY`]
+//! - Each **probe** asks its member whether it is in recovery and, if not, tries one short
+//!   write transaction, every [`PROBE_EVERY`]
 //!   (ticks aligned on one grid for all members), bounded by [`PROBE_TIMEOUT`] on the client
 //!   side (a server-side `statement_timeout` would cancel a synchronous-replication wait and
 //!   still report success), and records whether it committed, for that tick.
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::check::{Ack, Sample};
 use crate::cluster::Cluster;
@@ -251,7 +252,14 @@ async fn probe(
                 Some(c) => c,
                 None => connect(&targets.ips[member], &targets.password).await?,
             };
-            let ok = client.simple_query(&statement).await.is_ok();
+            // A replica is asked first, so it does not log a refused INSERT 7 times a second.
+            let primary = match client.simple_query("select pg_is_in_recovery()").await {
+                Ok(rows) => rows
+                    .iter()
+                    .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("f"))),
+                Err(_) => false,
+            };
+            let ok = primary && client.simple_query(&statement).await.is_ok();
             // A refused write (a replica) keeps its connection; a broken one is dropped.
             if !client.is_closed() {
                 conn = Some(client);
