@@ -6,6 +6,7 @@
 //! - `cargo xtask demo [--node] [down]`: a local HA cluster on the lab (`--node`: pods of
 //!   its real node, from the image and the manifests).
 //! - `cargo xtask bench`: HA timings and footprint, into `docs/benchmarks.md`.
+//! - `cargo xtask nemesis`: fault injection with a safety checker, into a markdown report.
 //! - `cargo xtask image`: the container image, as an OCI archive (no Docker, no registry).
 
 #![allow(
@@ -14,10 +15,12 @@
 )]
 
 mod bench;
+mod cluster;
 mod demo;
 mod demo_node;
 mod image;
 mod lab;
+mod nemesis;
 mod test;
 mod test_run;
 
@@ -44,6 +47,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure failover, switchover, drain, footprint; write docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Inject faults into a 3-member cluster and check safety and recovery (docs/nemesis.md).
+    Nemesis(nemesis::NemesisArgs),
     /// Build the container image as an OCI archive (mmdebstrap + umoci, no Docker).
     Image(image::ImageArgs),
 }
@@ -51,7 +56,11 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // tokio-postgres logs every server notice (the nemesis' connections see
+                // many shutdowns) at INFO.
+                "info,tokio_postgres=warn".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -62,6 +71,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Image(args) => image::run(args),
+        Command::Nemesis(args) => nemesis::run(args),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,8 @@
 //! the run (building `testenv` if its sources changed) with its real node, and every test
 //! binary of the workspace with [`LAB_ENV`] pointing it at that lab, two at a time
 //! ([`crate::test_run`]: those that freeze the API server or use the real node alone), then
-//! the doc tests.
+//! the doc tests, then, alone on the lab, the short nemesis run
+//! ([`crate::nemesis::short_run_args`]; `cargo xtask test -- nemesis` runs only it).
 
 use std::process::{Command, ExitCode};
 
@@ -23,6 +24,9 @@ pub struct TestArgs {
     /// Skip installing the prerequisites (packages, Patroni's venv, Go modules).
     #[arg(long)]
     no_install: bool,
+    /// Skip the short nemesis run (`cargo xtask nemesis`'s faults, after every test binary).
+    #[arg(long)]
+    no_nemesis: bool,
     /// How many test binaries run at once (the end-to-end tests mostly wait).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
@@ -87,6 +91,28 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         true
     };
+    let mut failed = failed;
+    if !args.no_nemesis && runs_nemesis(&build_args, &test_args) {
+        let report = dir.join("nemesis.md");
+        let started = std::time::Instant::now();
+        eprintln!("xtask: running the short nemesis run (alone: it freezes the API server) …");
+        let passed = match crate::nemesis::run_on(&lab, &crate::nemesis::short_run_args(&report)) {
+            Ok(passed) => passed,
+            Err(e) => {
+                eprintln!("xtask: the nemesis run failed to {e:#}");
+                false
+            }
+        };
+        eprintln!(
+            "xtask: nemesis {:.1}s {}\n{}",
+            started.elapsed().as_secs_f64(),
+            if passed { "ok" } else { "FAILED" },
+            std::fs::read_to_string(&report).unwrap_or_default()
+        );
+        if !passed {
+            failed.push("nemesis".to_owned());
+        }
+    }
     lab.stop();
     drop(lab);
     if failed.is_empty() && doc {
@@ -101,6 +127,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Whether the short nemesis run belongs to this run: a whole run, or a filter naming it.
+fn runs_nemesis(build_args: &[String], test_args: &[String]) -> bool {
+    (build_args.is_empty() && test_args.is_empty()) || test_args.iter().any(|a| a == "nemesis")
 }
 
 /// `cargo test`'s arguments split as `cargo test` splits them: options (and their values) for

@@ -330,16 +330,7 @@ pub(crate) fn failover(cluster: &mut Cluster) -> anyhow::Result<f64> {
 /// is one (Patroni switches over only to it), else the member after the leader.
 pub(crate) fn switchover(cluster: &mut Cluster) -> anyhow::Result<f64> {
     let leader = cluster.wait_healthy()?;
-    let sync_standby = cluster.cluster_view(leader).and_then(|view| {
-        let name = view
-            .iter()
-            .find(|m| m["role"] == "sync_standby")?
-            .get("name")?
-            .as_str()?
-            .to_owned();
-        cluster.members.iter().position(|m| m.name == name)
-    });
-    let candidate = sync_standby.unwrap_or((leader + 1) % cluster.members.len());
+    let candidate = cluster.switchover_candidate(leader);
     let (l, c) = (&cluster.members[leader], &cluster.members[candidate]);
     println!("bench: switchover {} -> {} …", l.name, c.name);
     let body = format!(r#"{{"leader":"{}","candidate":"{}"}}"#, l.name, c.name);
