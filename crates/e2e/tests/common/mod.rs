@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod contract;
 pub mod node;
+pub mod zookeeper;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -78,18 +79,8 @@ pub async fn member_pods(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -
 }
 
 /// Reads `node`'s view and races for the lock from it (the leader version it saw).
-#[allow(dead_code)]
-pub async fn acquire(node: &KubernetesDcs) -> bool {
-    let seen = node
-        .get_cluster()
-        .await
-        .expect("view")
-        .leader
-        .map(|l| l.version);
-    node.attempt_to_acquire_leader(seen.as_deref())
-        .await
-        .expect("acquire")
-}
+#[allow(unused_imports)]
+pub use contract::acquire;
 
 /// Waits until `node`'s view shows `name` holding the lock.
 #[allow(dead_code)]
