@@ -44,6 +44,7 @@ mod netns;
 mod node;
 mod oci;
 mod rbac;
+mod server;
 mod testenv_bin;
 mod zookeeper;
 
@@ -59,5 +60,6 @@ pub use netns::sweep_stale;
 pub use node::{COREDNS_VERSION, NODE_NAME, NodeBinaries, NodeInfo, import_image, node_binaries};
 pub use oci::{OciImage, build_archive};
 pub use rbac::{member_role, shipped_role};
+pub use server::FrozenServer;
 pub use testenv_bin::{cache_dir, testenv_binary};
 pub use zookeeper::{ZOOKEEPER_CLIENT_PORT, ZOOKEEPER_JAR, ZookeeperServer};
