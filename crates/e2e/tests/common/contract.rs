@@ -23,6 +23,10 @@ mod cas;
 use std::future::Future;
 use std::time::Duration;
 
+#[allow(
+    unused_imports,
+    reason = "used by the backends' test files, not every test binary"
+)]
 pub use cas::compare_and_set_on_config_failover_sync_and_initialize;
 use futures::future::join_all;
 use patroni_core::{Cluster, MemberData};

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod contract;
 pub mod node;
+pub mod scenario;
 pub mod zookeeper;
 
 use std::collections::BTreeMap;
@@ -79,7 +80,7 @@ pub async fn member_pods(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -
 }
 
 /// Reads `node`'s view and races for the lock from it (the leader version it saw).
-#[allow(unused_imports)]
+#[allow(unused_imports, reason = "not every test binary races for the lock")]
 pub use contract::acquire;
 
 /// Waits until `node`'s view shows `name` holding the lock.
@@ -233,6 +234,36 @@ pub fn agent_binary() -> PathBuf {
             .join("debug/patroni")
             .canonicalize()
             .expect("the patroni binary exists")
+    })
+    .clone()
+}
+
+/// Our `patronictl` binary, built once per test process.
+pub fn ctl_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "patroni-ctl",
+                "--bin",
+                "patronictl",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p patroni-ctl failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+            });
+        target
+            .join("debug/patronictl")
+            .canonicalize()
+            .expect("the patronictl binary exists")
     })
     .clone()
 }
