@@ -8,11 +8,11 @@ use patroni_core::{Cluster, MemberData, SyncState};
 
 use super::keys;
 use super::retry::{Retry, is_lease_gone};
-use super::values::{self, StatusValue};
 use super::{Etcd3Dcs, Inner, lock};
 use crate::Result;
 use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate, written_sync_state};
 use crate::encoding::compact_json;
+use crate::values::{self, StatusValue};
 
 /// The condition of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
