@@ -16,9 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use patroni_core::{
-    Cluster, ClusterConfig, History, Leader, LeaderStatus, Member, MemberData, SyncState,
-};
+use patroni_core::{Cluster, ClusterConfig, History, Leader, LeaderStatus, Member, MemberData};
 
 use crate::{encoding, values};
 
@@ -164,6 +162,8 @@ fn member(name: &str, node: &Node, warnings: &mut Vec<String>) -> Member {
 
 #[cfg(test)]
 mod tests {
+    use patroni_core::SyncState;
+
     use super::*;
 
     fn node(data: &str, version: i32, czxid: i64, mzxid: i64, owner: i64) -> Option<Node> {
