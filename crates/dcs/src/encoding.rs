@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use patroni_core::MemberData;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -18,6 +19,32 @@ use serde_json::Value;
 pub fn compact_json<T: Serialize + ?Sized>(value: &T) -> String {
     let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
     escape_non_ascii(&text)
+}
+
+/// A member's data as Patroni's `Member.from_node` reads it: JSON (Patroni 1.0+), nothing
+/// (no data yet), or a bare `postgres://` connection URL as very old Patroni wrote it, whose
+/// `application_name` parameter is the API URL.
+///
+/// # Errors
+/// The JSON problem, as text; the caller reports it and reads no data.
+pub fn parse_member_data(raw: &str) -> Result<MemberData, String> {
+    if raw.starts_with("postgres") {
+        let (conn_url, query) = raw.split_once('?').unwrap_or((raw, ""));
+        let api_url = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "application_name")
+            .map(|(_, v)| v.to_string());
+        return Ok(MemberData {
+            conn_url: Some(conn_url.to_string()),
+            api_url,
+            ..MemberData::default()
+        });
+    }
+    if raw.is_empty() {
+        return Ok(MemberData::default());
+    }
+    serde_json::from_str::<MemberData>(raw).map_err(|e| e.to_string())
 }
 
 /// JSON with Python's default separators (`", "` and `": "`), as Patroni

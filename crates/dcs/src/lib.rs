@@ -6,7 +6,8 @@
 //! DCS choice and returns an [`AnyDcs`]), and get back the backend-neutral
 //! [`Error`]: unreachable / not ready ("the DCS is not accessible"), or a
 //! conflict, refusal or configuration problem. [`encoding`] is how Patroni writes
-//! values into any DCS.
+//! values into any DCS; [`values`] the whole-key JSON values (`/status`, `/sync`,
+//! `/failover`) of the key-value stores (etcd3, ZooKeeper), both ways.
 //!
 //! The Kubernetes backend ([`kubernetes::KubernetesDcs`]) writes exactly what
 //! Patroni 4 writes, in both of Patroni's modes (ConfigMaps, Endpoints), so
@@ -27,6 +28,7 @@ mod error;
 pub mod etcd3;
 pub mod kubernetes;
 mod memory;
+pub mod values;
 pub mod zookeeper;
 
 pub use any::AnyDcs;

@@ -1,14 +1,14 @@
 //! The ZooKeeper DCS against a real ZooKeeper server (Debian's package, started by each test
-//! on the machine's loopback): the DCS contract ([`contract_zk`]), and Patroni's znode layout
-//! read back with a plain ZooKeeper client.
+//! on the machine's loopback): the backend-neutral DCS contract (`common/contract.rs`, the same
+//! functions the Kubernetes and etcd3 backends pass), and Patroni's znode layout read back
+//! with a plain ZooKeeper client.
 
 mod common;
-#[path = "common/contract_zk.rs"]
-mod contract_zk;
 
 use std::time::Duration;
 
-use contract_zk::{Backend, Zookeeper};
+use common::contract::{self, Backend};
+use common::zookeeper::Zookeeper;
 use patroni_core::MemberData;
 use patroni_dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 use zookeeper_client as zk;
@@ -21,7 +21,7 @@ const TTL: Duration = Duration::from_secs(4);
 async fn lock_race_renew_release_expiry() {
     common::init_tracing();
     let zk = Zookeeper::start("race");
-    contract_zk::lock_race_renew_release_expiry(&zk, TTL).await;
+    contract::lock_race_renew_release_expiry(&zk, TTL).await;
 }
 
 /// Lock and configuration changes wake the loop; member data does not.
@@ -29,7 +29,7 @@ async fn lock_race_renew_release_expiry() {
 async fn leader_and_config_changes_wake_members() {
     common::init_tracing();
     let zk = Zookeeper::start("wake");
-    contract_zk::leader_and_config_changes_wake_members(&zk).await;
+    contract::leader_and_config_changes_wake_members(&zk).await;
 }
 
 /// Issue #11: a race decided from an old view never takes a newer lock.
@@ -37,7 +37,7 @@ async fn leader_and_config_changes_wake_members() {
 async fn a_race_from_an_old_view_never_takes_a_newer_lock() {
     common::init_tracing();
     let zk = Zookeeper::start("stale");
-    contract_zk::a_race_from_an_old_view_never_takes_a_newer_lock(&zk, TTL).await;
+    contract::a_race_from_an_old_view_never_takes_a_newer_lock(&zk, TTL).await;
 }
 
 /// Compare-and-set on config, failover and sync; one bootstrap winner.
@@ -45,7 +45,7 @@ async fn a_race_from_an_old_view_never_takes_a_newer_lock() {
 async fn compare_and_set_on_config_failover_sync_and_initialize() {
     common::init_tracing();
     let zk = Zookeeper::start("cas");
-    contract_zk::compare_and_set_on_config_failover_sync_and_initialize(&zk).await;
+    contract::compare_and_set_on_config_failover_sync_and_initialize(&zk).await;
 }
 
 /// A frozen server (SIGSTOP) is unreachable within retry_timeout; it heals after SIGCONT.
@@ -53,7 +53,7 @@ async fn compare_and_set_on_config_failover_sync_and_initialize() {
 async fn an_unreachable_store_is_classified_unreachable() {
     common::init_tracing();
     let zk = Zookeeper::start("down");
-    contract_zk::an_unreachable_store_is_classified_unreachable(
+    contract::an_unreachable_store_is_classified_unreachable(
         &zk,
         || zk.server.suspend().expect("SIGSTOP"),
         || zk.server.resume().expect("SIGCONT"),
@@ -75,7 +75,7 @@ async fn znodes_are_laid_out_as_patroni_keeps_them() {
         tracing::info!("--- m0 bootstraps, leads and publishes everything");
         assert!(m0.initialize("").await.expect("race"));
         assert!(m0.initialize("7345678901234567890").await.expect("sysid"));
-        assert!(contract_zk::acquire(&m0).await);
+        assert!(contract::acquire(&m0).await);
         let data = MemberData {
             conn_url: Some("postgres://10.0.0.1:5432/postgres".into()),
             api_url: Some("http://10.0.0.1:8008/patroni".into()),

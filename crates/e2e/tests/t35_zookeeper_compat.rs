@@ -3,14 +3,13 @@
 //! Patroni's class reads. Both run on the machine against a real server on loopback.
 
 mod common;
-#[path = "common/contract_zk.rs"]
-mod contract_zk;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use contract_zk::{Backend, Zookeeper};
+use common::contract::{self, Backend};
+use common::zookeeper::Zookeeper;
 use patroni_core::MemberData;
 use patroni_dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
 use serde_json::{Value, json};
@@ -153,20 +152,20 @@ async fn we_read_what_python_patroni_writes() {
         (Some("py0"), Some("m1"))
     );
     tracing::info!("--- Patroni holds the lock: ours cannot take it");
-    assert!(!contract_zk::acquire(&ours).await);
+    assert!(!contract::acquire(&ours).await);
     assert!(
         !ours
-            .update_leader(&contract_zk::optime(1))
+            .update_leader(&contract::optime(1))
             .await
             .expect("renew")
     );
     tracing::info!("--- Patroni's session ends: the lock is free for ours");
     drop(peer);
-    contract_zk::wait_view(&ours, Duration::from_secs(30), "py0's lock gone", |v| {
+    contract::wait_view(&ours, Duration::from_secs(30), "py0's lock gone", |v| {
         !v.is_locked()
     })
     .await;
-    assert!(contract_zk::acquire(&ours).await);
+    assert!(contract::acquire(&ours).await);
 }
 
 /// What ours writes, Patroni's ZooKeeper class reads: the lock and the holder's member bound to
@@ -196,7 +195,7 @@ async fn python_patroni_reads_what_we_write() {
             ..MemberData::default()
         };
         assert!(m0.touch_member(&data).await.expect("touch"));
-        assert!(contract_zk::acquire(&m0).await);
+        assert!(contract::acquire(&m0).await);
         let status = LeaderStatusUpdate {
             last_lsn: Some(67110344),
             retain_slots: Some(vec!["m0".into()]),

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::contract::{self, Backend};
+use common::contract::{self, Backend, Traits};
 use common::init_tracing;
 use etcd_client::{Client, GetOptions};
 use patroni_config::{DcsConfig, Etcd3Config};
@@ -65,6 +65,13 @@ impl Etcd3 {
 
 impl Backend for Etcd3 {
     type D = Etcd3Dcs;
+    const TRAITS: Traits = Traits {
+        cached_views: false,
+        renewal_wakes_others: true,
+        lock_goes_with_session: false,
+        config_modify_version_is_version: true,
+        delete_cluster_removes_members: true,
+    };
 
     async fn member(&self, name: &str, ttl: Duration, retry_timeout: Duration) -> Etcd3Dcs {
         Etcd3Dcs::start(Settings {

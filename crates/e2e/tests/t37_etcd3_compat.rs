@@ -7,13 +7,12 @@
 mod common;
 
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::cluster::*;
+use common::scenario::*;
 use common::*;
-use patroni_testlab::{AgentSpec, EtcdServer, Host, Lab, PG_USER};
+use patroni_testlab::{EtcdServer, Lab, PG_USER};
 
 /// `python -m patroni CONFIG` on `m`'s host as the postgres user, logging to `m.log`.
 fn spawn_python(m: &Member) -> Child {
@@ -121,58 +120,21 @@ async fn python_patroni_joins_our_etcd3_cluster_and_takes_over() {
         )
         .await;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let max_writable = Arc::new(AtomicUsize::new(0));
-    let checker = {
-        let targets: Vec<(Host, AgentSpec, String)> = members
-            .iter()
-            .map(|m| {
-                (
-                    Host::attach(m.host.info().clone()),
-                    m.spec.clone(),
-                    m.name.clone(),
-                )
-            })
-            .collect();
-        let (stop, max_writable) = (stop.clone(), max_writable.clone());
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let now: Vec<&String> = targets
-                    .iter()
-                    .filter(|(h, s, _)| {
-                        sql(h, h, s, "select pg_is_in_recovery()").as_deref() == Some("f")
-                    })
-                    .map(|t| &t.2)
-                    .collect();
-                if now.len() > 1 {
-                    seen.push(format!("{now:?}"));
-                }
-                max_writable.fetch_max(now.len(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            seen
-        })
-    };
+    let checker = NeverTwoWritable::start(&members);
     {
         tracing::info!("--- switchover through our REST API to the Python member");
-        let leader = &members[primary];
-        let body = format!(r#"{{"leader":"{}","candidate":"m2"}}"#, leader.name);
+        let m2 = index(&members, "m2");
         let answer = wait_for(
             Duration::from_secs(60),
             "the switchover is accepted",
             &members,
-            || {
-                let (code, text) = rest(leader, "POST", "/switchover", Some(&body), None)?;
-                (code == 200).then_some(text)
-            },
+            || rest_switchover(&members[primary], &members[m2]),
         )
         .await;
         assert!(
             answer.contains("Successfully switched over to \"m2\""),
             "{answer}"
         );
-        let m2 = members.iter().position(|m| m.name == "m2").expect("m2");
         wait_for(
             FORM_TIMEOUT,
             "the Python member leads, our two stream from it",
@@ -189,14 +151,7 @@ async fn python_patroni_joins_our_etcd3_cluster_and_takes_over() {
         )
         .await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let doubles = checker.join().expect("checker");
-    assert!(
-        doubles.is_empty(),
-        "two writable members at once: {doubles:?}\n{}",
-        logs(&members)
-    );
-    assert_eq!(max_writable.load(Ordering::Relaxed), 1);
+    checker.finish(&members);
     stop_all(&mut members);
     drop(etcd);
 }

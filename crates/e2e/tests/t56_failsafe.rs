@@ -22,6 +22,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::*;
+use common::scenario::*;
 use common::*;
 use patroni_testlab::Lab;
 use tokio::time::Instant;
@@ -31,19 +32,6 @@ const OUTAGE: Duration = Duration::from_secs(3 * TTL as u64);
 /// A primary without failsafe demotes `retry_timeout` after its last renewal, which is at
 /// most `loop_wait` plus a renewal attempt old; generous slack for a loaded machine.
 const DEMOTE_WITHIN: Duration = Duration::from_secs((RETRY_TIMEOUT + LOOP_WAIT) as u64 + 20);
-
-/// Checks every second until `until` that no member accepts writes.
-async fn nobody_writable_until(members: &[Member], until: Instant) {
-    while Instant::now() < until {
-        assert_eq!(
-            writable(members),
-            Vec::<String>::new(),
-            "nobody promotes while the API server is away\n{}",
-            logs(members)
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
 
 /// Whether `m` reports failsafe mode active in `GET /patroni`.
 fn failsafe_active(m: &Member) -> bool {
@@ -70,49 +58,19 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
 
     tracing::info!(
         use_endpoints,
-        "--- failsafe_mode on: every member in /failsafe"
+        "--- failsafe_mode on, the API server frozen for 3 x ttl"
     );
-    patch_config(&members[primary], r#"{"failsafe_mode": true}"#);
-    wait_for(
-        Duration::from_secs(30),
-        "GET /failsafe lists every member",
-        &members,
-        || {
-            let (status, doc) = get_json(&members[primary], "/failsafe")?;
-            let all = members.iter().all(|m| {
-                doc[m.name.as_str()] == format!("http://{}:8008/patroni", m.host.ip()).as_str()
-            });
-            (status == 200 && all).then_some(())
-        },
-    )
-    .await;
-
-    tracing::info!("--- API server frozen for 3 x ttl: the primary keeps taking writes");
+    let freeze = || lab.controlplane().freeze_apiserver().expect("freeze");
+    failsafe_on(&members, primary).await;
     let old = members[primary].name.clone();
     {
-        let frozen = lab.controlplane().freeze_apiserver().expect("freeze");
-        let start = Instant::now();
         let mut primary_active = false;
         let mut replicas_active = false;
-        let mut writes = 0;
-        while start.elapsed() < OUTAGE {
-            let w = writable(&members);
-            assert_eq!(
-                w,
-                std::slice::from_ref(&old),
-                "{:?} into the outage only the primary accepts writes\n{}",
-                start.elapsed(),
-                logs(&members)
-            );
-            let (h, s) = (&members[primary].host, &members[primary].spec);
-            sql(h, h, s, &format!("insert into t values ({writes})")).unwrap_or_else(|| {
-                panic!("{:?}: a write failed\n{}", start.elapsed(), logs(&members))
-            });
-            writes += 1;
+        primary_keeps_writes_while_frozen(&members, primary, OUTAGE, freeze, |elapsed| {
             if !primary_active && let Some((200, doc)) = get_json(&members[primary], "/primary") {
                 primary_active = doc["failsafe_mode_is_active"] == true;
                 if primary_active {
-                    tracing::info!(after = ?start.elapsed(), "GET /primary: failsafe active");
+                    tracing::info!(after = ?elapsed, "GET /primary: failsafe active");
                 }
             }
             replicas_active = replicas_active
@@ -120,8 +78,8 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
                     .iter()
                     .filter(|m| m.name != old)
                     .all(failsafe_active);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        })
+        .await;
         assert!(
             primary_active,
             "GET /primary never answered 200 with failsafe_mode_is_active\n{}",
@@ -132,8 +90,6 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
             "the replicas never reported the primary's failsafe call\n{}",
             logs(&members)
         );
-        tracing::info!(writes, "writes acknowledged through the outage");
-        drop(frozen);
     }
     let after = healthy(&members, "healthy after the API server is back").await;
     assert_eq!(members[after].name, old, "the primary kept its role");
@@ -152,7 +108,7 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
             .find(|&i| i != primary)
             .expect("a replica");
         {
-            let frozen = lab.controlplane().freeze_apiserver().expect("freeze");
+            let frozen = freeze();
             wait_for(
                 Duration::from_secs(30),
                 "failsafe active on the primary",
@@ -182,30 +138,8 @@ async fn scenarios(lab: &'static Lab, use_endpoints: bool, namespace: &str, all:
         .await;
 
         tracing::info!("--- failsafe off: the primary demotes, nobody promotes");
-        patch_config(&members[primary], r#"{"failsafe_mode": false}"#);
-        wait_for(
-            Duration::from_secs(30),
-            "failsafe_mode off in GET /config",
-            &members,
-            || {
-                let (_, doc) = get_json(&members[primary], "/config")?;
-                (doc["failsafe_mode"] == false).then_some(())
-            },
-        )
-        .await;
-        // One more loop, so every agent has applied it.
-        tokio::time::sleep(Duration::from_secs(u64::from(LOOP_WAIT) * 2)).await;
-        {
-            let frozen = lab.controlplane().freeze_apiserver().expect("freeze");
-            let start = Instant::now();
-            wait_for(DEMOTE_WITHIN, "the primary demoted", &members, || {
-                writable(&members).is_empty().then_some(())
-            })
-            .await;
-            tracing::info!(after = ?start.elapsed(), "the primary demoted without failsafe");
-            nobody_writable_until(&members, start + OUTAGE).await;
-            drop(frozen);
-        }
+        failsafe_off(&members, primary).await;
+        primary_demotes_while_frozen(&members, OUTAGE, DEMOTE_WITHIN, freeze).await;
         healthy(&members, "healthy after the API server is back").await;
     }
     stop_all(&mut members);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -17,34 +17,6 @@ use patroni_testlab::{Host, Lab};
 use serde_json::Value;
 
 const SCOPE: &str = "ctl";
-
-/// Our `patronictl` binary, built once per test process.
-fn ctl_binary() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "patroni-ctl",
-                "--bin",
-                "patronictl",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p patroni-ctl failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-        target
-            .join("debug/patronictl")
-            .canonicalize()
-            .expect("the patronictl binary exists")
-    })
-    .clone()
-}
 
 /// Runs our patronictl on `host` with a member's configuration and kubeconfig.
 struct Ours<'a> {

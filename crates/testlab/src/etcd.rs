@@ -6,22 +6,17 @@
 //! agents on other hosts reach it. Dropping the server kills it by pid (resuming it first if
 //! a test [`suspend`](EtcdServer::suspend)ed it) and removes its data, even on panic.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-use crate::{Error, Host, Result, testenv_binary};
+use crate::server::{FrozenServer, ServerProcess, free_port};
+use crate::{Host, Result, testenv_binary};
 
 /// How long etcd gets to write its ready file.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Poll interval of the ready file.
 const READY_POLL: Duration = Duration::from_millis(100);
-/// How long a SIGSTOP gets to stop every thread.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// etcd's client port on a lab host.
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 /// etcd's peer port on a lab host.
@@ -41,9 +36,8 @@ pub struct EtcdTls {
 /// A running etcd server.
 #[derive(Debug)]
 pub struct EtcdServer {
-    child: Child,
+    process: ServerProcess,
     client_url: String,
-    dir: PathBuf,
 }
 
 // === impl EtcdServer ===
@@ -98,59 +92,19 @@ impl EtcdServer {
 
     /// Starts `cmd` (`testenv etcd [TLS flags]`) with the data, ready-file and URL flags.
     fn start_with(mut cmd: Command, client_url: String, peer_url: String) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "patroni-etcd-{}-{}",
-            std::process::id(),
-            client_url.replace([':', '/', '.'], "_")
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+        let dir = ServerProcess::fresh_dir("etcd", &client_url)?;
         let ready = dir.join("ready");
-        let log = dir.join("etcd.log");
-        let out = std::fs::File::create(&log).map_err(Error::io("create", &log))?;
-        let err = out.try_clone().map_err(Error::io("open", &log))?;
-        let child = cmd
-            .arg("--dir")
+        cmd.arg("--dir")
             .arg(&dir)
             .arg("--ready-file")
             .arg(&ready)
-            .args(["--client-url", &client_url, "--peer-url", &peer_url])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| Error::Command {
-                what: "start etcd".into(),
-                detail: e.to_string(),
-            })?;
-        let mut server = EtcdServer {
-            child,
+            .args(["--client-url", &client_url, "--peer-url", &peer_url]);
+        let mut process = ServerProcess::spawn("etcd", cmd, dir)?;
+        process.wait_ready(&client_url, READY_TIMEOUT, READY_POLL, || ready.exists())?;
+        Ok(EtcdServer {
+            process,
             client_url,
-            dir,
-        };
-        server.wait_ready(&ready, &log)?;
-        Ok(server)
-    }
-
-    fn wait_ready(&mut self, ready: &Path, log: &Path) -> Result<()> {
-        let start = Instant::now();
-        while !ready.exists() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let detail = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(Error::Command {
-                    what: format!("etcd exited ({status})"),
-                    detail,
-                });
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                return Err(Error::Timeout(format!(
-                    "etcd at {} not ready after {READY_TIMEOUT:?}",
-                    self.client_url
-                )));
-            }
-            std::thread::sleep(READY_POLL);
-        }
-        Ok(())
+        })
     }
 
     /// The URL clients use (`http://host:port`).
@@ -167,26 +121,15 @@ impl EtcdServer {
 
     /// The server's pid.
     pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap_or(i32::MAX)
+        self.process.pid()
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     ///
     /// # Errors
-    /// The signal could not be sent.
+    /// The signal could not be sent, or the threads did not stop.
     pub fn suspend(&self) -> Result<()> {
-        self.signal(Signal::SIGSTOP)?;
-        // The signal takes effect asynchronously: a request already being served on another
-        // core could still be answered. Wait until every thread is stopped.
-        let tasks = PathBuf::from(format!("/proc/{}/task", self.pid()));
-        let start = Instant::now();
-        while !all_stopped(&tasks) {
-            if start.elapsed() > STOP_TIMEOUT {
-                return Err(Error::Timeout(format!("etcd {} stopping", self.pid())));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
+        self.process.suspend()
     }
 
     /// Lets a [`suspend`](Self::suspend)ed server go on (SIGCONT).
@@ -194,48 +137,14 @@ impl EtcdServer {
     /// # Errors
     /// The signal could not be sent.
     pub fn resume(&self) -> Result<()> {
-        self.signal(Signal::SIGCONT)
+        self.process.resume()
     }
 
-    fn signal(&self, signal: Signal) -> Result<()> {
-        kill(Pid::from_raw(self.pid()), signal).map_err(|e| Error::Command {
-            what: format!("send {signal} to etcd ({})", self.pid()),
-            detail: e.to_string(),
-        })
+    /// [`suspend`](Self::suspend)s the server until the returned guard is dropped.
+    ///
+    /// # Errors
+    /// As [`suspend`](Self::suspend).
+    pub fn freeze(&self) -> Result<FrozenServer<'_>> {
+        self.process.freeze()
     }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.signal(Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Whether every thread under `tasks` (`/proc/<pid>/task`) is stopped (state `T`).
-fn all_stopped(tasks: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(tasks) else {
-        return false;
-    };
-    entries.flatten().all(|e| {
-        std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|stat| {
-                stat.rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.chars().next())
-            })
-            .is_some_and(|state| state == 'T' || state == 't')
-    })
-}
-
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::io("bind", "127.0.0.1:0"))?;
-    let port = listener
-        .local_addr()
-        .map_err(Error::io("read the address of", "127.0.0.1:0"))?
-        .port();
-    Ok(port)
 }

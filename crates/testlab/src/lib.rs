@@ -45,6 +45,7 @@ mod node;
 mod oci;
 mod python;
 mod rbac;
+mod server;
 mod testenv_bin;
 mod zookeeper;
 
@@ -61,5 +62,6 @@ pub use node::{COREDNS_VERSION, NODE_NAME, NodeBinaries, NodeInfo, import_image,
 pub use oci::{OciImage, build_archive};
 pub use python::python_daemon_venv;
 pub use rbac::{member_role, shipped_role};
+pub use server::FrozenServer;
 pub use testenv_bin::{cache_dir, testenv_binary};
 pub use zookeeper::{ZOOKEEPER_CLIENT_PORT, ZOOKEEPER_JAR, ZookeeperServer};

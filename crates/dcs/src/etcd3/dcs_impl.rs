@@ -8,11 +8,11 @@ use patroni_core::{Cluster, MemberData, SyncState};
 
 use super::keys;
 use super::retry::{Retry, is_lease_gone};
-use super::values::{self, StatusValue};
 use super::{Etcd3Dcs, Inner, lock};
 use crate::Result;
 use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate, written_sync_state};
 use crate::encoding::compact_json;
+use crate::values::{self, StatusValue};
 
 /// The condition of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,19 @@ enum Cond {
     Absent,
     /// Only if the key's `mod_revision` is this (0: absent).
     At(i64),
+}
+
+// === impl Cond ===
+
+impl Cond {
+    /// The transaction's compare on `key`; `None` for an unconditional write.
+    fn compare(self, key: &str) -> Option<Compare> {
+        match self {
+            Cond::Always => None,
+            Cond::Absent => Some(Compare::create_revision(key, CompareOp::Equal, 0)),
+            Cond::At(rev) => Some(Compare::mod_revision(key, CompareOp::Equal, rev)),
+        }
+    }
 }
 
 /// `version` as a `mod_revision` condition: none → [`Cond::Always`]; `None` when it is not a
@@ -52,11 +65,7 @@ impl Inner {
         if let Some(id) = lease {
             options = options.with_lease(id);
         }
-        let compare = match cond {
-            Cond::Always => None,
-            Cond::Absent => Some(Compare::create_revision(key, CompareOp::Equal, 0)),
-            Cond::At(rev) => Some(Compare::mod_revision(key, CompareOp::Equal, rev)),
-        };
+        let compare = cond.compare(key);
         let client = &self.client;
         retry
             .run(what, || {
@@ -84,11 +93,7 @@ impl Inner {
     /// Deletes `key` (`prefix`: every key under it) when `cond` holds; false when it failed.
     async fn delete(&self, what: &str, key: &str, prefix: bool, cond: Cond) -> Result<bool> {
         let options = prefix.then(|| DeleteOptions::new().with_prefix());
-        let compare = match cond {
-            Cond::Always => None,
-            Cond::Absent => Some(Compare::create_revision(key, CompareOp::Equal, 0)),
-            Cond::At(rev) => Some(Compare::mod_revision(key, CompareOp::Equal, rev)),
-        };
+        let compare = cond.compare(key);
         let client = &self.client;
         self.retry()
             .run(what, || {

@@ -25,7 +25,6 @@ mod dcs_impl;
 pub mod keys;
 mod lease;
 mod retry;
-pub mod values;
 pub mod view;
 mod watcher;
 
@@ -43,8 +42,8 @@ use tokio::task::JoinHandle;
 use self::keys::Keys;
 use self::lease::Lease;
 use self::retry::Retry;
-use self::values::StatusValue;
 use self::view::Node;
+use crate::values::StatusValue;
 use crate::{Error, Result, Settings};
 
 /// Extra time non-holders wait in `watch`, so their cycles trail the leader's (Patroni).

@@ -7,13 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use patroni_core::{
-    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, Member, MemberData, SyncState,
-};
-use serde_json::Value;
+use patroni_core::{Cluster, ClusterConfig, History, Leader, Member, MemberData};
 
 use super::keys;
 use crate::encoding as enc;
+use crate::values;
 
 /// One key as read: its value, `mod_revision` and lease (0 for none).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,14 +80,14 @@ pub fn build(nodes: &BTreeMap<String, Node>) -> View {
     let status = nodes
         .get(keys::STATUS)
         .or_else(|| nodes.get(keys::LEADER_OPTIME))
-        .map(|n| status(&n.value, &mut warnings))
+        .map(|n| values::status(&n.value, &mut warnings))
         .unwrap_or_default();
     let failover = nodes
         .get(keys::FAILOVER)
-        .map(|n| failover(version(n), &n.value));
+        .map(|n| values::failover(version(n), &n.value));
     let sync = nodes
         .get(keys::SYNC)
-        .map(|n| sync_state(version(n), &n.value))
+        .map(|n| values::sync_state(version(n), &n.value, &mut warnings))
         .unwrap_or_default();
     let failsafe = nodes.get(keys::FAILSAFE).and_then(|n| {
         enc::parse_failsafe(Some(&n.value))
@@ -115,125 +113,12 @@ pub fn build(nodes: &BTreeMap<String, Node>) -> View {
     }
 }
 
-/// A member's value: JSON (Patroni 1.0+) or a bare `postgres://` connection URL (older).
+/// A member's value (see [`enc::parse_member_data`]); unreadable JSON is reported.
 fn member_data(name: &str, value: &str, warnings: &mut Vec<String>) -> MemberData {
-    if value.starts_with("postgres") {
-        return MemberData {
-            conn_url: Some(value.to_string()),
-            ..MemberData::default()
-        };
-    }
-    match serde_json::from_str::<MemberData>(value) {
-        Ok(d) => d,
-        Err(e) => {
-            warnings.push(format!("members/{name}: {e}"));
-            MemberData::default()
-        }
-    }
-}
-
-/// `/status` (`{"optime":..,"slots":..,"retain_slots":..}`), or the legacy bare integer.
-fn status(value: &str, warnings: &mut Vec<String>) -> LeaderStatus {
-    let parsed: Value = match serde_json::from_str(value) {
-        Ok(v) => v,
-        Err(_) => return LeaderStatus::default(),
-    };
-    let obj = match parsed {
-        Value::Number(n) => {
-            return LeaderStatus {
-                last_lsn: n.as_u64().unwrap_or(0),
-                ..LeaderStatus::default()
-            };
-        }
-        Value::Object(o) => o,
-        _ => return LeaderStatus::default(),
-    };
-    let text = |k: &str| match obj.get(k) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => None,
-        Some(other) => Some(other.to_string()),
-    };
-    let slots = enc::parse_slots(text("slots").as_deref())
-        .map_err(|e| warnings.push(e))
-        .ok()
-        .flatten();
-    let retain_slots = enc::parse_retain_slots(text("retain_slots").as_deref())
-        .map_err(|e| warnings.push(e))
-        .unwrap_or_default();
-    LeaderStatus {
-        last_lsn: enc::parse_optime(text("optime").as_deref()),
-        slots,
-        retain_slots,
-    }
-}
-
-/// `/failover`: a JSON object (`leader`, `member`, `scheduled_at`), or the legacy
-/// `leader:candidate` text.
-fn failover(version: String, value: &str) -> Failover {
-    let field = |o: &serde_json::Map<String, Value>, k: &str| {
-        o.get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    };
-    match serde_json::from_str::<Value>(value) {
-        Ok(Value::Object(o)) => Failover {
-            version,
-            leader: field(&o, "leader"),
-            candidate: field(&o, "member"),
-            scheduled_at: field(&o, "scheduled_at"),
-        },
-        Ok(_) => Failover {
-            version,
-            leader: None,
-            candidate: None,
-            scheduled_at: None,
-        },
-        Err(_) if value.is_empty() => Failover {
-            version,
-            leader: None,
-            candidate: None,
-            scheduled_at: None,
-        },
-        Err(_) => {
-            let mut parts = value.split(':').map(str::trim);
-            let nonempty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(String::from);
-            Failover {
-                version,
-                leader: nonempty(parts.next()),
-                candidate: nonempty(parts.next()),
-                scheduled_at: None,
-            }
-        }
-    }
-}
-
-/// `/sync`: `{"leader":..,"quorum":..,"sync_standby":"a,b"}`; anything else is an empty state
-/// at that version.
-fn sync_state(version: String, value: &str) -> SyncState {
-    let empty = SyncState {
-        version: Some(version.clone()),
-        ..SyncState::default()
-    };
-    let Ok(Value::Object(o)) = serde_json::from_str::<Value>(value) else {
-        return empty;
-    };
-    let leader = o
-        .get("leader")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(String::from);
-    let quorum = match o.get("quorum") {
-        Some(Value::Number(n)) => n.as_u64().and_then(|q| u32::try_from(q).ok()).unwrap_or(0),
-        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
-        _ => 0,
-    };
-    SyncState {
-        version: Some(version),
-        quorum: if leader.is_some() { quorum } else { 0 },
-        leader,
-        sync_standby: enc::parse_sync_standby(o.get("sync_standby").and_then(Value::as_str)),
-    }
+    enc::parse_member_data(value).unwrap_or_else(|e| {
+        warnings.push(format!("members/{name}: {e}"));
+        MemberData::default()
+    })
 }
 
 #[cfg(test)]

@@ -196,36 +196,14 @@ pub fn member_from_pod(pod: &PodObject, warnings: &mut Vec<String>) -> Member {
         .get(key::STATUS)
         .map(String::as_str)
         .unwrap_or("");
-    let data = if raw.starts_with("postgres") {
-        legacy_member_data(raw)
-    } else if raw.is_empty() {
+    let data = crate::encoding::parse_member_data(raw).unwrap_or_else(|e| {
+        warnings.push(format!("pod {}/{}: {e}", pod.name, key::STATUS));
         MemberData::default()
-    } else {
-        serde_json::from_str::<MemberData>(raw).unwrap_or_else(|e| {
-            warnings.push(format!("pod {}/{}: {e}", pod.name, key::STATUS));
-            MemberData::default()
-        })
-    };
+    });
     Member {
         name: pod.name.clone(),
         version: pod.resource_version.clone(),
         data,
-    }
-}
-
-/// Very old Patroni wrote the member as a connection URL whose
-/// `application_name` parameter is the API URL.
-fn legacy_member_data(raw: &str) -> MemberData {
-    let (conn_url, query) = raw.split_once('?').unwrap_or((raw, ""));
-    let api_url = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "application_name")
-        .map(|(_, v)| v.to_string());
-    MemberData {
-        conn_url: Some(conn_url.to_string()),
-        api_url,
-        ..Default::default()
     }
 }
 

@@ -11,9 +11,10 @@ use patroni_core::{Cluster, MemberData, SyncState};
 use zookeeper_client as zk;
 
 use super::session::Answer;
-use super::view::{self, Node};
+use super::view::Node;
 use super::{ZookeeperDcs, get};
 use crate::dcs::{Dcs, FailoverRequest, LeaderStatusUpdate, written_sync_state};
+use crate::values::{self, StatusValue};
 use crate::{Result, encoding};
 
 /// Ephemeral znodes (the lock, members): owned by the session.
@@ -241,8 +242,12 @@ impl Dcs for ZookeeperDcs {
             }
         }
         if let Some(lsn) = status.last_lsn.filter(|l| *l > 0) {
-            let value =
-                view::status_value(lsn, status.slots.as_ref(), status.retain_slots.as_deref());
+            let value = StatusValue {
+                optime: lsn,
+                slots: status.slots.clone(),
+                retain_slots: status.retain_slots.clone(),
+            }
+            .encode();
             self.write_if_changed("status", value, false).await;
         }
         if let Some(topology) = &status.failsafe {
@@ -261,8 +266,12 @@ impl Dcs for ZookeeperDcs {
                 .as_ref()
                 .map(|c| c.status.clone())
                 .unwrap_or_default();
-            let retain = (!last.retain_slots.is_empty()).then_some(last.retain_slots.as_slice());
-            let value = view::status_value(lsn, last.slots.as_ref(), retain);
+            let value = StatusValue {
+                optime: lsn,
+                slots: last.slots,
+                retain_slots: (!last.retain_slots.is_empty()).then_some(last.retain_slots),
+            }
+            .encode();
             self.write_if_changed("status", value, false).await;
         }
         let path = self.paths.key("leader");
@@ -386,8 +395,7 @@ impl Dcs for ZookeeperDcs {
         request: FailoverRequest<'_>,
         version: Option<&str>,
     ) -> Result<bool> {
-        let (leader, candidate, scheduled_at) = request.parts();
-        let value = view::failover_value(leader, candidate, scheduled_at);
+        let value = values::failover_value(request);
         Ok(self.set_key("failover", &value, version).await?.is_some())
     }
 
@@ -398,7 +406,7 @@ impl Dcs for ZookeeperDcs {
         quorum: Option<u32>,
         version: Option<&str>,
     ) -> Result<Option<SyncState>> {
-        let value = view::sync_value(leader, sync_standby, quorum);
+        let value = values::sync_value(leader, sync_standby, quorum);
         Ok(self
             .set_key("sync", &value, version)
             .await?

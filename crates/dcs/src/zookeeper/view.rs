@@ -1,6 +1,6 @@
-//! Building the [`Cluster`] view from the znodes read in one pass, and the values Patroni
-//! writes into them: pure functions, so every reading and writing rule is tested without a
-//! server.
+//! Building the [`Cluster`] view from the znodes read in one pass: a pure function, so every
+//! reading rule is tested without a server. The values themselves are read and written by
+//! [`crate::values`] and [`crate::encoding`], shared with the etcd3 backend.
 //!
 //! Reading rules are Patroni's (`ZooKeeper._postgresql_cluster_loader`): `leader` holds the
 //! holder's name, `members/<name>` each member's JSON (or a legacy `postgres://` URL),
@@ -16,12 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use patroni_core::{
-    Cluster, ClusterConfig, Failover, History, Leader, LeaderStatus, Member, MemberData, SyncState,
-};
-use serde_json::Value;
+use patroni_core::{Cluster, ClusterConfig, History, Leader, LeaderStatus, Member, MemberData};
 
-use crate::encoding;
+use crate::{encoding, values};
 
 /// The parts of a znode's `Stat` the view needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,7 +116,7 @@ pub fn build(raw: &RawCluster) -> View {
         member: members.iter().find(|m| m.name == n.data).cloned(),
     });
     let status = match (&raw.status, &raw.legacy_optime) {
-        (Some(n), _) | (None, Some(n)) => status(&n.data, &mut warnings),
+        (Some(n), _) | (None, Some(n)) => values::status(&n.data, &mut warnings),
         (None, None) => LeaderStatus::default(),
     };
     let failsafe = raw.failsafe.as_ref().and_then(|n| {
@@ -135,11 +132,14 @@ pub fn build(raw: &RawCluster) -> View {
             leader,
             status,
             members,
-            failover: raw.failover.as_ref().map(failover),
+            failover: raw
+                .failover
+                .as_ref()
+                .map(|n| values::failover(n.stat.version.to_string(), &n.data)),
             sync: raw
                 .sync
                 .as_ref()
-                .map(|n| sync_state(n, &mut warnings))
+                .map(|n| values::sync_state(n.stat.version.to_string(), &n.data, &mut warnings))
                 .unwrap_or_default(),
             history,
             failsafe,
@@ -149,17 +149,10 @@ pub fn build(raw: &RawCluster) -> View {
 }
 
 fn member(name: &str, node: &Node, warnings: &mut Vec<String>) -> Member {
-    let raw = node.data.as_str();
-    let data = if raw.starts_with("postgres") {
-        legacy_member_data(raw)
-    } else if raw.is_empty() {
+    let data = encoding::parse_member_data(&node.data).unwrap_or_else(|e| {
+        warnings.push(format!("members/{name}: {e}"));
         MemberData::default()
-    } else {
-        serde_json::from_str::<MemberData>(raw).unwrap_or_else(|e| {
-            warnings.push(format!("members/{name}: {e}"));
-            MemberData::default()
-        })
-    };
+    });
     Member {
         name: name.to_string(),
         version: node.stat.version.to_string(),
@@ -167,215 +160,10 @@ fn member(name: &str, node: &Node, warnings: &mut Vec<String>) -> Member {
     }
 }
 
-/// Very old Patroni wrote the member as a connection URL whose `application_name` parameter
-/// is the API URL.
-fn legacy_member_data(raw: &str) -> MemberData {
-    let (conn_url, query) = raw.split_once('?').unwrap_or((raw, ""));
-    let api_url = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "application_name")
-        .map(|(_, v)| v.to_string());
-    MemberData {
-        conn_url: Some(conn_url.to_string()),
-        api_url,
-        ..Default::default()
-    }
-}
-
-/// Patroni's `Status.from_node`: a JSON object, or a bare integer (legacy `optime/leader`).
-fn status(text: &str, warnings: &mut Vec<String>) -> LeaderStatus {
-    let value = match serde_json::from_str::<Value>(text) {
-        Ok(v) => v,
-        Err(e) => {
-            warnings.push(format!("status: {e}"));
-            return LeaderStatus::default();
-        }
-    };
-    let map = match value {
-        Value::Number(n) => {
-            return LeaderStatus {
-                last_lsn: n.as_u64().unwrap_or(0),
-                ..Default::default()
-            };
-        }
-        Value::Object(map) => map,
-        _ => {
-            warnings.push("status: not a JSON object".to_string());
-            return LeaderStatus::default();
-        }
-    };
-    let last_lsn = match map.get("optime") {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-        Some(Value::String(s)) => encoding::parse_optime(Some(s)),
-        _ => 0,
-    };
-    let slots = match map.get("slots") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => encoding::parse_slots(Some(s)).unwrap_or_else(|e| {
-            warnings.push(format!("status/{e}"));
-            None
-        }),
-        Some(v) => serde_json::from_value::<BTreeMap<String, u64>>(v.clone())
-            .map_err(|e| warnings.push(format!("status/slots: {e}")))
-            .ok(),
-    };
-    let retain_slots = match map.get("retain_slots") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => encoding::parse_retain_slots(Some(s)).unwrap_or_else(|e| {
-            warnings.push(format!("status/{e}"));
-            Vec::new()
-        }),
-        Some(v) => serde_json::from_value::<Vec<String>>(v.clone()).unwrap_or_else(|e| {
-            warnings.push(format!("status/retain_slots: {e}"));
-            Vec::new()
-        }),
-    };
-    LeaderStatus {
-        last_lsn,
-        slots,
-        retain_slots,
-    }
-}
-
-/// Patroni's `Failover.from_node`: a JSON object, or the legacy `leader:candidate`.
-fn failover(node: &Node) -> Failover {
-    let version = node.stat.version.to_string();
-    let text = node.data.trim();
-    let empty = || Failover {
-        version: version.clone(),
-        leader: None,
-        candidate: None,
-        scheduled_at: None,
-    };
-    if text.is_empty() {
-        return empty();
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => {
-            let field = |k: &str| map.get(k).and_then(Value::as_str).map(String::from);
-            Failover {
-                version: version.clone(),
-                leader: field("leader"),
-                candidate: field("member"),
-                scheduled_at: field("scheduled_at"),
-            }
-        }
-        Ok(_) => empty(),
-        Err(_) => {
-            let mut parts = text.split(':').map(str::trim);
-            Failover {
-                version: version.clone(),
-                leader: parts.next().map(String::from),
-                candidate: parts.next().map(String::from),
-                scheduled_at: None,
-            }
-        }
-    }
-}
-
-/// Patroni's `SyncState.from_node`: a JSON object; anything else is an empty state.
-fn sync_state(node: &Node, warnings: &mut Vec<String>) -> SyncState {
-    let version = Some(node.stat.version.to_string());
-    let empty = || SyncState {
-        version: version.clone(),
-        ..Default::default()
-    };
-    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&node.data) else {
-        if !node.data.is_empty() {
-            warnings.push("sync: not a JSON object".to_string());
-        }
-        return empty();
-    };
-    let leader = map.get("leader").and_then(Value::as_str).map(String::from);
-    let quorum = match (
-        leader.as_deref().filter(|l| !l.is_empty()),
-        map.get("quorum"),
-    ) {
-        (Some(_), Some(Value::Number(n))) => n.as_u64().and_then(|q| u32::try_from(q).ok()),
-        (Some(_), Some(Value::String(s))) if !s.is_empty() => {
-            encoding::parse_int(s).and_then(|q| u32::try_from(q).ok())
-        }
-        _ => Some(0),
-    };
-    let Some(quorum) = quorum else {
-        warnings.push("sync: quorum is not an integer".to_string());
-        return empty();
-    };
-    let sync_standby = match map.get("sync_standby") {
-        Some(Value::String(s)) => encoding::parse_sync_standby(Some(s)),
-        Some(Value::Array(items)) => {
-            let mut names: Vec<String> = items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect();
-            names.sort();
-            names
-        }
-        _ => Vec::new(),
-    };
-    SyncState {
-        version,
-        leader,
-        sync_standby,
-        quorum,
-    }
-}
-
-/// The `/status` value as Patroni's `write_status` writes it: compact JSON, keys in
-/// Patroni's order (`optime`, `slots`, `retain_slots`), absent ones left out.
-pub fn status_value(
-    last_lsn: u64,
-    slots: Option<&BTreeMap<String, u64>>,
-    retain_slots: Option<&[String]>,
-) -> String {
-    let mut out = format!("{{\"optime\":{last_lsn}");
-    if let Some(slots) = slots.filter(|s| !s.is_empty()) {
-        out.push_str(",\"slots\":");
-        out.push_str(&encoding::compact_json(slots));
-    }
-    if let Some(retain) = retain_slots {
-        out.push_str(",\"retain_slots\":");
-        out.push_str(&encoding::compact_json(retain));
-    }
-    out.push('}');
-    out
-}
-
-/// The `/sync` value as Patroni's `sync_state` builds it: `leader`, `quorum`, `sync_standby`
-/// (sorted, comma-joined; `null` when empty).
-pub fn sync_value(leader: Option<&str>, sync_standby: &[String], quorum: Option<u32>) -> String {
-    let standbys = (!sync_standby.is_empty()).then(|| encoding::format_sync_standby(sync_standby));
-    format!(
-        "{{\"leader\":{},\"quorum\":{},\"sync_standby\":{}}}",
-        encoding::compact_json(&leader),
-        encoding::compact_json(&quorum),
-        encoding::compact_json(&standbys)
-    )
-}
-
-/// The `/failover` value as Patroni's `manual_failover` builds it: only the keys given.
-pub fn failover_value(
-    leader: Option<&str>,
-    candidate: Option<&str>,
-    scheduled_at: Option<&str>,
-) -> String {
-    let mut parts = Vec::new();
-    for (key, value) in [
-        ("leader", leader),
-        ("member", candidate),
-        ("scheduled_at", scheduled_at),
-    ] {
-        if let Some(v) = value {
-            parts.push(format!("\"{key}\":{}", encoding::compact_json(v)));
-        }
-    }
-    format!("{{{}}}", parts.join(","))
-}
-
 #[cfg(test)]
 mod tests {
+    use patroni_core::SyncState;
+
     use super::*;
 
     fn node(data: &str, version: i32, czxid: i64, mzxid: i64, owner: i64) -> Option<Node> {
@@ -513,29 +301,5 @@ mod tests {
             Some("http://h:8008/patroni")
         );
         assert!(c.leader.is_none());
-    }
-
-    /// Values are written byte for byte as Patroni writes them.
-    #[test]
-    fn values_are_written_as_patroni_writes_them() {
-        let slots = BTreeMap::from([("m1".to_string(), 90)]);
-        assert_eq!(
-            status_value(100, Some(&slots), Some(&["m1".into()])),
-            r#"{"optime":100,"slots":{"m1":90},"retain_slots":["m1"]}"#
-        );
-        assert_eq!(
-            status_value(7, Some(&BTreeMap::new()), None),
-            r#"{"optime":7}"#
-        );
-        assert_eq!(
-            sync_value(Some("m0"), &["m2".into(), "m1".into()], Some(1)),
-            r#"{"leader":"m0","quorum":1,"sync_standby":"m1,m2"}"#
-        );
-        assert_eq!(
-            sync_value(None, &[], None),
-            r#"{"leader":null,"quorum":null,"sync_standby":null}"#
-        );
-        assert_eq!(failover_value(Some("m0"), None, None), r#"{"leader":"m0"}"#);
-        assert_eq!(failover_value(None, None, None), "{}");
     }
 }

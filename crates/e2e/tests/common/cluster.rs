@@ -172,6 +172,24 @@ pub async fn wait_for<T>(
     }
 }
 
+/// Member `name` on `host` with configuration `spec` written to a fresh directory of its own
+/// (owned by the postgres user, removed with the member), its agent not started yet.
+fn prepare_member(name: String, host: Host, spec: AgentSpec) -> Member {
+    let dir = tempfile::tempdir().expect("tempdir");
+    chown_to_pg_user(dir.path()).expect("chown");
+    let config = spec.write(host.ip(), dir.path()).expect("write config");
+    let log = dir.path().join("patroni.log");
+    Member {
+        name,
+        host,
+        spec,
+        config,
+        log,
+        agent: None,
+        _dir: dir,
+    }
+}
+
 /// Starts `n` members `m0..` of `scope` on fresh hosts, each running the
 /// agent as postgres with the shipped member Role; `tweak` adjusts each
 /// member's configuration.
@@ -220,23 +238,9 @@ async fn start_members(
         let mut spec = AgentSpec::new(scope, &name, &ns.name, use_endpoints);
         (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
         tweak(&mut spec);
-        let dir = tempfile::tempdir().expect("tempdir");
-        chown_to_pg_user(dir.path()).expect("chown");
-        let config = spec.write(host.ip(), dir.path()).expect("write config");
-        let log = dir.path().join("patroni.log");
-        let agent = Some(
-            host.spawn_agent(&binary, &config, &kubeconfig, &log)
-                .expect("start agent"),
-        );
-        members.push(Member {
-            name,
-            host,
-            spec,
-            config,
-            log,
-            agent,
-            _dir: dir,
-        });
+        let mut member = prepare_member(name, host, spec);
+        start_agent(&mut member, &binary, &kubeconfig);
+        members.push(member);
         if m0_first && i == 0 {
             wait_for(FORM_TIMEOUT, "m0 bootstrapped", &members, || {
                 (writable(&members) == ["m0"]).then_some(())
@@ -269,23 +273,9 @@ fn start_off_kubernetes(
         (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
         dcs(&mut spec);
         tweak(&mut spec);
-        let dir = tempfile::tempdir().expect("tempdir");
-        chown_to_pg_user(dir.path()).expect("chown");
-        let config = spec.write(host.ip(), dir.path()).expect("write config");
-        let log = dir.path().join("patroni.log");
-        let agent = Some(
-            host.spawn_agent(&binary, &config, NO_KUBECONFIG.as_ref(), &log)
-                .expect("start agent"),
-        );
-        members.push(Member {
-            name,
-            host,
-            spec,
-            config,
-            log,
-            agent,
-            _dir: dir,
-        });
+        let mut member = prepare_member(name, host, spec);
+        start_agent(&mut member, &binary, NO_KUBECONFIG.as_ref());
+        members.push(member);
     }
     members
 }
@@ -333,19 +323,7 @@ pub fn prepare_etcd3_member(lab: &Lab, etcd: &str, scope: &str, name: &str) -> M
     let host = lab.host(name).expect("host");
     let mut spec = AgentSpec::new(scope, name, "", false).with_etcd3(&[etcd]);
     (spec.ttl, spec.loop_wait, spec.retry_timeout) = (TTL, LOOP_WAIT, RETRY_TIMEOUT);
-    let dir = tempfile::tempdir().expect("tempdir");
-    chown_to_pg_user(dir.path()).expect("chown");
-    let config = spec.write(host.ip(), dir.path()).expect("write config");
-    let log = dir.path().join("patroni.log");
-    Member {
-        name: name.to_string(),
-        host,
-        spec,
-        config,
-        log,
-        agent: None,
-        _dir: dir,
-    }
+    prepare_member(name.to_string(), host, spec)
 }
 
 /// SIGKILL to every process on `m`'s host (agent and postmaster), reaping the agent.
@@ -363,10 +341,15 @@ pub fn kill_member(m: &mut Member) {
 
 /// Restarts `m`'s agent with its configuration.
 pub fn restart_member(m: &mut Member, kubeconfig: &std::path::Path) {
+    start_agent(m, &super::agent_binary(), kubeconfig);
+}
+
+/// Starts agent `binary` for `m` with its configuration and `kubeconfig` (reaped by [`stop_all`] or [`kill_member`]).
+fn start_agent(m: &mut Member, binary: &std::path::Path, kubeconfig: &std::path::Path) {
     let agent = m
         .host
-        .spawn_agent(&super::agent_binary(), &m.config, kubeconfig, &m.log)
-        .expect("restart agent");
+        .spawn_agent(binary, &m.config, kubeconfig, &m.log)
+        .expect("start agent");
     m.agent = Some(agent);
 }
 

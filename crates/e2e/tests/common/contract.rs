@@ -1,35 +1,50 @@
 //! The DCS contract: what every backend must do, checked only through the [`Dcs`] trait and
-//! the views it returns, so the same functions run against Kubernetes and etcd3. A backend's
-//! test file supplies a [`Backend`] (a factory of member handles on one fresh cluster) and
-//! checks its own storage format separately.
+//! the views it returns, so the same functions run against Kubernetes (t30), etcd3 (t36) and
+//! ZooKeeper (t34). A backend's test file supplies a [`Backend`] (a factory of member handles
+//! on one fresh cluster, plus the few [`Traits`] in which backends legitimately differ, as
+//! Patroni's own backends do) and checks its own storage format separately.
 //!
 //! Each function is one property; they read like the specification:
 //! - [`lock_race_renew_release_expiry`]: contenders race and exactly one wins each round; only
 //!   the holder renews and releases; a release frees the lock at once, silence after `ttl`.
 //! - [`leader_and_config_changes_wake_members`]: the watch wakes the loop on the lock changing
-//!   hands, on someone else's renewal (not one's own) and on configuration changes.
+//!   hands or being released, on someone else's renewal (not one's own, where a renewal is a
+//!   write at all) and on configuration changes; member data wakes nobody.
 //! - [`a_race_from_an_old_view_never_takes_a_newer_lock`]: issue #11.
 //! - [`compare_and_set_on_config_failover_sync_and_initialize`]: writes conditional on a
-//!   version lose once someone else wrote; the bootstrap race has one winner.
+//!   version lose once someone else wrote; the bootstrap race has one winner; the cluster
+//!   can be deleted.
 //! - [`an_unreachable_store_is_classified_unreachable`]: a store that stops answering is
 //!   [`Error::is_unreachable`](patroni_dcs::Error::is_unreachable) within `retry_timeout`, and
 //!   works again once it answers.
 
+mod cas;
+
 use std::future::Future;
 use std::time::Duration;
 
+#[allow(
+    unused_imports,
+    reason = "used by the backends' test files, not every test binary"
+)]
+pub use cas::compare_and_set_on_config_failover_sync_and_initialize;
 use futures::future::join_all;
-use patroni_core::MemberData;
-use patroni_dcs::{Dcs, FailoverRequest, LeaderStatusUpdate};
+use patroni_core::{Cluster, MemberData};
+use patroni_dcs::{Dcs, LeaderStatusUpdate};
 use patroni_testlab::wait_until;
 
 /// How many lock rounds [`lock_race_renew_release_expiry`] plays (even: release, odd: expiry).
 pub const ROUNDS: usize = 4;
 
+/// How many half-ttl renewals [`a_race_from_an_old_view_never_takes_a_newer_lock`] watches.
+const STALE_VIEW_RENEWALS: usize = 8;
+
 /// A factory of member handles on one cluster of one backend.
 pub trait Backend {
     /// The backend's DCS handle.
     type D: Dcs;
+    /// Where this backend differs from the others.
+    const TRAITS: Traits;
     /// A handle for member `name`, whose lock writes promise `ttl`; `retry_timeout` is the
     /// budget of one operation.
     fn member(
@@ -38,6 +53,41 @@ pub trait Backend {
         ttl: Duration,
         retry_timeout: Duration,
     ) -> impl Future<Output = Self::D>;
+    /// Makes member `name` silent (`true`): nothing keeps its lock alive any more, as with a
+    /// frozen or partitioned holder; `false` lets it be heard again. Where a lock lives only
+    /// as long as its holder renews it (Kubernetes, etcd3), a holder that stops renewing is
+    /// silent already: nothing to do. ZooKeeper's client keeps the session, and so the lock,
+    /// alive by itself: its backend cuts the member's connection.
+    fn silence(&self, name: &str, silent: bool) {
+        let _ = (name, silent);
+    }
+}
+
+/// The ways backends legitimately differ (each as Patroni's backend of the same store does).
+/// The contract checks both sides of each: a backend says which side it is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Traits {
+    /// Views come from a watched cache, so another member's write shows in a view only after
+    /// a moment (Kubernetes). `false`: each view reads the store (etcd3, ZooKeeper), and the
+    /// contract expects every write in the very next view.
+    pub cached_views: bool,
+    /// The holder's renewal is a write the others watch, so it wakes them (Kubernetes: the
+    /// leader object; etcd3: `/status`). `false`: the session keeps the lock and a renewal
+    /// changes nothing the others watch (ZooKeeper).
+    pub renewal_wakes_others: bool,
+    /// The lock goes with the holder's session: once it expired, the former holder cannot
+    /// renew it (ZooKeeper's ephemeral znode). `false`: a former holder's renewal may take a
+    /// lock nobody else took since (Kubernetes: the record still names it; etcd3: the renewal
+    /// re-creates the free key, as Patroni's `_update_leader` does), so the contract does not
+    /// try it.
+    pub lock_goes_with_session: bool,
+    /// The configuration's `modify_version` is its version (Kubernetes' `resourceVersion`,
+    /// etcd3's `mod_revision`). `false`: they differ (ZooKeeper: the znode's version and its
+    /// `mzxid`, as Patroni).
+    pub config_modify_version_is_version: bool,
+    /// `delete_cluster` removes the members' records too (etcd3, ZooKeeper: everything under
+    /// the prefix). `false`: members outlive it (Kubernetes: they are pods).
+    pub delete_cluster_removes_members: bool,
 }
 
 /// Renewal carrying a WAL position only.
@@ -66,7 +116,7 @@ pub async fn wait_view<D: Dcs>(
     node: &D,
     timeout: Duration,
     what: &str,
-    check: impl Fn(&patroni_core::Cluster) -> bool,
+    check: impl Fn(&Cluster) -> bool,
 ) {
     wait_until(timeout, what.to_string(), || async {
         let v = node.get_cluster().await.ok()?;
@@ -76,9 +126,65 @@ pub async fn wait_view<D: Dcs>(
     .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
+/// Checks that `node`'s view satisfies `check`: in the very next view where views read the
+/// store, within `timeout` where they come from a watched cache ([`Traits::cached_views`]).
+pub async fn expect_view<B: Backend>(
+    node: &B::D,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&Cluster) -> bool,
+) {
+    if B::TRAITS.cached_views {
+        wait_view(node, timeout, what, check).await;
+    } else {
+        let v = node.get_cluster().await.expect("view");
+        assert!(check(&v), "{what}: {v:?}");
+    }
+}
+
+/// One round of the race for a free lock: every contender reads its view (which must show
+/// the lock free), then all race at once from what they saw. Returns the index of the one
+/// winner; fails unless there is exactly one.
+pub async fn race<D: Dcs>(round: usize, contenders: &[(&str, &D)]) -> usize {
+    let mut seen = Vec::new();
+    for (name, d) in contenders {
+        let view = d.get_cluster().await.expect("view");
+        assert!(
+            !view.is_locked(),
+            "round {round}: {name} sees the lock held by {:?}",
+            view.leader_name()
+        );
+        seen.push(view.leader.map(|l| l.version));
+    }
+    let results = join_all(
+        contenders
+            .iter()
+            .zip(&seen)
+            .map(|((_, d), v)| d.attempt_to_acquire_leader(v.as_deref())),
+    )
+    .await;
+    let winners: Vec<&str> = contenders
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| *r.as_ref().expect("no DCS error"))
+        .map(|((name, _), _)| *name)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "round {round}: exactly one winner: {winners:?}"
+    );
+    contenders
+        .iter()
+        .position(|(name, _)| *name == winners[0])
+        .expect("the winner is a contender")
+}
+
 /// Contenders race and exactly one wins each round; the winner renews (publishing its WAL
 /// position), the others can neither renew nor release; a release frees the lock at once
-/// (recording the last position), a silent holder's lock expires after `ttl`, not before.
+/// (recording the last position); a silent holder's lock expires after `ttl`, not before,
+/// and the former holder, heard again, sees it free (and, where the lock went with its
+/// session, cannot renew it).
 pub async fn lock_race_renew_release_expiry<B: Backend>(backend: &B, ttl: Duration) {
     let retry = Duration::from_secs(4);
     let mut contenders = Vec::new();
@@ -86,44 +192,92 @@ pub async fn lock_race_renew_release_expiry<B: Backend>(backend: &B, ttl: Durati
         let name = format!("m{i}");
         contenders.push((name.clone(), backend.member(&name, ttl, retry).await));
     }
+    let refs: Vec<(&str, &B::D)> = contenders.iter().map(|(n, d)| (n.as_str(), d)).collect();
     for round in 0..ROUNDS {
         tracing::info!("--- round {round}: everyone races for the free lock");
-        let mut seen = Vec::new();
-        for (name, d) in &contenders {
-            let view = d.get_cluster().await.expect("view");
-            assert!(
-                !view.is_locked(),
-                "round {round}: {name} sees {:?}",
-                view.leader_name()
-            );
-            seen.push(view.leader.map(|l| l.version));
-        }
-        let results = join_all(
-            contenders
-                .iter()
-                .zip(&seen)
-                .map(|((_, d), v)| d.attempt_to_acquire_leader(v.as_deref())),
-        )
-        .await;
-        let winners: Vec<usize> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| *r.as_ref().expect("no DCS error"))
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: exactly one winner: {winners:?}"
-        );
-        let (winner, w) = &contenders[winners[0]];
+        let (winner, w) = refs[race(round, &refs).await];
+        let others = || refs.iter().filter(|(n, _)| *n != winner);
 
         tracing::info!("--- round {round}: the winner renews, the others cannot");
-        for (_, d) in &contenders {
+        for (_, d) in &refs {
             d.get_cluster().await.expect("view");
         }
         let lsn = 1000 + round as u64;
-        // A backend whose views come from a watched cache renews once its view shows the lock.
+        renew::<B>(w, lsn).await;
+        for (name, d) in others() {
+            expect_view::<B>(d, Duration::from_secs(5), "others see the holder", |v| {
+                v.leader_name() == Some(winner)
+            })
+            .await;
+            assert!(
+                !d.update_leader(&optime(1)).await.expect("renew"),
+                "{name} must not renew"
+            );
+            assert!(
+                !d.delete_leader(None).await.expect("release"),
+                "{name} must not release"
+            );
+        }
+        expect_view::<B>(
+            w,
+            Duration::from_secs(5),
+            "the renewal published the position",
+            |v| v.leader_name() == Some(winner) && v.status.last_lsn == lsn,
+        )
+        .await;
+
+        if round % 2 == 0 {
+            tracing::info!("--- round {round}: voluntary release frees the lock at once");
+            assert!(w.delete_leader(Some(2000 + lsn)).await.expect("release"));
+            for (_, d) in &refs {
+                let what = "the released lock is free, the release recorded the position";
+                expect_view::<B>(d, Duration::from_secs(5), what, |v| {
+                    !v.is_locked() && v.status.last_lsn == 2000 + lsn
+                })
+                .await;
+            }
+        } else {
+            tracing::info!("--- round {round}: the holder goes silent; the lock expires after ttl");
+            backend.silence(winner, true);
+            let start = tokio::time::Instant::now();
+            for (name, d) in others() {
+                assert!(
+                    d.get_cluster().await.expect("view").is_locked(),
+                    "{name}: still held"
+                );
+            }
+            for (name, d) in others() {
+                wait_view(*d, ttl * 4, &format!("{name} sees expiry"), |v| {
+                    !v.is_locked()
+                })
+                .await;
+            }
+            assert!(
+                start.elapsed() >= ttl - Duration::from_millis(500),
+                "expired too early: {:?}",
+                start.elapsed()
+            );
+            tracing::info!("--- round {round}: the former holder is heard again, without the lock");
+            backend.silence(winner, false);
+            // Its own clock started when it last saw its renewal: it waits out a ttl too.
+            wait_view(w, ttl * 4, "the former holder sees expiry", |v| {
+                !v.is_locked()
+            })
+            .await;
+            if B::TRAITS.lock_goes_with_session {
+                assert!(
+                    !w.update_leader(&optime(1)).await.expect("renew"),
+                    "the lock went with the session"
+                );
+            }
+        }
+    }
+}
+
+/// The holder renews publishing `lsn`: at once where views read the store, once its view
+/// shows the lock where they come from a watched cache.
+async fn renew<B: Backend>(w: &B::D, lsn: u64) {
+    if B::TRAITS.cached_views {
         wait_until(
             Duration::from_secs(5),
             "the holder renews".into(),
@@ -136,64 +290,38 @@ pub async fn lock_race_renew_release_expiry<B: Backend>(backend: &B, ttl: Durati
         )
         .await
         .expect("the holder renews");
-        for (name, d) in contenders.iter().filter(|(n, _)| n != winner) {
-            wait_view(d, Duration::from_secs(5), "others see the holder", |v| {
-                v.leader_name() == Some(winner.as_str())
-            })
-            .await;
-            assert!(
-                !d.update_leader(&optime(1)).await.expect("renew"),
-                "{name} must not renew"
-            );
-            assert!(
-                !d.delete_leader(None).await.expect("release"),
-                "{name} must not release"
-            );
-        }
-        wait_view(
-            w,
-            Duration::from_secs(5),
-            "the renewal published the position",
-            |v| v.leader_name() == Some(winner.as_str()) && v.status.last_lsn == lsn,
-        )
-        .await;
-
-        if round % 2 == 0 {
-            tracing::info!("--- round {round}: voluntary release frees the lock at once");
-            assert!(w.delete_leader(Some(2000 + lsn)).await.expect("release"));
-            for (_, d) in &contenders {
-                let what = "the released lock is free, the release recorded the position";
-                wait_view(d, Duration::from_secs(5), what, |v| {
-                    !v.is_locked() && v.status.last_lsn == 2000 + lsn
-                })
-                .await;
-            }
-        } else {
-            tracing::info!("--- round {round}: the holder goes silent; the lock expires after ttl");
-            let start = tokio::time::Instant::now();
-            for (name, d) in contenders.iter().filter(|(n, _)| n != winner) {
-                assert!(
-                    d.get_cluster().await.expect("view").is_locked(),
-                    "{name}: still held"
-                );
-            }
-            for (name, d) in &contenders {
-                wait_view(d, ttl * 4, &format!("{name} sees expiry"), |v| {
-                    !v.is_locked()
-                })
-                .await;
-            }
-            assert!(
-                start.elapsed() >= ttl - Duration::from_millis(500),
-                "expired too early: {:?}",
-                start.elapsed()
-            );
-        }
+    } else {
+        assert!(
+            w.update_leader(&optime(lsn)).await.expect("renew"),
+            "the holder renews"
+        );
     }
 }
 
-/// The watch wakes a member when the lock changes hands, when someone else renews (the
-/// holder's own renewal does not wake the holder), and when the configuration changes.
+/// Drains the wake-ups already pending on `node`.
+async fn settle<D: Dcs>(node: &D) {
+    while node.watch(Duration::from_millis(300)).await {}
+}
+
+/// Watches `node` while `act` runs (200 ms after the watch started) and checks that the
+/// watch woke within 5 s; returns `act`'s output.
+async fn wakes_at_once<D: Dcs, T>(node: &D, act: impl Future<Output = T>) -> T {
+    let start = tokio::time::Instant::now();
+    let (woke, out) = tokio::join!(node.watch(Duration::from_secs(30)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        act.await
+    });
+    assert!(
+        woke && start.elapsed() < Duration::from_secs(5),
+        "woke={woke} after {:?}",
+        start.elapsed()
+    );
+    out
+}
+
+/// The watch wakes a member when the lock changes hands or is released, when someone else
+/// renews (where a renewal is a watched write; the holder's own renewal does not wake the
+/// holder), and when the configuration changes; a member's data changing wakes nobody.
 pub async fn leader_and_config_changes_wake_members<B: Backend>(backend: &B) {
     let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(4));
     let m0 = backend.member("m0", ttl, retry).await;
@@ -205,52 +333,51 @@ pub async fn leader_and_config_changes_wake_members<B: Backend>(backend: &B) {
             .await
             .expect("config")
     );
-    // Let the config creation's own event pass before watching.
-    while m1.watch(Duration::from_millis(300)).await {}
-    let long = Duration::from_secs(30);
+    // Let the session's and the config creation's own events pass before watching.
+    settle(&m1).await;
     {
         tracing::info!("--- the lock changing hands wakes the other member at once");
-        let start = tokio::time::Instant::now();
-        let (woke, acquired) = tokio::join!(m1.watch(long), async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            acquire(&m0).await
-        });
-        assert!(acquired);
-        assert!(
-            woke && start.elapsed() < Duration::from_secs(5),
-            "woke={woke} after {:?}",
-            start.elapsed()
-        );
+        assert!(wakes_at_once(&m1, acquire(&m0)).await);
     }
-    {
+    if B::TRAITS.renewal_wakes_others {
         tracing::info!("--- someone else's renewal wakes a member; one's own renewal does not");
         m0.get_cluster().await.expect("view");
         m1.get_cluster().await.expect("view");
-        while m0.watch(Duration::from_millis(300)).await {}
-        while m1.watch(Duration::from_millis(300)).await {}
-        let (own, other, renewed) =
-            tokio::join!(m0.watch(Duration::from_secs(2)), m1.watch(long), async {
+        settle(&m0).await;
+        settle(&m1).await;
+        let (own, other, renewed) = tokio::join!(
+            m0.watch(Duration::from_secs(2)),
+            m1.watch(Duration::from_secs(30)),
+            async {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 m0.update_leader(&optime(5)).await
-            });
+            }
+        );
         assert!(renewed.expect("renew"));
         assert!(other, "the replica wakes on the leader's renewal");
         assert!(!own, "the holder is not woken by its own renewal");
     }
     {
+        tracing::info!("--- the lock being released wakes the other member at once");
+        m0.get_cluster().await.expect("view");
+        settle(&m1).await;
+        let released = wakes_at_once(&m1, m0.delete_leader(None)).await;
+        assert!(released.expect("release"));
+    }
+    {
         tracing::info!("--- a configuration change wakes members");
-        while m1.watch(Duration::from_millis(300)).await {}
-        let start = tokio::time::Instant::now();
-        let (woke, set) = tokio::join!(m1.watch(long), async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            m0.set_config_value(r#"{"ttl":40}"#, None).await
-        });
+        settle(&m1).await;
+        let set = wakes_at_once(&m1, m0.set_config_value(r#"{"ttl":40}"#, None)).await;
         assert!(set.expect("config"));
-        assert!(
-            woke && start.elapsed() < Duration::from_secs(5),
-            "woke={woke} after {:?}",
-            start.elapsed()
-        );
+    }
+    {
+        tracing::info!("--- a member's own data changing wakes nobody");
+        settle(&m1).await;
+        let (woke, touched) = tokio::join!(m1.watch(Duration::from_secs(2)), async {
+            m0.touch_member(&MemberData::default()).await
+        });
+        assert!(touched.expect("touch"));
+        assert!(!woke, "member data is not a change the loop waits for");
     }
 }
 
@@ -290,7 +417,7 @@ pub async fn a_race_from_an_old_view_never_takes_a_newer_lock<B: Backend>(
     }
     {
         tracing::info!("--- m0 keeps renewing: m1's view never shows the lock free");
-        for _ in 0..6 {
+        for _ in 0..STALE_VIEW_RENEWALS {
             tokio::time::sleep(ttl / 2).await;
             m0.get_cluster().await.expect("view");
             assert!(
@@ -301,196 +428,6 @@ pub async fn a_race_from_an_old_view_never_takes_a_newer_lock<B: Backend>(
             let view = m1.get_cluster().await.expect("view");
             assert_eq!(view.leader_name(), Some("m0"));
         }
-    }
-}
-
-/// Writes conditional on a version lose once someone else wrote (config, failover, sync);
-/// the bootstrap race has exactly one winner; history and member data read back. Reads of
-/// another member's writes wait for them (a backend may serve views from a watched cache).
-pub async fn compare_and_set_on_config_failover_sync_and_initialize<B: Backend>(backend: &B) {
-    let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(4));
-    let m0 = backend.member("m0", ttl, retry).await;
-    let m1 = backend.member("m1", ttl, retry).await;
-    let soon = Duration::from_secs(10);
-    {
-        tracing::info!("--- the bootstrap race: one winner, then the system id");
-        m0.get_cluster().await.expect("view");
-        m1.get_cluster().await.expect("view");
-        let (a, b) = tokio::join!(m0.initialize(""), m1.initialize(""));
-        let won = [a.expect("initialize"), b.expect("initialize")];
-        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
-        let winner = if won[0] { &m0 } else { &m1 };
-        wait_view(winner, soon, "the claim", |v| v.initialize.is_some()).await;
-        assert!(
-            winner
-                .initialize("7345678901234567890")
-                .await
-                .expect("sysid")
-        );
-        wait_view(&m0, soon, "the system id", |v| {
-            v.initialize.as_deref() == Some("7345678901234567890")
-        })
-        .await;
-        assert!(m0.cancel_initialization().await.expect("cancel"));
-        wait_view(&m1, soon, "no initialize key", |v| v.initialize.is_none()).await;
-    }
-    {
-        tracing::info!("--- config: a write at a stale version loses");
-        assert!(
-            m0.set_config_value(r#"{"ttl":30}"#, None)
-                .await
-                .expect("config")
-        );
-        let ttl_is = |n: i64| {
-            move |v: &patroni_core::Cluster| {
-                v.config
-                    .as_ref()
-                    .is_some_and(|c| c.data.get("ttl") == Some(&serde_json::json!(n)))
-            }
-        };
-        wait_view(&m1, soon, "config ttl 30", ttl_is(30)).await;
-        let v1 = m1
-            .get_cluster()
-            .await
-            .expect("view")
-            .config
-            .expect("config")
-            .version;
-        assert!(
-            m0.set_config_value(r#"{"ttl":31}"#, Some(&v1))
-                .await
-                .expect("config")
-        );
-        assert!(
-            !m1.set_config_value(r#"{"ttl":32}"#, Some(&v1))
-                .await
-                .expect("config")
-        );
-        wait_view(&m1, soon, "config ttl 31", ttl_is(31)).await;
-        let c = m1
-            .get_cluster()
-            .await
-            .expect("view")
-            .config
-            .expect("config");
-        assert_eq!(c.modify_version.as_deref(), Some(c.version.as_str()));
-    }
-    {
-        tracing::info!("--- failover: a request, a stale clear loses, a current clear wins");
-        let request = FailoverRequest::Request {
-            leader: Some("m0"),
-            candidate: Some("m1"),
-            scheduled_at: None,
-        };
-        assert!(m1.manual_failover(request, None).await.expect("failover"));
-        wait_view(&m0, soon, "the switchover request", |v| {
-            v.failover.as_ref().is_some_and(|f| {
-                f.leader.as_deref() == Some("m0") && f.candidate.as_deref() == Some("m1")
-            })
-        })
-        .await;
-        let f = m0
-            .get_cluster()
-            .await
-            .expect("view")
-            .failover
-            .expect("failover");
-        assert!(f.is_requested());
-        let at = "2030-01-01T00:00:00+00:00";
-        let request = FailoverRequest::Request {
-            leader: None,
-            candidate: Some("m0"),
-            scheduled_at: Some(at),
-        };
-        assert!(
-            m1.manual_failover(request, Some(&f.version))
-                .await
-                .expect("failover")
-        );
-        assert!(
-            !m0.manual_failover(FailoverRequest::Clear, Some(&f.version))
-                .await
-                .expect("failover"),
-            "a clear at the old version loses"
-        );
-        wait_view(&m0, soon, "the scheduled request", |v| {
-            v.failover
-                .as_ref()
-                .is_some_and(|f| f.scheduled_at.as_deref() == Some(at))
-        })
-        .await;
-        let f = m0
-            .get_cluster()
-            .await
-            .expect("view")
-            .failover
-            .expect("failover");
-        assert!(
-            m0.manual_failover(FailoverRequest::Clear, Some(&f.version))
-                .await
-                .expect("failover")
-        );
-        wait_view(&m1, soon, "no request", |v| {
-            !v.failover.as_ref().is_some_and(|f| f.is_requested())
-        })
-        .await;
-    }
-    {
-        tracing::info!("--- sync: written at a version, a stale write and delete lose");
-        let s = m0
-            .write_sync_state(Some("m0"), &["m1".into()], None, None)
-            .await
-            .expect("sync")
-            .expect("written");
-        let version = s.version.clone().expect("version");
-        wait_view(&m1, soon, "the sync state", |v| {
-            v.sync.version.as_deref() == Some(&version)
-        })
-        .await;
-        let read = m1.get_cluster().await.expect("view").sync;
-        assert_eq!(
-            (read.leader.as_deref(), read.sync_standby),
-            (Some("m0"), vec!["m1".to_string()])
-        );
-        let s2 = m0
-            .write_sync_state(Some("m0"), &["m1".into()], Some(1), Some(&version))
-            .await
-            .expect("sync")
-            .expect("written");
-        assert!(
-            m1.write_sync_state(Some("m1"), &[], None, Some(&version))
-                .await
-                .expect("sync")
-                .is_none()
-        );
-        assert!(!m1.delete_sync_state(Some(&version)).await.expect("delete"));
-        let v2 = s2.version.clone().expect("version");
-        wait_view(&m1, soon, "quorum 1", |v| {
-            v.sync.version.as_deref() == Some(&v2) && v.sync.quorum == 1
-        })
-        .await;
-        assert!(m1.delete_sync_state(Some(&v2)).await.expect("delete"));
-        wait_view(&m0, soon, "no sync leader", |v| v.sync.leader.is_none()).await;
-    }
-    {
-        tracing::info!("--- history and member data read back");
-        let history =
-            r#"[[1,50331808,"no recovery target specified","2025-01-01T00:00:00+00:00","m0"]]"#;
-        assert!(m0.set_history_value(history).await.expect("history"));
-        let data = MemberData {
-            conn_url: Some("postgres://10.0.0.1:5432/postgres".into()),
-            api_url: Some("http://10.0.0.1:8008/patroni".into()),
-            state: Some("running".into()),
-            role: Some("replica".into()),
-            ..MemberData::default()
-        };
-        m1.get_cluster().await.expect("view");
-        assert!(m1.touch_member(&data).await.expect("touch"));
-        wait_view(&m0, soon, "history and m1's data", |v| {
-            v.history.as_ref().is_some_and(|h| h.lines.len() == 1)
-                && v.members.iter().any(|m| m.name == "m1" && m.data == data)
-        })
-        .await;
     }
 }
 

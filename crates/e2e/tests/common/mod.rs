@@ -4,6 +4,8 @@
 pub mod cluster;
 pub mod contract;
 pub mod node;
+pub mod scenario;
+pub mod zookeeper;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -78,18 +80,8 @@ pub async fn member_pods(lab: &Lab, ns: &TestNamespace, scope: &str, n: usize) -
 }
 
 /// Reads `node`'s view and races for the lock from it (the leader version it saw).
-#[allow(dead_code)]
-pub async fn acquire(node: &KubernetesDcs) -> bool {
-    let seen = node
-        .get_cluster()
-        .await
-        .expect("view")
-        .leader
-        .map(|l| l.version);
-    node.attempt_to_acquire_leader(seen.as_deref())
-        .await
-        .expect("acquire")
-}
+#[allow(unused_imports, reason = "not every test binary races for the lock")]
+pub use contract::acquire;
 
 /// Waits until `node`'s view shows `name` holding the lock.
 #[allow(dead_code)]
@@ -242,6 +234,36 @@ pub fn agent_binary() -> PathBuf {
             .join("debug/patroni")
             .canonicalize()
             .expect("the patroni binary exists")
+    })
+    .clone()
+}
+
+/// Our `patronictl` binary, built once per test process.
+pub fn ctl_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "patroni-ctl",
+                "--bin",
+                "patronictl",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p patroni-ctl failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+            });
+        target
+            .join("debug/patronictl")
+            .canonicalize()
+            .expect("the patronictl binary exists")
     })
     .clone()
 }
