@@ -3,17 +3,20 @@
 //! `docs/benchmarks.md`.
 //!
 //! The bench starts a lab (control plane + hosts) in a temporary directory,
-//! three member hosts running the release build of the agent as the
-//! restricted static-token user `testenv-user-00`, and one extra `client`
-//! host from which every SQL write, REST call and probe is made (traffic
-//! stays on the lab's addresses). Each run measures, in order: an idle
-//! window (RSS, CPU, API requests), a `kill -9` failover, a REST switchover
-//! and a SIGTERM drain, restoring three healthy members between steps.
-//! Everything is stopped by pid when the bench ends (hosts, then the lab).
+//! the DCS (`--dcs`: the lab's API server, where the agents run as the
+//! restricted static-token user `testenv-user-00`; or a real etcd or
+//! ZooKeeper on a host of its own, see `store`), three member hosts running
+//! the release build of the agent, and one extra `client` host from which
+//! every SQL write, REST call and probe is made (traffic stays on the lab's
+//! addresses). Each run measures, in order: an idle window (RSS, CPU, DCS
+//! requests), a `kill -9` failover, a REST switchover and a SIGTERM drain,
+//! restoring three healthy members between steps. Everything is stopped by
+//! pid when the bench ends (hosts, the store, then the lab).
 
 mod durability;
 mod measure;
 mod report;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use patroni_testlab::{AgentSpec, Host, Lab, chown_to_pg_user};
+use store::{DcsKind, Store};
 
 /// `bench`.
 #[derive(Debug, Args)]
@@ -29,7 +33,11 @@ pub struct BenchArgs {
     /// Measurements of each kind.
     #[arg(long, default_value_t = 5)]
     runs: u32,
-    /// Keep the cluster state in Endpoints instead of ConfigMaps.
+    /// Where the cluster keeps its state: the lab's Kubernetes API server, or a real etcd
+    /// (v3 API) or ZooKeeper started on a lab host of its own.
+    #[arg(long, value_enum, default_value_t = DcsKind::Kubernetes)]
+    dcs: DcsKind,
+    /// Keep the cluster state in Endpoints instead of ConfigMaps (Kubernetes only).
     #[arg(long)]
     use_endpoints: bool,
     /// Length of the idle window (CPU, API requests), in seconds.
@@ -72,6 +80,7 @@ pub(crate) struct Cluster {
     pub client: Host,
     pub spec: AgentSpec,
     binary: PathBuf,
+    /// The agents' `KUBECONFIG` (`/dev/null` off Kubernetes).
     kubeconfig: PathBuf,
     pub ttl: u32,
     /// Restarted members that had to be reinitialized to rejoin.
@@ -81,6 +90,12 @@ pub(crate) struct Cluster {
 pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    if args.use_endpoints && args.dcs != DcsKind::Kubernetes {
+        bail!(
+            "--use-endpoints is a Kubernetes mode; not with --dcs {}",
+            args.dcs.arg()
+        );
     }
     let binary = match &args.binary {
         Some(path) => path
@@ -112,6 +127,7 @@ fn write_report(args: &BenchArgs, results: &report::Results, runs: u32) -> anyho
 fn args_summary(args: &BenchArgs, runs: u32) -> report::Settings {
     report::Settings {
         runs,
+        dcs: args.dcs,
         use_endpoints: args.use_endpoints,
         idle_secs: args.idle_secs,
         binary: args.binary.clone(),
@@ -120,8 +136,8 @@ fn args_summary(args: &BenchArgs, runs: u32) -> report::Settings {
 
 fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
-    let mut cluster = runtime.block_on(start_cluster(lab, binary, args.use_endpoints))?;
-    let flow_schema = runtime.block_on(measure::api_flow_schema(lab));
+    let store = runtime.block_on(Store::start(args.dcs, lab))?;
+    let mut cluster = runtime.block_on(start_cluster(lab, &store, binary, args.use_endpoints))?;
     let result = (|| {
         println!("bench: waiting for a leader and two streaming replicas …");
         let leader = cluster.wait_healthy()?;
@@ -132,7 +148,9 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             )
             .context("create the write table on the leader")?;
         let mut results = report::Results {
-            kubernetes: lab.controlplane().version.clone(),
+            store: store.describe(lab),
+            requests_label: store.requests_label(),
+            requests_how: store.requests_how(),
             ttl: cluster.ttl,
             loop_wait: cluster.spec.loop_wait,
             retry_timeout: cluster.spec.retry_timeout,
@@ -140,9 +158,9 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         };
         for run in 1..=args.runs {
             println!("bench: === run {run}/{}", args.runs);
-            let idle = measure::idle(&mut cluster, lab, &flow_schema, args.idle_secs)?;
+            let idle = measure::idle(&mut cluster, lab, &store, args.idle_secs)?;
             println!(
-                "bench: idle: RSS {:?} kB, CPU {:?} %, {:?} API requests/min",
+                "bench: idle: RSS {:?} kB, CPU {:?} %, {:?} DCS requests/min",
                 idle.rss_kb, idle.cpu_pct, idle.api_per_min
             );
             results.rss_kb.extend(idle.rss_kb);
@@ -191,16 +209,31 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     cluster.stop();
+    drop(store);
     result
 }
 
-async fn start_cluster(lab: &Lab, binary: &Path, use_endpoints: bool) -> anyhow::Result<Cluster> {
-    let ns = lab.namespace("bench").await.context("namespace")?;
-    let kubeconfig = lab
-        .member_kubeconfig(&ns.name, use_endpoints, true, 0)
-        .await
-        .context("member identity")?;
-    chown_to_pg_user(&kubeconfig)?;
+/// The `KUBECONFIG` of agents whose DCS is not Kubernetes: nothing.
+const NO_KUBECONFIG: &str = "/dev/null";
+
+async fn start_cluster(
+    lab: &Lab,
+    store: &Store,
+    binary: &Path,
+    use_endpoints: bool,
+) -> anyhow::Result<Cluster> {
+    let kube = match store {
+        Store::Kubernetes { .. } => {
+            let ns = lab.namespace("bench").await.context("namespace")?;
+            let kubeconfig = lab
+                .member_kubeconfig(&ns.name, use_endpoints, true, 0)
+                .await
+                .context("member identity")?;
+            chown_to_pg_user(&kubeconfig)?;
+            Some((ns, kubeconfig))
+        }
+        _ => None,
+    };
     let members_dir = lab.info().dir.join("members");
     std::fs::create_dir_all(&members_dir)?;
     chown_to_pg_user(&members_dir)?;
@@ -209,11 +242,29 @@ async fn start_cluster(lab: &Lab, binary: &Path, use_endpoints: bool) -> anyhow:
     let mut spec = None;
     for i in 0..3 {
         let name = format!("member-{i}");
-        let s = AgentSpec::new(SCOPE, &name, &ns.name, use_endpoints);
         let dir = members_dir.join(&name);
-        let (host, agent) = lab
-            .start_agent_member(&ns.client, &s, binary, &kubeconfig, &dir)
-            .await?;
+        let (s, host, agent) = match &kube {
+            Some((ns, kubeconfig)) => {
+                let s = AgentSpec::new(SCOPE, &name, &ns.name, use_endpoints);
+                let (host, agent) = lab
+                    .start_agent_member(&ns.client, &s, binary, kubeconfig, &dir)
+                    .await?;
+                (s, host, agent)
+            }
+            None => {
+                let mut s = AgentSpec::new(SCOPE, &name, "", false);
+                store.configure(&mut s);
+                let host = lab.host(&name)?;
+                let config = s.write(host.ip(), &dir)?;
+                let agent = host.spawn_agent(
+                    binary,
+                    &config,
+                    NO_KUBECONFIG.as_ref(),
+                    &dir.join("patroni.log"),
+                )?;
+                (s, host, agent)
+            }
+        };
         let log = dir.join("patroni.log");
         let config = dir.join("patroni.yml");
         println!(
@@ -238,7 +289,7 @@ async fn start_cluster(lab: &Lab, binary: &Path, use_endpoints: bool) -> anyhow:
         ttl: spec.ttl,
         spec,
         binary: binary.to_path_buf(),
-        kubeconfig,
+        kubeconfig: kube.map_or_else(|| PathBuf::from(NO_KUBECONFIG), |(_, k)| k),
         failed_rejoins: 0,
     })
 }

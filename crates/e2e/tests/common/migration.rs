@@ -439,7 +439,8 @@ pub fn ctl_consistent(rows: &[Value], nodes: &[Node], leader: &str) -> bool {
     let leader_tl = rows
         .iter()
         .find(|r| r["Member"] == leader)
-        .map(|r| r["TL"].clone());
+        .map(|r| r["TL"].clone())
+        .filter(Value::is_number);
     rows.len() == nodes.len()
         && rows.iter().all(|r| {
             let ok_role = if r["Member"] == leader {
@@ -616,7 +617,9 @@ pub async fn cluster_agreed(nodes: &[Node], leader: &str) {
                     };
                     ok && tl.is_some() && *tl == first[0].3
                 });
-            if !agreed && last.as_ref() != Some(&views) {
+            if agreed {
+                tracing::info!(view = ?first, "every member's GET /cluster agrees");
+            } else if last.as_ref() != Some(&views) {
                 tracing::info!(?views, "the members' GET /cluster do not agree yet");
                 last = Some(views);
             }
@@ -626,7 +629,8 @@ pub async fn cluster_agreed(nodes: &[Node], leader: &str) {
     .await;
 }
 
-/// The columns two `patronictl list`s must agree on: member, host, role, state, timeline.
+/// The columns two `patronictl list`s must agree on: member, host, role, state, timeline
+/// (`null` where a row has no such column).
 fn ctl_rows(rows: &[Value]) -> Vec<[String; 5]> {
     let mut out: Vec<[String; 5]> = rows
         .iter()
@@ -634,6 +638,11 @@ fn ctl_rows(rows: &[Value]) -> Vec<[String; 5]> {
         .collect();
     out.sort();
     out
+}
+
+/// Every row has every column [`ctl_rows`] compares.
+fn complete(rows: &[[String; 5]]) -> bool {
+    rows.iter().all(|r| r.iter().all(|c| c != "null"))
 }
 
 /// Waits until Patroni's `patronictl list` (`python`) and ours (`ours`) both show `leader`
@@ -651,12 +660,15 @@ pub async fn ctls_agree(python: &Ctl, ours: &Ctl, nodes: &[Node], leader: &str) 
                 (Some(p), Some(o)) => {
                     ctl_consistent(p, nodes, leader)
                         && ctl_consistent(o, nodes, leader)
+                        && complete(&ctl_rows(p))
                         && ctl_rows(p) == ctl_rows(o)
                 }
                 _ => false,
             };
             let seen = (p.as_deref().map(ctl_rows), o.as_deref().map(ctl_rows));
-            if !agreed && last.as_ref() != Some(&seen) {
+            if agreed {
+                tracing::info!(rows = ?seen.0, "Python's and our patronictl list agree");
+            } else if last.as_ref() != Some(&seen) {
                 tracing::info!(python = ?seen.0, ours = ?seen.1, "the patronictls do not agree yet");
                 last = Some(seen);
             }
