@@ -22,6 +22,7 @@ use std::time::Duration;
 use common::cluster::{
     FAILOVER_TIMEOUT, FORM_TIMEOUT, LOOP_WAIT, NO_KUBECONFIG, RETRY_TIMEOUT, TTL,
 };
+use common::migration::agree::{cluster_agreed, ctls_agree};
 use common::migration::*;
 use common::*;
 use patroni_testlab::{AgentSpec, EtcdServer, Host, Lab};
