@@ -6,10 +6,11 @@
 //!   `apiserver_flowcontrol_dispatched_requests_total{flow_schema=…}` counts exactly the
 //!   members' requests (a watch once, when it is opened).
 //! - **etcd v3**: the lab's etcd (`testenv etcd`, one member) on a host of its own. Its
-//!   `/metrics` counts gRPC messages received per method (`grpc_server_msg_received_total`):
-//!   one per unary call (Range, Txn, Put, DeleteRange, LeaseGrant, …) and one per message on a
-//!   stream (each lease keep-alive, each watch create request). Nothing but the members talks
-//!   to it.
+//!   `/metrics` (an embedded etcd has no per-method `grpc_server_*` counters) give
+//!   `etcd_server_client_requests_total`: one per unary call (Range, Txn, Put, DeleteRange,
+//!   LeaseGrant, …) and one per stream opened (watch, lease keep-alive), plus
+//!   `etcd_debugging_lease_renewed_total`: one per lease renewal, i.e. per keep-alive message
+//!   on an open stream. The sum is what the bench counts. Nothing but the members talks to it.
 //! - **ZooKeeper**: Debian's ZooKeeper, standalone, on a host of its own. The four-letter word
 //!   `srvr` reports `Received`: packets received from clients, i.e. every request and every
 //!   session ping (four-letter words themselves are not counted). Nothing but the members
@@ -139,7 +140,7 @@ impl Store {
     pub fn requests_label(&self) -> &'static str {
         match self {
             Store::Kubernetes { .. } => "Kubernetes API requests",
-            Store::Etcd3 { .. } => "etcd gRPC requests (messages received)",
+            Store::Etcd3 { .. } => "etcd requests (calls, streams opened, lease renewals)",
             Store::Zookeeper { .. } => "ZooKeeper requests and pings (packets received)",
         }
     }
@@ -155,10 +156,13 @@ impl Store {
                  nothing else"
             }
             Store::Etcd3 { .. } => {
-                "delta of etcd's `grpc_server_msg_received_total`, summed over every gRPC \
-                 method, read from etcd's `/metrics`: one per unary call (Range, Txn, Put, \
-                 LeaseGrant, …) and one per message on a stream (each lease keep-alive, each \
-                 watch request); only the three agents talk to this etcd"
+                "delta of etcd's `etcd_server_client_requests_total` (one per unary gRPC \
+                 call — Range, Txn, Put, DeleteRange, LeaseGrant, … — and one per stream \
+                 opened, such as a watch or a lease keep-alive stream) plus \
+                 `etcd_debugging_lease_renewed_total` (one per lease renewal, i.e. per \
+                 keep-alive message on an open stream), read from etcd's `/metrics`; a \
+                 watch's events and further messages on an open watch stream are not \
+                 counted; only the three agents talk to this etcd"
             }
             Store::Zookeeper { .. } => {
                 "delta of `Received` in ZooKeeper's `srvr` four-letter word: packets \
@@ -180,10 +184,10 @@ impl Store {
                     .arg(format!("{}/metrics", server.client_url()))
                     .output()
                     .ok()?;
-                sum_metric(
-                    &String::from_utf8_lossy(&out.stdout),
-                    "grpc_server_msg_received_total",
-                    None,
+                let text = String::from_utf8_lossy(&out.stdout);
+                Some(
+                    sum_metric(&text, "etcd_server_client_requests_total", None)?
+                        + sum_metric(&text, "etcd_debugging_lease_renewed_total", None)?,
                 )
             }
             Store::Zookeeper { server, host } => {
@@ -294,21 +298,25 @@ mod tests {
     #[test]
     fn a_counter_is_summed_over_its_samples() {
         let text = "\
-# TYPE grpc_server_msg_received_total counter
-grpc_server_msg_received_total{grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 12
-grpc_server_msg_received_total{grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb.Lease\",grpc_type=\"bidi_stream\"} 30
-grpc_server_msg_received_total_other 99
-grpc_server_handled_total{grpc_method=\"Range\"} 12
+# TYPE etcd_server_client_requests_total counter
+etcd_server_client_requests_total{client_api_version=\"3.6\",type=\"unary\"} 12
+etcd_server_client_requests_total{client_api_version=\"3.6\",type=\"stream\"} 30
+etcd_server_client_requests_total_other 99
+etcd_debugging_lease_renewed_total 7
 ";
         assert_eq!(
-            sum_metric(text, "grpc_server_msg_received_total", None),
+            sum_metric(text, "etcd_server_client_requests_total", None),
             Some(42.0)
+        );
+        assert_eq!(
+            sum_metric(text, "etcd_debugging_lease_renewed_total", None),
+            Some(7.0)
         );
         assert_eq!(
             sum_metric(
                 text,
-                "grpc_server_msg_received_total",
-                Some("grpc_method=\"Range\"")
+                "etcd_server_client_requests_total",
+                Some("type=\"unary\"")
             ),
             Some(12.0)
         );
