@@ -225,6 +225,11 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
     )?;
     writeln!(o)?;
     durability(&mut o, r)?;
+    if s.dcs == DcsKind::Kubernetes {
+        // The store comparison, measured by hand with `--dcs`; kept in the main report.
+        o.push_str(STORES);
+        writeln!(o)?;
+    }
     memory(&mut o, r)?;
     writeln!(o, "## How measured")?;
     writeln!(o)?;
@@ -341,6 +346,10 @@ fn memory(o: &mut String, r: &Results) -> anyhow::Result<()> {
     writeln!(o)?;
     Ok(())
 }
+
+/// `## The three stores`: the same bench on Kubernetes, etcd v3 and ZooKeeper (measured with
+/// `--dcs`, one store after the other; not regenerated).
+const STORES: &str = include_str!("stores.md");
 
 /// What was done about the agent's RSS and what is left (measured once, by
 /// hand, with `--binary`; not regenerated).
