@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use patroni_testlab::{AgentSpec, Host, Lab, PG_USER, chown_to_pg_user};
 
 const PSQL: &str = "/usr/lib/postgresql/15/bin/psql";
+/// The `KUBECONFIG` of agents whose DCS is not Kubernetes: nothing.
+const NO_KUBECONFIG: &str = "/dev/null";
 /// Bootstrap of the first member plus two clones, or a rejoin after a crash.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long a restarted member gets to rejoin before it is reinitialized.
@@ -63,12 +65,20 @@ pub(crate) async fn start(
     daemon: Daemon,
 ) -> anyhow::Result<Cluster> {
     let tag = template.scope.clone();
-    let ns = lab.namespace(&tag).await.context("namespace")?;
-    let kubeconfig = lab
-        .member_kubeconfig(&ns.name, template.use_endpoints, true, 0)
-        .await
-        .context("member identity")?;
-    chown_to_pg_user(&kubeconfig)?;
+    // Off Kubernetes (an `etcd3:` or `zookeeper:` template) there is no namespace, pod or
+    // member identity: the agents get an empty `KUBECONFIG`.
+    let on_kubernetes = template.etcd3_hosts.is_empty() && template.zookeeper_hosts.is_empty();
+    let (ns, kubeconfig) = if on_kubernetes {
+        let ns = lab.namespace(&tag).await.context("namespace")?;
+        let kubeconfig = lab
+            .member_kubeconfig(&ns.name, template.use_endpoints, true, 0)
+            .await
+            .context("member identity")?;
+        chown_to_pg_user(&kubeconfig)?;
+        (Some(ns), kubeconfig)
+    } else {
+        (None, PathBuf::from(NO_KUBECONFIG))
+    };
     let members_dir = lab.info().dir.join(format!("{tag}-members"));
     std::fs::create_dir_all(&members_dir)?;
     chown_to_pg_user(&members_dir)?;
@@ -78,15 +88,17 @@ pub(crate) async fn start(
         let name = format!("member-{i}");
         let mut s = template.clone();
         s.name.clone_from(&name);
-        s.namespace.clone_from(&ns.name);
         let dir = members_dir.join(&name);
         let host = lab.host(&name)?;
-        let pod = patroni_testlab::PodSpec {
-            name: name.clone(),
-            labels: s.pod_labels(),
-            service_account: None,
-        };
-        lab.pod(&ns.client, &ns.name, &host, pod).await?;
+        if let Some(ns) = &ns {
+            s.namespace.clone_from(&ns.name);
+            let pod = patroni_testlab::PodSpec {
+                name: name.clone(),
+                labels: s.pod_labels(),
+                service_account: None,
+            };
+            lab.pod(&ns.client, &ns.name, &host, pod).await?;
+        }
         let config = s.write(host.ip(), &dir)?;
         let log = dir.join("patroni.log");
         let agent = spawn(&daemon, &host, &config, &kubeconfig, &log)?;

@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
-use kube::core::GroupVersionKind;
 use nix::sys::signal::Signal;
 use patroni_testlab::{Host, Lab};
 
+use super::store::Store;
 use super::{Cluster, write};
 
 /// Pause between write attempts.
@@ -23,10 +22,6 @@ const WRITE_EVERY: Duration = Duration::from_millis(50);
 const FAILOVER_SLACK: Duration = Duration::from_secs(90);
 /// Longest a switchover or drain may take before the run fails.
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
-/// A FlowSchema of our own that catches every request of the members' identity.
-const FLOW_SCHEMA: &str = "patroni-bench-members";
-/// The members' static-token identity (user #0 of the control plane).
-const MEMBER_USER: &str = "testenv-user-00";
 
 /// What an idle window measured.
 pub(crate) struct Idle {
@@ -38,72 +33,8 @@ pub(crate) struct Idle {
     pub breakdown: Vec<RssBreakdown>,
     /// (utime + stime) of each agent over the window, in % of one core.
     pub cpu_pct: Vec<f64>,
-    /// Requests of the whole cluster to the API server, per minute.
+    /// Requests of the whole cluster to the DCS, per minute (what counts: [`Store::requests`]).
     pub api_per_min: Option<f64>,
-}
-
-/// Creates a FlowSchema routing the members' identity to the default
-/// priority level, so the API server's
-/// `apiserver_flowcontrol_dispatched_requests_total{flow_schema=…}` counts
-/// exactly the members' requests. Falls back to `global-default` (where a
-/// plain authenticated user lands anyway) if it cannot be created.
-pub(crate) async fn api_flow_schema(lab: &Lab) -> String {
-    let created = async {
-        let client = lab.controlplane().admin_client().await?;
-        let gvk = GroupVersionKind::gvk("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema");
-        let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::from_gvk(&gvk));
-        let fs: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
-            "kind": "FlowSchema",
-            "metadata": {"name": FLOW_SCHEMA},
-            "spec": {
-                "priorityLevelConfiguration": {"name": "global-default"},
-                "matchingPrecedence": 100,
-                "distinguisherMethod": {"type": "ByUser"},
-                "rules": [{
-                    "subjects": [{"kind": "User", "user": {"name": MEMBER_USER}}],
-                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
-                                        "namespaces": ["*"], "clusterScope": true}],
-                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
-                }]
-            }
-        }))?;
-        api.create(&PostParams::default(), &fs).await?;
-        anyhow::Ok(())
-    }
-    .await;
-    match created {
-        Ok(()) => FLOW_SCHEMA.to_string(),
-        Err(e) => {
-            eprintln!("bench: no FlowSchema of our own ({e:#}); counting global-default");
-            "global-default".to_string()
-        }
-    }
-}
-
-/// Requests the API server dispatched under `flow_schema` so far.
-fn api_requests(lab: &Lab, flow_schema: &str) -> Option<f64> {
-    let cp = lab.controlplane();
-    let out = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "10", "--cacert"])
-        .arg(&cp.ca_file)
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {}", cp.admin_token))
-        .arg(format!("{}/metrics", cp.server.trim_end_matches('/')))
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let label = format!("flow_schema=\"{flow_schema}\"");
-    let mut found = false;
-    let sum = text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_flowcontrol_dispatched_requests_total{"))
-        .filter(|l| l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .inspect(|_| found = true)
-        .sum();
-    // A schema that saw no request yet has no series: zero, if the endpoint answered.
-    (found || text.contains("apiserver_flowcontrol_dispatched_requests_total")).then_some(sum)
 }
 
 /// utime + stime of `pid`, in clock ticks.
@@ -227,7 +158,7 @@ fn clock_ticks_per_second() -> f64 {
 pub(crate) fn idle(
     cluster: &mut Cluster,
     lab: &Lab,
-    flow_schema: &str,
+    store: &Store,
     secs: u64,
 ) -> anyhow::Result<Idle> {
     cluster.wait_healthy()?;
@@ -240,10 +171,10 @@ pub(crate) fn idle(
         .filter_map(|m| m.agent.as_ref().map(|a| a.id()))
         .collect();
     let before: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    let api_before = api_requests(lab, flow_schema);
+    let api_before = store.requests(lab);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let api_after = api_requests(lab, flow_schema);
+    let api_after = store.requests(lab);
     let elapsed = started.elapsed().as_secs_f64();
     let after: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(*p)).collect();
     let hz = clock_ticks_per_second();

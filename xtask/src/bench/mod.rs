@@ -3,23 +3,27 @@
 //! `docs/benchmarks.md`.
 //!
 //! The bench starts a lab (control plane + hosts) in a temporary directory,
-//! three member hosts running the release build of the agent as the
-//! restricted static-token user `testenv-user-00`, and one extra `client`
-//! host from which every SQL write, REST call and probe is made (traffic
-//! stays on the lab's addresses). Each run measures, in order: an idle
-//! window (RSS, CPU, API requests), a `kill -9` failover, a REST switchover
-//! and a SIGTERM drain, restoring three healthy members between steps.
-//! Everything is stopped by pid when the bench ends (hosts, then the lab).
+//! the DCS (`--dcs`: the lab's API server, where the agents run as the
+//! restricted static-token user `testenv-user-00`; or a real etcd or
+//! ZooKeeper on a host of its own, see `store`), three member hosts running
+//! the release build of the agent, and one extra `client` host from which
+//! every SQL write, REST call and probe is made (traffic stays on the lab's
+//! addresses). Each run measures, in order: an idle window (RSS, CPU, DCS
+//! requests), a `kill -9` failover, a REST switchover and a SIGTERM drain,
+//! restoring three healthy members between steps. Everything is stopped by
+//! pid when the bench ends (hosts, the store, then the lab).
 
 pub(crate) mod durability;
 mod measure;
 mod report;
+mod store;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use patroni_testlab::{AgentSpec, Lab};
+use store::{DcsKind, Store};
 
 use crate::cluster::{self, Cluster, Daemon};
 pub(crate) use crate::cluster::{sql, write};
@@ -30,7 +34,11 @@ pub struct BenchArgs {
     /// Measurements of each kind.
     #[arg(long, default_value_t = 5)]
     runs: u32,
-    /// Keep the cluster state in Endpoints instead of ConfigMaps.
+    /// Where the cluster keeps its state: the lab's Kubernetes API server, or a real etcd
+    /// (v3 API) or ZooKeeper started on a lab host of its own.
+    #[arg(long, value_enum, default_value_t = DcsKind::Kubernetes)]
+    dcs: DcsKind,
+    /// Keep the cluster state in Endpoints instead of ConfigMaps (Kubernetes only).
     #[arg(long)]
     use_endpoints: bool,
     /// Length of the idle window (CPU, API requests), in seconds.
@@ -87,6 +95,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if args.use_endpoints && args.dcs != DcsKind::Kubernetes {
+        bail!(
+            "--use-endpoints is a Kubernetes mode; not with --dcs {}",
+            args.dcs.arg()
+        );
+    }
     let binary = match &args.binary {
         Some(path) => path
             .canonicalize()
@@ -117,6 +131,7 @@ fn write_report(args: &BenchArgs, results: &report::Results, runs: u32) -> anyho
 fn args_summary(args: &BenchArgs, runs: u32) -> report::Settings {
     report::Settings {
         runs,
+        dcs: args.dcs,
         use_endpoints: args.use_endpoints,
         idle_secs: args.idle_secs,
         binary: args.binary.clone(),
@@ -130,8 +145,14 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         loop_wait: args.loop_wait,
         retry_timeout: args.retry_timeout,
     };
-    let mut cluster = runtime.block_on(start_cluster(lab, binary, args.use_endpoints, timings))?;
-    let flow_schema = runtime.block_on(measure::api_flow_schema(lab));
+    let store = runtime.block_on(Store::start(args.dcs, lab))?;
+    let mut cluster = runtime.block_on(start_cluster(
+        lab,
+        &store,
+        binary,
+        args.use_endpoints,
+        timings,
+    ))?;
     let result = (|| {
         println!("bench: waiting for a leader and two streaming replicas …");
         let leader = cluster.wait_healthy()?;
@@ -142,7 +163,9 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             )
             .context("create the write table on the leader")?;
         let mut results = report::Results {
-            kubernetes: lab.controlplane().version.clone(),
+            store: store.describe(lab),
+            requests_label: store.requests_label(),
+            requests_how: store.requests_how(),
             ttl: cluster.ttl,
             loop_wait: cluster.spec.loop_wait,
             retry_timeout: cluster.spec.retry_timeout,
@@ -150,9 +173,9 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         };
         for run in 1..=args.runs {
             println!("bench: === run {run}/{}", args.runs);
-            let idle = measure::idle(&mut cluster, lab, &flow_schema, args.idle_secs)?;
+            let idle = measure::idle(&mut cluster, lab, &store, args.idle_secs)?;
             println!(
-                "bench: idle: RSS {:?} kB, CPU {:?} %, {:?} API requests/min",
+                "bench: idle: RSS {:?} kB, CPU {:?} %, {:?} DCS requests/min",
                 idle.rss_kb, idle.cpu_pct, idle.api_per_min
             );
             results.rss_kb.extend(idle.rss_kb);
@@ -201,16 +224,19 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     cluster.stop();
+    drop(store);
     result
 }
 
 async fn start_cluster(
     lab: &Lab,
+    store: &Store,
     binary: &Path,
     use_endpoints: bool,
     timings: Timings,
 ) -> anyhow::Result<Cluster> {
     let mut template = AgentSpec::new(SCOPE, "", "", use_endpoints);
     timings.apply(&mut template);
+    store.configure(&mut template);
     cluster::start(lab, &template, Daemon::Agent(binary.to_path_buf())).await
 }

@@ -7,10 +7,12 @@ use std::process::Command;
 
 use super::durability::{Mode, ModeResults};
 use super::measure::RssBreakdown;
+use super::store::DcsKind;
 
 /// How the bench was run.
 pub(crate) struct Settings {
     pub runs: u32,
+    pub dcs: DcsKind,
     pub use_endpoints: bool,
     pub idle_secs: u64,
     /// The agent binary given with `--binary`, if not the freshly built release one.
@@ -20,7 +22,12 @@ pub(crate) struct Settings {
 /// Every sample of every metric.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
-    pub kubernetes: String,
+    /// The store and its version (`Kubernetes v1.34.10`, `etcd 3.6.5 (…)`).
+    pub store: String,
+    /// What the requests row counts (`Kubernetes API requests`).
+    pub requests_label: &'static str,
+    /// How the requests row is counted, for "How measured".
+    pub requests_how: &'static str,
     pub ttl: u32,
     pub loop_wait: u32,
     pub retry_timeout: u32,
@@ -112,6 +119,9 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
     writeln!(o, "# Benchmarks")?;
     writeln!(o)?;
     let mut flags = String::new();
+    if let DcsKind::Etcd3 | DcsKind::Zookeeper = s.dcs {
+        write!(flags, " --dcs {}", s.dcs.arg())?;
+    }
     if s.use_endpoints {
         flags.push_str(" --use-endpoints");
     }
@@ -140,16 +150,16 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
         cpu_model(),
         shell("uname", &["-r"])
     )?;
+    let mode = match (s.dcs, s.use_endpoints) {
+        (DcsKind::Kubernetes, true) => " (Endpoints mode)",
+        (DcsKind::Kubernetes, false) => " (ConfigMaps mode)",
+        _ => "",
+    };
     writeln!(
         o,
-        "- Cluster: 3 members of the release `patroni` agent, {}, Kubernetes {} ({} mode)",
+        "- Cluster: 3 members of the release `patroni` agent, {}, {}{mode}",
         shell("/usr/lib/postgresql/15/bin/postgres", &["--version"]),
-        r.kubernetes,
-        if s.use_endpoints {
-            "Endpoints"
-        } else {
-            "ConfigMaps"
-        }
+        r.store,
     )?;
     if let Some(binary) = &s.binary {
         writeln!(
@@ -213,7 +223,8 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
     )?;
     writeln!(
         o,
-        "| Kubernetes API requests per minute, whole cluster, idle | {} | — | — |",
+        "| {} per minute, whole cluster, idle | {} | — | — |",
+        r.requests_label,
         cell(&r.api_per_min, "req/min", 1)
     )?;
     writeln!(o)?;
@@ -226,15 +237,33 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
     )?;
     writeln!(o)?;
     durability(&mut o, r)?;
+    if s.dcs == DcsKind::Kubernetes {
+        // The store comparison, measured by hand with `--dcs`; kept in the main report.
+        o.push_str(STORES);
+        writeln!(o)?;
+    }
     memory(&mut o, r)?;
     writeln!(o, "## How measured")?;
     writeln!(o)?;
+    let store = match s.dcs {
+        DcsKind::Kubernetes => {
+            "the cluster's state in the lab's API server, each agent with the shipped \
+             least-privilege Role bound to the static-token user `testenv-user-00`"
+        }
+        DcsKind::Etcd3 => {
+            "the cluster's state in a real etcd (the lab's `testenv etcd`, one member) \
+             on a lab host of its own, each agent with an `etcd3:` section naming it"
+        }
+        DcsKind::Zookeeper => {
+            "the cluster's state in a real ZooKeeper (Debian's package, standalone) on a \
+             lab host of its own, each agent with a `zookeeper:` section naming it"
+        }
+    };
     writeln!(
         o,
         "`cargo xtask bench` starts a lab of its own (the real control plane of \
          `testenv`, network-namespace hosts), three member hosts each running the \
-         release agent as the `postgres` OS user with the shipped least-privilege \
-         Role bound to the static-token user `testenv-user-00`, and a fourth \
+         release agent as the `postgres` OS user, {store}, and a fourth \
          `client` host. Every write is `psql -c \"insert into bench_writes …\"` \
          started on the client host against a member's lab address (a new \
          connection with SCRAM authentication per attempt, an attempt every \
@@ -249,13 +278,8 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
          from `/proc/PID/status` at the end, and its private part RssAnon (the rest of VmRSS is file-backed: \
          pages of the agent binary and shared libraries, shared between the \
          three agents through the page cache); CPU = (utime + stime) delta from \
-         `/proc/PID/stat` over the window / window length; API requests = delta \
-         of the API server's `apiserver_flowcontrol_dispatched_requests_total` \
-         for a FlowSchema the bench creates that matches only the members' user \
-         (`testenv-user-00`), read from the API server's `/metrics` — so it counts \
-         every request of the three agents (a watch once, when it is opened) and \
-         nothing else.",
-        s.idle_secs
+         `/proc/PID/stat` over the window / window length; {} per minute = {}.",
+        s.idle_secs, r.requests_label, r.requests_how
     )?;
     writeln!(
         o,
@@ -334,6 +358,10 @@ fn memory(o: &mut String, r: &Results) -> anyhow::Result<()> {
     writeln!(o)?;
     Ok(())
 }
+
+/// `## The three stores`: the same bench on Kubernetes, etcd v3 and ZooKeeper (measured with
+/// `--dcs`, one store after the other; not regenerated).
+const STORES: &str = include_str!("stores.md");
 
 /// What was done about the agent's RSS and what is left (measured once, by
 /// hand, with `--binary`; not regenerated).

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod contract;
+pub mod migration;
 pub mod node;
 pub mod scenario;
 pub mod zookeeper;
@@ -203,11 +204,7 @@ pub fn patronictl(
     scope: &str,
     use_endpoints: bool,
 ) -> std::process::Command {
-    let cfg = dir.join(format!("patronictl-{scope}.yml"));
-    let text = format!(
-        "scope: {scope}\nkubernetes:\n  namespace: {namespace}\n  labels:\n    application: patroni\n  scope_label: cluster-name\n  use_endpoints: {use_endpoints}\n  context: testenv\n"
-    );
-    std::fs::write(&cfg, text).expect("write patronictl config");
+    let cfg = patronictl_config(dir, namespace, scope, use_endpoints);
     let mut cmd = std::process::Command::new(venv().join("bin/patronictl"));
     cmd.env("KUBECONFIG", &lab.controlplane().kubeconfig)
         .arg("-c")
@@ -215,27 +212,52 @@ pub fn patronictl(
     cmd
 }
 
+/// Writes `dir/patronictl-SCOPE.yml`, a `patronictl` configuration for `scope` in `namespace`
+/// of the lab's API server (context `testenv`), and returns its path.
+pub fn patronictl_config(
+    dir: &std::path::Path,
+    namespace: &str,
+    scope: &str,
+    use_endpoints: bool,
+) -> PathBuf {
+    let cfg = dir.join(format!("patronictl-{scope}.yml"));
+    let text = format!(
+        "scope: {scope}\nkubernetes:\n  namespace: {namespace}\n  labels:\n    application: patroni\n  scope_label: cluster-name\n  use_endpoints: {use_endpoints}\n  context: testenv\n"
+    );
+    std::fs::write(&cfg, text).expect("write patronictl config");
+    cfg
+}
+
+/// Our `patronictl` binary, built once per test process.
+pub fn our_patronictl() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| built_binary("patroni-ctl", "patronictl"))
+        .clone()
+}
+
 /// The `patroni` agent binary, built once per test process.
 pub fn agent_binary() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "patroni", "--bin", "patroni"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p patroni failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
-            });
-        target
-            .join("debug/patroni")
-            .canonicalize()
-            .expect("the patroni binary exists")
-    })
-    .clone()
+    BIN.get_or_init(|| built_binary("patroni", "patroni"))
+        .clone()
+}
+
+/// `cargo build -p PACKAGE --bin BIN` (debug) and the binary's canonical path.
+fn built_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target
+        .join("debug")
+        .join(bin)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("the {bin} binary exists: {e}"))
 }
 
 /// Our `patronictl` binary, built once per test process.
@@ -275,7 +297,7 @@ pub fn ctl_binary() -> PathBuf {
 /// built once per set of requirement files from the system interpreter, in
 /// `/var/tmp/patroni-rs-venv-<hash>`: owned by root, readable by everyone, writable by root
 /// only, built under a temporary name and renamed into place (so its console scripts' shebangs
-/// are stale: run it as `bin/python -m patroni`). t70 keeps its own copy of this logic.
+/// are stale: run it as `bin/python -m patroni`).
 pub fn python_daemon_venv(requirements: &[&str]) -> PathBuf {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,4 +1,4 @@
-//! The synchronous replication checks of the migration test: what every
+//! The synchronous replication checks of the migration tests: what every
 //! member, Patroni's `patronictl` and the primary's PostgreSQL say about the
 //! synchronous standby, and whether it confirms commits.
 
@@ -85,7 +85,7 @@ struct SyncView {
 // === impl SyncView ===
 
 impl SyncView {
-    fn observe(ctl: &Ctl<'_>, nodes: &[Node], primary: &Node) -> Self {
+    fn observe(ctl: &Ctl, nodes: &[Node], primary: &Node) -> Self {
         let str_of = |v: &Value| v.as_str().unwrap_or_default().to_string();
         SyncView {
             cluster: nodes
@@ -150,7 +150,7 @@ impl SyncView {
 /// it, `sync` in `pg_stat_replication`; and only its own `GET /patroni` says
 /// `sync_standby: true` and only its health check `GET /sync` answers 200.
 /// Which standby it is may change as members restart.
-pub(crate) async fn sync_agreed(ctl: &Ctl<'_>, nodes: &[Node], p: usize) -> usize {
+pub async fn sync_agreed(ctl: &Ctl, nodes: &[Node], p: usize) -> usize {
     let primary = &nodes[p];
     let mut last: Option<SyncView> = None;
     let s = wait(
@@ -190,7 +190,7 @@ pub(crate) async fn sync_agreed(ctl: &Ctl<'_>, nodes: &[Node], p: usize) -> usiz
 /// remote_apply`: the commit is acknowledged (within a minute) only once the
 /// synchronous standby `nodes[s]` has applied it, so the row is there as soon
 /// as the insert returns.
-pub(crate) fn acknowledged_by_sync_standby(nodes: &[Node], p: usize, s: usize, v: u32) {
+pub fn acknowledged_by_sync_standby(nodes: &[Node], p: usize, s: usize, v: u32) {
     let (primary, standby) = (&nodes[p], &nodes[s]);
     let out = primary
         .host
