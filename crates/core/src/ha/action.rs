@@ -250,6 +250,9 @@ pub enum CloneSource {
     Replica(Upstream),
     /// No member: only methods marked `no_leader` (from a backup store).
     WithoutLeader,
+    /// The remote primary of a standby cluster ([`Action::BootstrapStandby`]), with the
+    /// `standby_cluster` section's replica creation methods.
+    Remote(Upstream),
 }
 
 /// The role [`Action::StartPostgres`] starts Postgres in.
@@ -342,6 +345,7 @@ impl Action {
                 CloneSource::Leader(u) => format!("bootstrap from leader '{}'", u.member),
                 CloneSource::Replica(u) => format!("bootstrap from replica '{}'", u.member),
                 CloneSource::WithoutLeader => "bootstrap (without leader)".into(),
+                CloneSource::Remote(u) => format!("clone from remote member {}", u.conn_url),
             },
             Action::Promote => "promote".into(),
             Action::Demote { .. } => "demote".into(),
