@@ -397,3 +397,28 @@ fn the_checker_refuses_a_primary_in_a_standby_cluster() {
     ));
     assert!(invariants::check(&o, &cfg(), NOW, &promote).is_ok());
 }
+
+/// A switchover in a standby cluster stops the standby leader and hands the lock over; the
+/// candidate then becomes the standby leader.
+#[test]
+fn a_switchover_stops_the_standby_leader_and_releases_the_lock() {
+    let mut c = standby_cluster(Some("pg-0"));
+    c.failover = Some(failover(Some("pg-0"), Some("pg-1"), None));
+    let o = obs("pg-0", c, replica_of(Some(remote()), LAST_LSN));
+    let rt = Runtime::none()
+        .renew(LockOutcome::Renewed)
+        .peers(vec![peer("pg-1", LAST_LSN)]);
+    let c = run(o, &standby_cfg(), NOW, &rt);
+    assert_final(
+        &c,
+        &[
+            Action::StopPostgres {
+                mode: StopMode::Fast,
+            },
+            Action::ReleaseLeader {
+                last_lsn: crate::ha::ReleaseLsn::ShutdownCheckpoint,
+            },
+        ],
+        "switchover: demoting myself",
+    );
+}
