@@ -49,6 +49,8 @@ pub struct AgentSpec {
     pub dcs_extra: BTreeMap<String, String>,
     /// More `postgresql` settings (YAML values: `pre_promote: /path/script`, …).
     pub postgresql_extra: BTreeMap<String, String>,
+    /// More `kubernetes` settings (YAML values: `standby_leader_label_value: x`, …).
+    pub kubernetes_extra: BTreeMap<String, String>,
     /// ZooKeeper servers (`host:port`): when not empty, the member's DCS is a `zookeeper`
     /// section with these `hosts` instead of the `kubernetes` section.
     pub zookeeper_hosts: Vec<String>,
@@ -82,6 +84,7 @@ impl AgentSpec {
             dcs_parameters: BTreeMap::new(),
             dcs_extra: BTreeMap::new(),
             postgresql_extra: BTreeMap::new(),
+            kubernetes_extra: BTreeMap::new(),
             zookeeper_hosts: Vec::new(),
             etcd3_hosts: Vec::new(),
         }
@@ -150,9 +153,14 @@ impl AgentSpec {
             format!(
                 "kubernetes:\n  namespace: {namespace}\n  labels:{labels}\n  use_endpoints: \
                  {use_endpoints}\n  pod_ip: {ip}\n  ports:\n    - name: postgresql\n      \
-                 port: 5432\n  context: testenv\n",
+                 port: 5432\n  context: testenv\n{kubernetes_extra}",
                 namespace = self.namespace,
                 use_endpoints = self.use_endpoints,
+                kubernetes_extra = self
+                    .kubernetes_extra
+                    .iter()
+                    .map(|(k, v)| format!("  {k}: {v}\n"))
+                    .collect::<String>(),
             )
         };
         format!(

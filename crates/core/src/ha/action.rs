@@ -124,6 +124,17 @@ pub enum Action {
     /// Requires: the data directory is empty and this member won the
     /// bootstrap race in this cycle. Never emitted over existing data.
     Bootstrap,
+    /// Create the standby leader of a new standby cluster (Patroni's
+    /// `bootstrap_standby_leader`): clone from the remote primary with the `standby_cluster`
+    /// section's `create_replica_methods` (default `basebackup`), then start PostgreSQL
+    /// following it. Long-running; its end is reported in `AgentMemory::finished`, and the
+    /// server runs as a replica when it succeeded.
+    /// Requires: the data directory is empty, this is a standby cluster and this member won
+    /// the bootstrap race in this cycle. Never `initdb`.
+    BootstrapStandby {
+        /// The remote primary (`Upstream::remote`).
+        remote: Upstream,
+    },
     /// Create a replica: run the replica creation methods into the empty
     /// data directory. On failure the runtime leaves the directory empty
     /// (it held nothing before). Postgres is started by a later decision.
@@ -239,6 +250,9 @@ pub enum CloneSource {
     Replica(Upstream),
     /// No member: only methods marked `no_leader` (from a backup store).
     WithoutLeader,
+    /// The remote primary of a standby cluster ([`Action::BootstrapStandby`]), with the
+    /// `standby_cluster` section's replica creation methods.
+    Remote(Upstream),
 }
 
 /// The role [`Action::StartPostgres`] starts Postgres in.
@@ -326,10 +340,12 @@ impl Action {
     pub fn task_name(&self) -> String {
         match self {
             Action::Bootstrap => "bootstrap".into(),
+            Action::BootstrapStandby { .. } => "bootstrap_standby_leader".into(),
             Action::CloneReplica { source } => match source {
                 CloneSource::Leader(u) => format!("bootstrap from leader '{}'", u.member),
                 CloneSource::Replica(u) => format!("bootstrap from replica '{}'", u.member),
                 CloneSource::WithoutLeader => "bootstrap (without leader)".into(),
+                CloneSource::Remote(u) => format!("clone from remote member {}", u.conn_url),
             },
             Action::Promote => "promote".into(),
             Action::Demote { .. } => "demote".into(),

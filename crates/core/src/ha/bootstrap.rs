@@ -1,7 +1,8 @@
 //! A member without data (ha-loop.md §3, §2.9): the bootstrap race, cloning
 //! a replica, waiting for a leader, and the end of a bootstrap.
 //!
-//! Invariant: [`Action::Bootstrap`] is emitted only for an empty data
+//! Invariant: [`Action::Bootstrap`] (and, in a standby cluster, instead of it
+//! [`Action::BootstrapStandby`]) is emitted only for an empty data
 //! directory and only right after this member won the `initialize` race;
 //! [`Action::CloneReplica`] only for an empty data directory.
 
@@ -28,9 +29,15 @@ pub(super) fn empty_data_directory(ctx: &Ctx<'_>) -> Decision {
     {
         return match ctx.obs.cycle.initialize {
             None => Decision::ask(Action::TakeInitializeKey, "racing for the initialize key"),
-            Some(true) => {
-                Decision::new(vec![Action::Bootstrap], "trying to bootstrap a new cluster")
-            }
+            Some(true) => match ctx.standby_remote() {
+                Some(remote) => Decision::new(
+                    vec![Action::BootstrapStandby {
+                        remote: remote.clone(),
+                    }],
+                    "trying to bootstrap a new standby leader",
+                ),
+                None => Decision::new(vec![Action::Bootstrap], "trying to bootstrap a new cluster"),
+            },
             Some(false) => Decision::report("failed to acquire initialize lock"),
         };
     }
@@ -50,7 +57,11 @@ pub(super) fn empty_data_directory(ctx: &Ctx<'_>) -> Decision {
             "trying to bootstrap (without leader)",
         );
     }
-    Decision::report("waiting for leader to bootstrap")
+    Decision::report(if ctx.is_standby_cluster() {
+        "waiting for standby_leader to bootstrap"
+    } else {
+        "waiting for leader to bootstrap"
+    })
 }
 
 /// §3.3: the bootstrap this member ran has just finished. On success take
@@ -59,11 +70,14 @@ pub(super) fn empty_data_directory(ctx: &Ctx<'_>) -> Decision {
 /// for inspection and stop the agent.
 pub(super) fn after_bootstrap(ctx: &Ctx<'_>) -> Option<Decision> {
     let finished = ctx.obs.memory.finished.as_ref()?;
-    if !matches!(finished.action, Action::Bootstrap) {
-        return None;
-    }
-    let primary = matches!(ctx.server(), Some(PgServer::Primary(_)));
-    if !finished.succeeded || !primary || ctx.cfg.watchdog_unusable {
+    // A standby leader's bootstrap ends with a replica of the remote, a new cluster's with
+    // a primary.
+    let running = match finished.action {
+        Action::Bootstrap => matches!(ctx.server(), Some(PgServer::Primary(_))),
+        Action::BootstrapStandby { .. } => matches!(ctx.server(), Some(PgServer::Replica(_))),
+        _ => return None,
+    };
+    if !finished.succeeded || !running || ctx.cfg.watchdog_unusable {
         let reason = "Failed to bootstrap cluster".to_string();
         let message = if ctx.cfg.watchdog_unusable && finished.succeeded {
             "Cancelling bootstrap because watchdog activation failed"

@@ -64,6 +64,11 @@ pub struct HaConfig {
     /// primary (Patroni: "watchdog could not be activated"; issue #12, until the watchdog
     /// itself is built every `required` member is in this state).
     pub watchdog_unusable: bool,
+    /// `standby_cluster` (with a `host`, `port` or `restore_command`): the remote primary
+    /// this cluster replicates from ([`Upstream::remote`](super::Upstream::remote)). Its lock
+    /// holder is the standby leader, which follows the remote and never promotes; a new
+    /// cluster's first member clones from the remote instead of running `initdb`.
+    pub standby_cluster: Option<super::Upstream>,
 }
 
 /// `synchronous_mode`.
@@ -104,6 +109,7 @@ impl Default for HaConfig {
             can_bootstrap: true,
             create_replica_without_leader: false,
             watchdog_unusable: false,
+            standby_cluster: None,
         }
     }
 }

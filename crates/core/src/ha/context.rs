@@ -165,10 +165,7 @@ impl<'a> Ctx<'a> {
             .conn_url
             .as_ref()
             .filter(|u| !u.is_empty())
-            .map(|u| Upstream {
-                member: member.name.clone(),
-                conn_url: u.clone(),
-            })
+            .map(|u| Upstream::member(member.name.clone(), u.clone()))
     }
 
     /// The lock holder as an upstream (not this member, `conn_url` known).
@@ -187,11 +184,28 @@ impl<'a> Ctx<'a> {
             .or_else(|| self.cluster.member(name))
     }
 
-    /// Whom to stream from (ha-loop.md §7.1): nobody with `nostream`; the
-    /// `replicatefrom` member when it exists; else the leader; never myself.
+    /// The remote primary, when this is a standby cluster (`standby_cluster`).
+    pub fn standby_remote(&self) -> Option<&'a Upstream> {
+        self.cfg.standby_cluster.as_ref()
+    }
+
+    /// Whether this is a standby cluster: its lock holder is a standby leader, never a primary.
+    pub fn is_standby_cluster(&self) -> bool {
+        self.cfg.standby_cluster.is_some()
+    }
+
+    /// Whom to stream from (ha-loop.md §7.1): nobody with `nostream`; in a standby cluster
+    /// the remote primary for the lock holder, and for everybody while nobody holds the lock
+    /// (not in pause); the `replicatefrom` member when it exists; else the leader; never
+    /// myself.
     pub fn node_to_follow(&self) -> FollowTarget {
         if self.tags().nostream {
             return FollowTarget::Nobody;
+        }
+        if let Some(remote) = self.standby_remote()
+            && (self.view_says_leader() || (!self.cluster.is_locked() && !self.paused()))
+        {
+            return FollowTarget::Member(remote.clone());
         }
         let replicatefrom = self
             .tags()

@@ -306,6 +306,17 @@ fn with_data(ctx: &Ctx<'_>, data: &DataDirectory) -> Decision {
         PgServer::Stopped(stopped) => follower::recover(ctx, data, stopped),
         _ if !ctx.cluster.is_locked() => race::unlocked(ctx),
         _ if ctx.view_says_leader() => leader::holder(ctx),
+        _ if ctx.is_standby_cluster() => {
+            let leader = ctx.cluster.leader_name().unwrap_or_default();
+            follower::follow(
+                ctx,
+                "cannot be a real primary in a standby cluster",
+                &format!(
+                    "no action. I am ({}), a secondary, and following a standby leader ({leader})",
+                    ctx.me()
+                ),
+            )
+        }
         _ => {
             let leader = ctx.cluster.leader_name().unwrap_or_default();
             follower::follow(

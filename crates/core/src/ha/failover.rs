@@ -85,7 +85,15 @@ pub(super) fn from_leader(ctx: &Ctx<'_>) -> LeaderFailover {
         Need::Ready(false) => stay(clear(), None),
         Need::Ready(true) => LeaderFailover::HandOver(Decision::new(
             vec![
-                demote(ctx.cfg, DemoteMode::Graceful),
+                // A standby leader is no primary to demote: it stops, and the candidate
+                // becomes the standby leader.
+                if ctx.is_primary_or_starting_primary() {
+                    demote(ctx.cfg, DemoteMode::Graceful)
+                } else {
+                    Action::StopPostgres {
+                        mode: super::StopMode::Fast,
+                    }
+                },
                 Action::ReleaseLeader {
                     last_lsn: ReleaseLsn::ShutdownCheckpoint,
                 },

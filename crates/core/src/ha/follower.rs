@@ -84,6 +84,18 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
     } else {
         false
     };
+    if holder && let Some(remote) = ctx.standby_remote() {
+        // Patroni: the standby leader is never restarted as a primary.
+        return Decision::new(
+            vec![Action::StartPostgres {
+                role: StartRole::Replica {
+                    upstream: (!ctx.tags().nostream).then(|| remote.clone()),
+                },
+                timeout: None,
+            }],
+            "starting as a standby leader because i had the session lock",
+        );
+    }
     if holder {
         return recover_holder(ctx, stopped);
     }
@@ -97,12 +109,17 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
         FollowTarget::Member(u) => Some(u),
         FollowTarget::Nobody | FollowTarget::Unknown => None,
     };
+    let message = if upstream.as_ref().is_some_and(|u| u.remote) {
+        "trying to follow a remote member because standby cluster is unhealthy"
+    } else {
+        "starting as a secondary"
+    };
     Decision::new(
         vec![Action::StartPostgres {
             role: StartRole::Replica { upstream },
             timeout: None,
         }],
-        "starting as a secondary",
+        message,
     )
 }
 

@@ -23,6 +23,9 @@
 //!   or reads the DCS again at once after a suspension;
 //! - `Bootstrap` only after winning the `initialize` race, and neither it
 //!   nor `CloneReplica` over existing data;
+//! - in a standby cluster never `Promote` nor `Bootstrap` (`initdb`): its leader is a
+//!   standby leader, created by `BootstrapStandby` (after winning the race, into an empty
+//!   data directory);
 //! - `RemoveDataDirectory` only for a reinitialise request or as the
 //!   configuration allows after a failed rewind or diverged timelines, and
 //!   only once Postgres is stopped;
@@ -62,6 +65,8 @@ pub enum Violation {
     PrimaryWithoutLock,
     /// A running primary keeps running after its lease ran out (the fence's deadline).
     PrimaryPastLease,
+    /// `Promote`, or `Bootstrap` (`initdb`), in a standby cluster.
+    PrimaryInStandbyCluster(String),
     /// `Bootstrap` without winning the `initialize` race in this cycle.
     BootstrapWithoutInitializeKey,
     /// `Bootstrap` or `CloneReplica` over a data directory that holds data.
@@ -103,9 +108,12 @@ pub fn check(
     for (i, action) in actions.iter().enumerate() {
         let earlier = &actions[..i];
         match action {
+            Action::Promote | Action::Bootstrap if cfg.standby_cluster.is_some() => {
+                return Err(Violation::PrimaryInStandbyCluster(format!("{action:?}")));
+            }
             Action::Promote => promote(obs, cfg)?,
             Action::AcquireLeader => acquire(obs)?,
-            Action::Bootstrap => {
+            Action::Bootstrap | Action::BootstrapStandby { .. } => {
                 if obs.cycle.initialize != Some(true) {
                     return Err(Violation::BootstrapWithoutInitializeKey);
                 }

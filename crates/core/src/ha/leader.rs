@@ -2,7 +2,8 @@
 //! when that fails, hand over for a requested switchover, and make sure the
 //! holder runs as primary.
 //!
-//! Invariant: [`Action::Promote`] is emitted only by [`enforce_primary`],
+//! Invariant: [`Action::Promote`] is emitted only by [`enforce_primary`], never in a
+//! standby cluster (whose lock holder is the standby leader: [`enforce_follow_remote`]),
 //! and only when this cycle's lock write succeeded, the member is not
 //! `nofailover`, is within `maximum_lag_on_failover` and, in pause, is the
 //! named failover candidate.
@@ -16,7 +17,11 @@ use super::{Action, Decision, DemoteMode, LockOutcome, PgRole, PgServer, Release
 /// The query that renews this member's lock, publishing the primary's WAL
 /// position (and, in failsafe mode, the failsafe topology) with it.
 pub(super) fn renew_step(ctx: &Ctx<'_>) -> Decision {
-    let last_lsn = ctx.is_primary().then(|| ctx.my_wal());
+    // A standby leader publishes how far it got too (Patroni's `last_operation`), so its
+    // followers' lag is judged against it.
+    let standby_leader =
+        ctx.is_standby_cluster() && matches!(ctx.server(), Some(PgServer::Replica(_)));
+    let last_lsn = (ctx.is_primary() || standby_leader).then(|| ctx.my_wal());
     let failsafe = failsafe::topology(ctx);
     Decision::ask(
         Action::RenewLeader { last_lsn, failsafe },
@@ -36,7 +41,8 @@ pub(super) fn peers_step(ctx: &Ctx<'_>) -> Decision {
 
 /// §5: this member holds the lock (per the DCS view) and Postgres runs.
 pub(super) fn holder(ctx: &Ctx<'_>) -> Decision {
-    if ctx.paused() && !ctx.is_primary() {
+    // A standby leader is not a primary: in pause it keeps its lock.
+    if ctx.paused() && !ctx.is_primary() && !ctx.is_standby_cluster() {
         if ctx.i_am_candidate() {
             return Decision::report("waiting to become primary after promote...");
         }
@@ -80,6 +86,18 @@ fn renewed(ctx: &Ctx<'_>) -> Decision {
             next_cycle_at
         }
     };
+    if ctx.is_standby_cluster() {
+        let already = matches!(ctx.server(), Some(PgServer::Replica(r)) if r.upstream.as_ref().is_some_and(|u| u.remote));
+        let message = if already || ctx.tags().nostream {
+            format!(
+                "no action. I am ({}), the standby leader with the lock",
+                ctx.me()
+            )
+        } else {
+            "promoted self to a standby leader because i had the session lock".to_owned()
+        };
+        return enforce_follow_remote(ctx, first, &message).with_next_cycle_at(next_cycle_at);
+    }
     let message = format!("no action. I am ({}), the leader with the lock", ctx.me());
     enforce_primary(
         ctx,
@@ -175,6 +193,29 @@ pub(super) fn enforce_primary(
     }
     actions.push(Action::Promote);
     Decision::new(actions, promote_message)
+}
+
+/// The lock holder of a standby cluster (Patroni's `enforce_follow_remote_member`): it
+/// follows the remote primary and never promotes. A primary (the cluster was just turned into
+/// a standby cluster) stops with a shutdown checkpoint and starts again as a replica of the
+/// remote, keeping the lock (Patroni's `demote-cluster`).
+pub(super) fn enforce_follow_remote(ctx: &Ctx<'_>, first: Vec<Action>, message: &str) -> Decision {
+    if !ctx.paused()
+        && ctx.is_primary_or_starting_primary()
+        && let Some(remote) = ctx.standby_remote()
+    {
+        let mut actions = first;
+        actions.push(demote(ctx.cfg, DemoteMode::Graceful));
+        actions.push(Action::StartPostgres {
+            role: super::StartRole::Replica {
+                upstream: (!ctx.tags().nostream).then(|| remote.clone()),
+            },
+            timeout: None,
+        });
+        return Decision::new(actions, "demoting to a standby cluster");
+    }
+    super::follower::follow(ctx, "cannot be a real primary in standby cluster", message)
+        .prepend(first)
 }
 
 /// The promotion of the previous cycle was abandoned because the `pre_promote` script failed

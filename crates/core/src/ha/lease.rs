@@ -68,7 +68,9 @@ pub fn fence_lease(ttl: Duration) -> Duration {
 /// primary, or it holds the lock (it may be promoting). The deadline counts from the latest
 /// proof that nobody else may be primary: the last renewal, or the last failsafe round every
 /// member accepted. Disarmed in pause (Patroni disables its watchdog there too: nobody takes
-/// over a paused cluster).
+/// over a paused cluster). A standby leader (the lock holder of a standby cluster, a replica
+/// of the remote primary that never promotes) is not a primary: disarmed while it runs in
+/// recovery; only a primary still running there (being demoted to a standby leader) is armed.
 pub fn fence(obs: &Observation, cfg: &HaConfig) -> Fence {
     let Some(server) = obs.postgres.server() else {
         return Fence::Disarmed;
@@ -78,16 +80,17 @@ pub fn fence(obs: &Observation, cfg: &HaConfig) -> Fence {
     }
     let promoting = matches!(obs.memory.in_progress, Some(Action::Promote));
     let primary = matches!(server, PgServer::Primary(_)) || promoting;
-    if !primary && !holds_lock(obs) {
+    if !primary && (cfg.standby_cluster.is_some() || !holds_lock(obs)) {
         return Fence::Disarmed;
     }
     armed(obs, cfg)
 }
 
 /// The fence of a server this member just started or promoted: armed when it holds the lock
-/// (a start as primary or a promotion happens only then), disarmed in pause.
+/// (a start as primary or a promotion happens only then), disarmed in pause and in a standby
+/// cluster (whose lock holder starts as a standby leader and never promotes).
 pub fn holder_fence(obs: &Observation, cfg: &HaConfig) -> Fence {
-    if obs.paused || !holds_lock(obs) {
+    if obs.paused || !holds_lock(obs) || cfg.standby_cluster.is_some() {
         return Fence::Disarmed;
     }
     armed(obs, cfg)

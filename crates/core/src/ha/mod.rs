@@ -36,7 +36,8 @@
 //!
 //! # Not covered yet
 //!
-//! Standby clusters, the pre-promote backoff, watchdog, and callbacks.
+//! The pre-promote backoff, watchdog, and callbacks. Standby clusters (`HaConfig::standby_cluster`)
+//! are covered: the lock holder is a standby leader following the remote primary.
 //! Synchronous replication on the primary is managed by [`crate::sync`] after each cycle. Operator restarts are judged by
 //! [`restart`], outside the cycle's decision.
 

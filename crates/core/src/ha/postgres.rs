@@ -186,8 +186,13 @@ pub enum PgRole {
 pub struct Upstream {
     /// Its member name (also the replication slot and `application_name` key).
     pub member: String,
-    /// Its `conn_url` (`postgres://host:port/dbname`).
+    /// Its `conn_url` (`postgres://host:port/dbname`); empty for a remote primary known only
+    /// by its `restore_command`.
     pub conn_url: String,
+    /// The remote primary of a standby cluster (`standby_cluster`), not a member of this
+    /// cluster: the runtime takes its address, slot (`primary_slot_name`, none when unset),
+    /// replica creation methods and archive settings from the `standby_cluster` section.
+    pub remote: bool,
 }
 
 // === impl LocalPostgres ===
@@ -238,6 +243,39 @@ impl PgServer {
             PgServer::Primary(p) => Some(p.timeline),
             PgServer::Replica(r) => r.timeline,
             PgServer::Starting { .. } | PgServer::Stopped(_) => None,
+        }
+    }
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// The member name Patroni gives a standby cluster's remote primary (it appends a UUID).
+    pub const REMOTE_NAME: &'static str = "remote_member";
+
+    /// A member of this cluster.
+    pub fn member(member: impl Into<String>, conn_url: impl Into<String>) -> Self {
+        Self {
+            member: member.into(),
+            conn_url: conn_url.into(),
+            remote: false,
+        }
+    }
+
+    /// The remote primary of a standby cluster at `host:port` (`None` when only a
+    /// `restore_command` is configured).
+    pub fn remote(address: Option<(&str, u16)>) -> Self {
+        let conn_url = address.map_or_else(String::new, |(host, port)| {
+            if host.contains(':') {
+                format!("postgres://[{host}]:{port}/postgres")
+            } else {
+                format!("postgres://{host}:{port}/postgres")
+            }
+        });
+        Self {
+            member: Self::REMOTE_NAME.to_owned(),
+            conn_url,
+            remote: true,
         }
     }
 }

@@ -70,6 +70,15 @@ fn won(ctx: &Ctx<'_>) -> Decision {
             _ => first.push(Action::ClearFailover { version: None }),
         }
     }
+    if ctx.is_standby_cluster() {
+        // The standby leader disappeared and this is the healthiest replica: it becomes the
+        // new standby leader by following the remote primary (no promotion).
+        return super::leader::enforce_follow_remote(
+            ctx,
+            first,
+            "promoted self to a standby leader by acquiring session lock",
+        );
+    }
     enforce_primary(
         ctx,
         first,
@@ -86,6 +95,7 @@ fn backoff(ctx: &Ctx<'_>) -> Option<Decision> {
     let memory = &ctx.obs.memory;
     if cfg.primary_race_backoff.is_zero()
         || ctx.paused()
+        || ctx.is_standby_cluster()
         || ctx.failover_candidate().is_some()
         || memory.previous_wal.is_none()
     {

@@ -384,6 +384,23 @@ mod tests {
         assert_eq!(names, ["m0", "+ m1", "  + m2"]);
     }
 
+    /// A standby cluster's leader (`/cluster` role `standby_leader`) shows as `Standby Leader`,
+    /// as Python patronictl shows it.
+    #[test]
+    fn a_standby_leader_is_listed_as_standby_leader() {
+        let mut c = cluster();
+        c["members"][0]["role"] = json!("standby_leader");
+        let out = render(&MembersInput {
+            cluster: &c,
+            initialize: Some("7412345678901234567"),
+            name: "ha",
+            extended: false,
+            fmt: Format::Json,
+        });
+        let rows: Vec<Value> = serde_json::from_str(&out).expect("json");
+        assert_eq!(rows[0]["Role"], "Standby Leader");
+    }
+
     /// Python rounds halves to even.
     #[test]
     fn rounds_like_python() {

@@ -134,6 +134,21 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 Ok(())
             }
             Action::CloneReplica { source } => self.clone_replica(source, obs).await,
+            Action::BootstrapStandby { remote } => {
+                // Patroni's `bootstrap_standby_leader`: clone from the remote, then follow it.
+                tracing::info!(remote = %remote.conn_url, "bootstrapping a new standby leader");
+                self.clone_replica(&CloneSource::Remote(remote.clone()), obs)
+                    .await?;
+                let role = StartRole::Replica {
+                    upstream: Some(remote.clone()),
+                };
+                let result = self.start(&role, None).await;
+                self.callback(PgEvent::Started {
+                    role: Role::Replica,
+                    ok: result.is_ok(),
+                });
+                result
+            }
             Action::StartPostgres { role, timeout } => {
                 let result = self.start(role, *timeout).await;
                 let role = match role {
@@ -263,18 +278,16 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             let _ = self.dcs.touch_member(&data).await;
         }
         let upstream = match source {
-            CloneSource::Leader(u) | CloneSource::Replica(u) => Some(u),
+            CloneSource::Leader(u) | CloneSource::Replica(u) | CloneSource::Remote(u) => Some(u),
             CloneSource::WithoutLeader => None,
         };
         let address = match upstream {
-            Some(u) => Some(
-                parse_conn_url(&u.conn_url)
-                    .with_context(|| format!("parse conn_url {:?}", u.conn_url))?,
-            ),
+            Some(u) => self.upstream_address(u)?,
             None => None,
         };
         tracing::info!(source = ?upstream.map(|u| &u.member), "cloning a replica");
-        let method = self.pg.clone_from(address.as_ref()).await?;
+        let methods = super::ha_config::replica_method_names(&self.dynamic, &self.config);
+        let method = self.pg.clone_from(address.as_ref(), &methods).await?;
         tracing::info!(%method, "replica created");
         self.memory.timeline_check = None;
         self.crashed_as = None;
@@ -467,24 +480,58 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         params
     }
 
-    /// Recovery settings following `upstream`.
+    /// Where `upstream` listens: a member's `conn_url`; the remote primary's `host`/`port` from
+    /// `standby_cluster` (`None` when only its `restore_command` is configured).
+    fn upstream_address(&self, upstream: &Upstream) -> anyhow::Result<Option<UpstreamAddress>> {
+        if upstream.remote && upstream.conn_url.is_empty() {
+            return Ok(None);
+        }
+        parse_conn_url(&upstream.conn_url)
+            .with_context(|| format!("parse conn_url {:?}", upstream.conn_url))
+            .map(Some)
+    }
+
+    /// Recovery settings following `upstream`. In a standby cluster every member also gets
+    /// the section's `restore_command` and `archive_cleanup_command`; the standby leader
+    /// (following the remote) its `recovery_min_apply_delay` and slot `primary_slot_name`
+    /// (no slot when unset), as Patroni's `RemoteMember`.
     pub(super) fn recovery(&self, upstream: Option<&Upstream>) -> anyhow::Result<RecoveryConf> {
         let address = match upstream {
-            Some(u) => Some(
-                parse_conn_url(&u.conn_url)
-                    .with_context(|| format!("parse conn_url {:?}", u.conn_url))?,
-            ),
+            Some(u) => self.upstream_address(u)?,
             None => None,
         };
         let pg = &self.config.postgresql;
+        let mut extra = pg.recovery_conf.clone();
+        let remote = upstream.is_some_and(|u| u.remote);
+        let standby = self
+            .dynamic
+            .standby_cluster
+            .as_ref()
+            .filter(|_| super::ha_config::is_standby_cluster(&self.dynamic));
+        let mut use_slots = self.dynamic.postgresql.use_slots;
+        let mut slot_name = None;
+        if let Some(sc) = standby {
+            let mut set = |key: &str, value: &Option<String>| {
+                if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                    extra.insert(key.to_owned(), serde_json::Value::String(v.clone()));
+                }
+            };
+            set("restore_command", &sc.restore_command);
+            set("archive_cleanup_command", &sc.archive_cleanup_command);
+            if remote {
+                set("recovery_min_apply_delay", &sc.recovery_min_apply_delay);
+                slot_name = sc.primary_slot_name.as_deref().filter(|s| !s.is_empty());
+                use_slots = slot_name.is_some();
+            }
+        }
         Ok(RecoveryConf::build(&FollowSpec {
             member_name: &self.id.name,
             upstream: address.as_ref(),
             replication: &pg.authentication.replication,
             passfile: self.pg.pgpass(),
-            use_slots: self.dynamic.postgresql.use_slots,
-            slot_name: None,
-            extra: &pg.recovery_conf,
+            use_slots,
+            slot_name,
+            extra: &extra,
             major_version: self.major_version,
             krbsrvname: pg.krbsrvname.as_deref(),
         }))
@@ -503,6 +550,7 @@ fn is_long(action: &Action) -> bool {
     matches!(
         action,
         Action::Bootstrap
+            | Action::BootstrapStandby { .. }
             | Action::CloneReplica { .. }
             | Action::StartPostgres { .. }
             | Action::Promote

@@ -229,7 +229,11 @@ impl PostgresCtl for FakePostgres {
         Ok(())
     }
 
-    async fn clone_from(&mut self, source: Option<&UpstreamAddress>) -> anyhow::Result<String> {
+    async fn clone_from(
+        &mut self,
+        source: Option<&UpstreamAddress>,
+        _methods: &[&str],
+    ) -> anyhow::Result<String> {
         let source = source.ok_or_else(|| anyhow::anyhow!("no source to clone from"))?;
         let mut world = self.world.lock();
         let data = world

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use patroni_config::{Config, DynamicConfig};
-use patroni_core::ha::HaConfig;
+use patroni_core::ha::{HaConfig, SynchronousMode, Upstream};
 
 /// Parses a dynamic configuration document read from `source`; each problem (a value of the
 /// wrong type, out of range: it falls back to its default, as Patroni does) is logged.
@@ -17,11 +17,49 @@ pub fn parse_dynamic(raw: &serde_json::Value, source: &str) -> DynamicConfig {
     dynamic
 }
 
+/// The replica creation methods a clone runs: in a standby cluster the `standby_cluster`
+/// section's `create_replica_methods` (default `basebackup`), as Patroni's `RemoteMember`,
+/// else `postgresql.create_replica_methods`.
+pub fn replica_method_names<'a>(d: &'a DynamicConfig, config: &'a Config) -> Vec<&'a str> {
+    match d.standby_cluster.as_ref().filter(|_| is_standby_cluster(d)) {
+        Some(sc) => match sc.create_replica_methods.as_deref() {
+            Some(methods) if !methods.is_empty() => methods.iter().map(String::as_str).collect(),
+            _ => vec!["basebackup"],
+        },
+        None => config
+            .postgresql
+            .create_replica_methods
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    }
+}
+
+/// Whether `standby_cluster` makes this a standby cluster (Patroni's
+/// `global_config.is_standby_cluster`: the section has a `host`, `port` or `restore_command`).
+pub fn is_standby_cluster(d: &DynamicConfig) -> bool {
+    patroni_api::GlobalFlags::from_dynamic(d).standby_cluster
+}
+
+/// The remote primary of a standby cluster, as the core names it.
+fn standby_remote(d: &DynamicConfig) -> Option<Upstream> {
+    if !is_standby_cluster(d) {
+        return None;
+    }
+    let sc = d.standby_cluster.as_ref()?;
+    let host = sc.host.as_deref().filter(|h| !h.is_empty());
+    let address = match (host, sc.port) {
+        (None, None) => None,
+        (host, port) => Some((host.unwrap_or("localhost"), port.unwrap_or(5432))),
+    };
+    Some(Upstream::remote(address))
+}
+
 /// Whether a configured replica creation method can run without a member to clone from
 /// (`no_leader`), as Patroni's `can_create_replica_without_replication_connection`.
-fn replica_method_without_leader(config: &Config) -> bool {
+fn replica_method_without_leader(d: &DynamicConfig, config: &Config) -> bool {
     let pg = &config.postgresql;
-    pg.create_replica_methods.iter().any(|name| {
+    replica_method_names(d, config).into_iter().any(|name| {
         patroni_postgres::ReplicaMethod::from_config(
             name,
             pg.replica_method_sections.get(name),
@@ -53,13 +91,19 @@ pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
         remove_data_directory_on_diverged_timelines: config
             .postgresql
             .remove_data_directory_on_diverged_timelines,
-        synchronous_mode: d.synchronous_mode,
+        // Patroni's `is_synchronous_mode`: never in a standby cluster.
+        synchronous_mode: if is_standby_cluster(d) {
+            SynchronousMode::Off
+        } else {
+            d.synchronous_mode
+        },
         synchronous_mode_strict: d.synchronous_mode_strict,
         synchronous_node_count: d.synchronous_node_count,
         maximum_lag_on_syncnode: d.maximum_lag_on_syncnode,
         failsafe_mode: d.failsafe_mode,
         can_bootstrap: true,
-        create_replica_without_leader: replica_method_without_leader(config),
+        create_replica_without_leader: replica_method_without_leader(d, config),
         watchdog_unusable: config.watchdog.mode == patroni_config::WatchdogMode::Required,
+        standby_cluster: standby_remote(d),
     }
 }

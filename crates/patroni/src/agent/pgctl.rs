@@ -50,10 +50,12 @@ pub trait PostgresCtl: Send + 'static {
         params: &ServerParameters,
         start_timeout: Duration,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Creates the data directory of a replica from `source`; returns the method used.
+    /// Creates the data directory of a replica from `source` with the replica creation
+    /// `methods` (by name, tried in order); returns the method used.
     fn clone_from(
         &mut self,
         source: Option<&UpstreamAddress>,
+        methods: &[&str],
     ) -> impl Future<Output = anyhow::Result<String>> + Send;
     /// Starts as a primary (`recovery: None`) or standby, waiting until ready.
     fn start(
@@ -201,20 +203,18 @@ impl RealPostgres {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
     }
 
-    /// `create_replica_methods` (default: `basebackup`), each custom method
+    /// The replica creation methods `names` (default: `basebackup`), each custom method
     /// with its `postgresql.<method>` section.
-    fn replica_methods(&self) -> Vec<ReplicaMethod> {
+    fn replica_methods(&self, names: &[&str]) -> Vec<ReplicaMethod> {
         let pg = &self.config.postgresql;
-        let names: Vec<&str> = if pg.create_replica_methods.is_empty() {
-            vec![patroni_postgres::BASEBACKUP]
+        let names: &[&str] = if names.is_empty() {
+            &[patroni_postgres::BASEBACKUP]
         } else {
-            pg.create_replica_methods
-                .iter()
-                .map(String::as_str)
-                .collect()
+            names
         };
         names
-            .into_iter()
+            .iter()
+            .copied()
             .map(|n| {
                 ReplicaMethod::from_config(n, pg.replica_method_sections.get(n), &pg.basebackup)
             })
@@ -418,8 +418,12 @@ impl PostgresCtl for RealPostgres {
         Ok(())
     }
 
-    async fn clone_from(&mut self, source: Option<&UpstreamAddress>) -> anyhow::Result<String> {
-        let methods = self.replica_methods();
+    async fn clone_from(
+        &mut self,
+        source: Option<&UpstreamAddress>,
+        methods: &[&str],
+    ) -> anyhow::Result<String> {
+        let methods = self.replica_methods(methods);
         self.pg
             .clone_from(
                 source.map(|a| (a.host.as_str(), a.port)),

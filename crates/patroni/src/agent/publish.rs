@@ -4,7 +4,7 @@
 
 use patroni_core::Role;
 use patroni_core::ha::{
-    LocalPostgres, LockOutcome, Observation, PgServer, SynchronousMode, failsafe,
+    LocalPostgres, LockOutcome, Observation, PgRole, PgServer, SynchronousMode, failsafe,
 };
 use patroni_core::sync::sync_lists;
 use patroni_dcs::Dcs;
@@ -40,8 +40,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         };
         let cluster = obs.cluster().cloned();
         let reachable = cluster.is_some();
+        let standby_leader = self.is_standby_leader(obs, &local);
         if reachable {
             let mut data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
+            if standby_leader {
+                data.role = Some(Role::StandbyLeader.as_str().to_owned());
+            }
             if obs.paused {
                 data.extra.insert("pause".into(), true.into());
             }
@@ -80,6 +84,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 .is_some_and(|c| sync_lists(&c.sync, &self.id.name)),
         };
         let mut status = node_status(&self.id, &local, state, &extras);
+        if standby_leader {
+            status.role = Role::StandbyLeader;
+        }
         status.pending_restart_reason = self.pending_restart_reason();
         if running_role(&local).is_some() {
             status.postmaster_start_time = self.server_facts.start_time.clone();
@@ -125,6 +132,30 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if idle && let Some(c) = obs.cluster() {
             self.sync_slots(c, &local, obs.paused).await;
         }
+    }
+
+    /// Whether this member is the standby leader: it holds the lock of a standby cluster and
+    /// its server runs (or starts) in recovery. Patroni's role `standby_leader`, which the
+    /// member key, `GET /patroni` and the pod's role label (`standby_leader_label_value`)
+    /// show.
+    fn is_standby_leader(&self, obs: &Observation, local: &LocalPostgres) -> bool {
+        let holds = match obs.cycle.lock {
+            Some(outcome) => outcome.holds(),
+            None => obs
+                .cluster()
+                .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str())),
+        };
+        let in_recovery = matches!(
+            local.server(),
+            Some(
+                PgServer::Replica(_)
+                    | PgServer::Starting {
+                        role: PgRole::Replica,
+                        ..
+                    }
+            )
+        );
+        self.ha.standby_cluster.is_some() && holds && in_recovery
     }
 
     /// Fires the callback `event` calls for, if any (in the background).

@@ -124,10 +124,7 @@ pub fn failover(leader: Option<&str>, candidate: Option<&str>, at: Option<&str>)
 
 /// The upstream for member `name`.
 pub fn up(name: &str) -> Upstream {
-    Upstream {
-        member: name.into(),
-        conn_url: format!("postgres://{name}:5432/postgres"),
-    }
+    Upstream::member(name, format!("postgres://{name}:5432/postgres"))
 }
 
 /// The peer target for member `name`.

@@ -13,5 +13,6 @@ mod t50_follower;
 mod t60_outage_pause_shutdown;
 mod t65_failsafe;
 mod t66_lease;
+mod t67_standby_cluster;
 mod t70_invariants;
 mod t80_restart;
