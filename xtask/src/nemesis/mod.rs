@@ -111,25 +111,26 @@ pub(crate) struct ModeRun {
 }
 
 /// The arguments of the short run in `cargo xtask test`: one round of the faults that stress
-/// the lease most (the primary cut from the API server, the API server frozen, the agent
-/// frozen past its lease) and of kill -9, in synchronous mode, at the shortest lease Patroni
-/// accepts (ttl 20, loop_wait 5, retry_timeout 5) and a hold of 1.5 × ttl.
+/// the lease most (the agent frozen past its lease, which only the lease fence keeps from a
+/// split brain in asynchronous mode; the primary cut from the API server; the API server
+/// frozen) and of kill -9, in asynchronous then synchronous mode, at the short lease (ttl 5,
+/// loop_wait 1, retry_timeout 2: docs/lease.md) and a hold of 1.5 × ttl.
 pub(crate) fn short_run_args(output: &Path) -> NemesisArgs {
     let output = output.display().to_string();
     let argv = [
         "nemesis",
         "--sync",
-        "on",
+        "off,on",
         "--faults",
-        "api-partition,stop-agent,freeze-api,kill9",
+        "stop-agent,api-partition,freeze-api,kill9",
         "--rounds",
         "1",
         "--ttl",
-        "20",
+        "5",
         "--loop-wait",
-        "5",
+        "1",
         "--retry-timeout",
-        "5",
+        "2",
         "--output",
         &output,
     ];
