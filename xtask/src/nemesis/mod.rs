@@ -269,7 +269,12 @@ fn faults_in_modes(
                 let r = round::run(lab, cluster, fault, round, timing, &next_id);
                 if let Some(run) = runs.last_mut() {
                     match r {
-                        Ok(r) => run.rounds.push(r),
+                        Ok(r) => {
+                            if !r.unaided() || r.split.samples > 0 {
+                                keep_logs(cluster, &args.output, mode, fault, round);
+                            }
+                            run.rounds.push(r);
+                        }
                         Err(e) => {
                             // Recorded and reported; the run goes on if the cluster is whole.
                             eprintln!("nemesis: round {round} of {} failed: {e:#}", fault.name());
@@ -293,6 +298,25 @@ fn faults_in_modes(
 /// `crates/e2e/py/requirements.txt`: Patroni 4.1.5 and what its Kubernetes DCS needs.
 fn requirements() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/e2e/py/requirements.txt")
+}
+
+/// Copies every member's log next to the report (`<output>.logs/<mode>-<fault>-<round>/`) after
+/// a round worth a look (a split brain, or not healthy within the deadline by itself), since
+/// the lab and its logs go away at the end of the run.
+fn keep_logs(cluster: &Cluster, output: &Path, mode: SyncMode, fault: Fault, round: u32) {
+    let dir = PathBuf::from(format!("{}.logs", output.display())).join(format!(
+        "{}-{}-{round}",
+        format!("{mode:?}").to_lowercase(),
+        fault.name()
+    ));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("nemesis: cannot keep the logs in {}: {e}", dir.display());
+        return;
+    }
+    for m in &cluster.members {
+        let _ = std::fs::copy(&m.log, dir.join(format!("{}.log", m.name)));
+    }
+    println!("nemesis: member logs of that round kept in {}", dir.display());
 }
 
 fn print_logs(cluster: &Cluster) {
