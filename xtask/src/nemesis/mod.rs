@@ -316,7 +316,10 @@ fn keep_logs(cluster: &Cluster, output: &Path, mode: SyncMode, fault: Fault, rou
     for m in &cluster.members {
         let _ = std::fs::copy(&m.log, dir.join(format!("{}.log", m.name)));
     }
-    println!("nemesis: member logs of that round kept in {}", dir.display());
+    println!(
+        "nemesis: member logs of that round kept in {}",
+        dir.display()
+    );
 }
 
 fn print_logs(cluster: &Cluster) {

@@ -49,6 +49,15 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // The fence process the agent starts (`--lease-fence DATA_DIR`, exactly) skips the
+    // argument parser: it should touch as little of this executable as it can (its resident
+    // memory is mostly the code it ran).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let [flag, data_dir] = args.as_slice()
+        && flag == patroni::fence::GUARD_FLAG
+    {
+        return ExitCode::from(patroni::fence::guard::run(std::path::Path::new(data_dir)));
+    }
     let cli = Cli::parse();
     if let Some(data_dir) = &cli.lease_fence {
         return ExitCode::from(patroni::fence::guard::run(data_dir));
