@@ -242,7 +242,10 @@ fn read_srv(c: &mut Checker, node: &Node<'_>) -> Option<SrvDiscovery> {
         .filter(|s| !s.is_empty());
     if suffix.is_some() && domain.is_none() {
         let message = "srv_suffix needs etcd3.srv, the domain it applies to";
-        if ["host", "hosts", "url", "proxy"].iter().any(|k| node.has(k)) {
+        if ["host", "hosts", "url", "proxy"]
+            .iter()
+            .any(|k| node.has(k))
+        {
             c.warn(node.path_of("srv_suffix"), format!("{message}; ignored"));
         } else {
             c.error(node.path_of("srv_suffix"), message);
