@@ -67,7 +67,9 @@ pub(crate) async fn start(
     let tag = template.scope.clone();
     // Off Kubernetes (an `etcd3:` or `zookeeper:` template) there is no namespace, pod or
     // member identity: the agents get an empty `KUBECONFIG`.
-    let on_kubernetes = template.etcd3_hosts.is_empty() && template.zookeeper_hosts.is_empty();
+    let on_kubernetes = template.etcd3_hosts.is_empty()
+        && template.etcd3_srv.is_none()
+        && template.zookeeper_hosts.is_empty();
     let (ns, kubeconfig) = if on_kubernetes {
         let ns = lab.namespace(&tag).await.context("namespace")?;
         let kubeconfig = lab

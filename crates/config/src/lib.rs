@@ -49,7 +49,7 @@ pub use model::{
     citus::CitusConfig,
     dcs::{DcsConfig, DcsKind},
     dynamic::{DynamicConfig, SynchronousMode},
-    etcd3::Etcd3Config,
+    etcd3::{Etcd3Config, SrvDiscovery},
     kubernetes::{EndpointPort, KubernetesConfig},
     log::{LogConfig, LogFormatType, LogLevel},
     postgresql::{PgAuthentication, PgUser, PostgresqlConfig},

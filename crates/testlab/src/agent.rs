@@ -58,6 +58,9 @@ pub struct AgentSpec {
     /// (`etcd3.hosts`) instead of Kubernetes, and `namespace`, `use_endpoints` and `labels`
     /// are not used.
     pub etcd3_hosts: Vec<String>,
+    /// An `etcd3.srv` domain (with `etcd3_hosts` empty): the member finds etcd through that
+    /// domain's DNS SRV records, and nothing else.
+    pub etcd3_srv: Option<String>,
 }
 
 // === impl AgentSpec ===
@@ -87,6 +90,7 @@ impl AgentSpec {
             kubernetes_extra: BTreeMap::new(),
             zookeeper_hosts: Vec::new(),
             etcd3_hosts: Vec::new(),
+            etcd3_srv: None,
         }
     }
 
@@ -142,7 +146,9 @@ impl AgentSpec {
             .map(|(k, v)| format!("  {k}: {v}\n"))
             .collect();
         let d = dir.display();
-        let dcs = if !self.etcd3_hosts.is_empty() {
+        let dcs = if let Some(domain) = &self.etcd3_srv {
+            format!("etcd3:\n  srv: {domain}\n")
+        } else if !self.etcd3_hosts.is_empty() {
             format!("etcd3:\n  hosts: {}\n", self.etcd3_hosts.join(","))
         } else if !self.zookeeper_hosts.is_empty() {
             format!(
@@ -366,7 +372,8 @@ mod tests {
         assert_eq!(z.hosts, ["10.213.1.9:2181"]);
     }
 
-    /// With etcd hosts, the member's DCS is etcd3 at those endpoints.
+    /// With etcd hosts, the member's DCS is etcd3 at those endpoints; with an SRV domain,
+    /// etcd3 found through it.
     #[test]
     fn etcd3_members_render_an_etcd3_section() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -383,5 +390,15 @@ mod tests {
             e.endpoints,
             ["http://10.213.1.9:2379", "http://10.213.1.10:2379"]
         );
+        let mut spec = AgentSpec::new("demo", "member-0", "default", false);
+        spec.etcd3_srv = Some("etcd.test".into());
+        std::fs::write(&path, spec.render("10.213.1.1", dir.path())).expect("write");
+        let loaded = patroni_config::load(Some(&path), &patroni_config::Environment::new())
+            .expect("valid configuration");
+        let patroni_config::DcsConfig::Etcd3(e) = &loaded.config.dcs else {
+            panic!("etcd3 DCS")
+        };
+        assert_eq!(e.srv.as_ref().map(|s| s.domain.as_str()), Some("etcd.test"));
+        assert!(e.endpoints.is_empty());
     }
 }

@@ -145,6 +145,19 @@ impl Host {
         }
     }
 
+    /// Gives programs started on this host ([`command`](Self::command)) `text` as their
+    /// `/etc/resolv.conf`: `ip netns exec` mounts `/etc/netns/<netns>/resolv.conf` over it.
+    /// Removed with the host.
+    ///
+    /// # Errors
+    /// The file could not be written.
+    pub fn set_resolv_conf(&self, text: &str) -> Result<()> {
+        let dir = std::path::Path::new("/etc/netns").join(&self.info.netns);
+        std::fs::create_dir_all(&dir).map_err(crate::Error::io("create", &dir))?;
+        let file = dir.join("resolv.conf");
+        std::fs::write(&file, text).map_err(crate::Error::io("write", &file))
+    }
+
     /// Pids of the processes running on this host.
     pub fn pids(&self) -> Vec<i32> {
         netns::pids(&self.info.netns)

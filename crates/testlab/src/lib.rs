@@ -34,6 +34,7 @@
 
 mod agent;
 mod controlplane;
+mod dns;
 mod error;
 mod etcd;
 mod gobuild;
@@ -51,6 +52,7 @@ mod zookeeper;
 
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};
 pub use controlplane::{ControlPlane, FrozenApiServer, User};
+pub use dns::DnsServer;
 pub use error::{Error, Result};
 pub use etcd::{ETCD_CLIENT_PORT, EtcdServer, EtcdTls};
 pub use helm::{HELM_VERSION, HELM3_VERSION, helm_binary, helm3_binary};

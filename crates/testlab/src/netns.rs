@@ -100,6 +100,8 @@ pub(crate) fn destroy(name: &str) {
     if let Err(e) = ip(&["netns", "del", name]) {
         tracing::warn!(netns = name, "failed to {e}");
     }
+    // Files `ip netns exec` mounts over /etc (a host's own resolv.conf).
+    let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(name));
 }
 
 /// Whether a process with this pid exists.

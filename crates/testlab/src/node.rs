@@ -90,7 +90,7 @@ pub fn node_binaries() -> Result<NodeBinaries> {
 }
 
 /// `go install github.com/coredns/coredns@COREDNS_VERSION`, once.
-fn coredns_binary() -> Result<PathBuf> {
+pub(crate) fn coredns_binary() -> Result<PathBuf> {
     let dir = cache_dir().join("coredns").join(COREDNS_VERSION);
     let bin = dir.join("coredns");
     if bin.exists() {

@@ -5,16 +5,18 @@
 //! etcd is; `protocol` (`http` by default) applies to `host`/`hosts`; `url` and `proxy` carry
 //! their own scheme (and may carry `user:password@`); `username`/`password` authenticate;
 //! `cacert`, `cert` and `key` configure TLS. Patroni's precedence is kept: `proxy` wins over
-//! `url`, which wins over `hosts`, which wins over `host`. A `proxy` is used alone (Patroni's
-//! `use_proxies`); otherwise the etcd cluster's member list is discovered from the first
-//! endpoints that answer.
+//! everything (`srv` included), `url` wins over `hosts`, which wins over `host`. A `proxy` is
+//! used alone (Patroni's `use_proxies`); otherwise the etcd cluster's member list is
+//! discovered from the first endpoints that answer.
+//!
+//! `srv` (Patroni's aliases `discovery_srv` and `srv_domain`, the last one given winning as in
+//! Patroni's `get_etcd_client`) names a DNS domain whose SRV records list the etcd cluster;
+//! `srv_suffix` selects records such as `_etcd-client-<suffix>._tcp.<srv>`. The records are
+//! resolved at run time (`patroni_dcs::etcd3`); `host`/`hosts`/`url` are then only used when
+//! the domain has no usable records, as in Patroni's `_get_machines_cache_from_config`.
 //!
 //! The top-level `namespace` (default `/service`) is the first component of every key,
 //! `/<namespace>/<scope>/...`, with repeated slashes collapsed as Patroni does.
-//!
-//! Not implemented yet, and refused with an error naming the setting (never read and ignored):
-//! DNS SRV discovery (`srv`, `srv_suffix`, and Patroni's aliases `discovery_srv`,
-//! `srv_domain`).
 
 use std::path::PathBuf;
 
@@ -46,8 +48,8 @@ const KNOWN_KEYS: [&str; 17] = [
     "verify",
 ];
 
-/// Settings this build recognises but does not implement: refused by name.
-const NOT_IMPLEMENTED: [&str; 4] = ["srv", "srv_suffix", "discovery_srv", "srv_domain"];
+/// Settings naming the SRV domain, in the order Patroni applies them (a later one wins).
+const SRV_KEYS: [&str; 3] = ["srv", "discovery_srv", "srv_domain"];
 
 /// Typed `etcd3:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +59,12 @@ pub struct Etcd3Config {
     pub namespace: String,
     /// Client URLs to try first (`http://host:port`), in order.
     pub endpoints: Vec<String>,
-    /// `proxy` was given: use only these endpoints, never the discovered member list.
+    /// `proxy` was given: use only these endpoints, never the discovered member list (nor
+    /// [`srv`](Self::srv)).
     pub use_proxies: bool,
+    /// DNS SRV discovery: the etcd cluster is found through the SRV records of this domain;
+    /// [`endpoints`](Self::endpoints) are used only when it has none. `None` with `proxy`.
+    pub srv: Option<SrvDiscovery>,
     /// User to authenticate as, with [`password`](Self::password).
     pub username: Option<String>,
     /// Password of [`username`](Self::username).
@@ -71,31 +77,32 @@ pub struct Etcd3Config {
     pub key: Option<PathBuf>,
 }
 
+/// Where DNS SRV discovery looks (`etcd3.srv`, `etcd3.srv_suffix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvDiscovery {
+    /// The domain whose `_etcd…._tcp.<domain>` records are looked up.
+    pub domain: String,
+    /// Appended to each record's service name: `_etcd-client-<suffix>._tcp.<domain>`.
+    pub suffix: Option<String>,
+}
+
 // === impl Etcd3Config ===
 
 impl Etcd3Config {
     /// Reads the section at `node`; `top_namespace` is the top-level `namespace`, if set.
     pub(crate) fn read(c: &mut Checker, node: &Node<'_>, top_namespace: Option<&str>) -> Self {
         c.warn_unknown(node, &KNOWN_KEYS);
-        for key in NOT_IMPLEMENTED {
-            if node.has(key) {
-                c.error(
-                    node.path_of(key),
-                    "DNS SRV discovery of etcd is not supported by patroni-rs yet; \
-                     list the endpoints in etcd3.hosts instead",
-                );
-            }
-        }
-        let where_keys = ["host", "hosts", "url", "proxy"];
+        let where_keys = ["host", "hosts", "url", "proxy", "srv_suffix"];
         if node.exists()
             && !where_keys.iter().any(|k| node.has(k))
-            && !NOT_IMPLEMENTED.iter().any(|k| node.has(k))
+            && !SRV_KEYS.iter().any(|k| node.has(k))
         {
             c.error(
                 node.path(),
                 "missing required setting: one of host, hosts, srv, srv_suffix, url, proxy",
             );
         }
+        let srv = read_srv(c, node);
         let protocol = match c.string(node, "protocol", Presence::Optional) {
             None => "http".to_owned(),
             Some(p) if p == "http" || p == "https" => p,
@@ -182,6 +189,7 @@ impl Etcd3Config {
             );
         }
         Self {
+            srv: srv.filter(|_| !use_proxies),
             namespace: top_namespace
                 .filter(|n| !n.is_empty())
                 .unwrap_or(DEFAULT_NAMESPACE)
@@ -213,6 +221,40 @@ impl Etcd3Config {
     pub fn uses_tls(&self) -> bool {
         self.endpoints.iter().any(|e| e.starts_with("https://"))
     }
+}
+
+/// The SRV domain and suffix of `node`, if a domain is named. `srv_suffix` without a domain
+/// is an error when nothing else says where etcd is (Patroni's validator accepts it, and its
+/// client then stops with "Neither srv, hosts, host nor url are defined"), else a warning
+/// (Patroni ignores it).
+fn read_srv(c: &mut Checker, node: &Node<'_>) -> Option<SrvDiscovery> {
+    let mut domain = None;
+    for key in SRV_KEYS {
+        if node.has(key) {
+            match c.string(node, key, Presence::Optional) {
+                Some(d) if !d.trim().is_empty() => domain = Some(d.trim().to_owned()),
+                _ => c.error(node.path_of(key), "expected a DNS domain"),
+            }
+        }
+    }
+    let suffix = c
+        .string(node, "srv_suffix", Presence::Optional)
+        .filter(|s| !s.is_empty());
+    if suffix.is_some() && domain.is_none() {
+        let message = "srv_suffix needs etcd3.srv, the domain it applies to";
+        if ["host", "hosts", "url", "proxy"]
+            .iter()
+            .any(|k| node.has(k))
+        {
+            c.warn(node.path_of("srv_suffix"), format!("{message}; ignored"));
+        } else {
+            c.error(node.path_of("srv_suffix"), message);
+        }
+    }
+    Some(SrvDiscovery {
+        domain: domain?,
+        suffix,
+    })
 }
 
 /// `protocol://host:port`, an IPv6 host in brackets.
@@ -355,7 +397,35 @@ mod tests {
         assert_eq!(cfg.base_path("demo"), "/service/demo");
     }
 
-    /// Every mistake names its setting; SRV discovery is refused by name.
+    /// `srv` (or its aliases, the last one winning) with `srv_suffix` is SRV discovery, the
+    /// hosts kept as the fallback; `proxy` turns discovery off (Patroni's precedence).
+    #[test]
+    fn srv_is_discovery_with_the_hosts_as_fallback() {
+        let (cfg, errors) = read(
+            json!({"srv": "etcd.example.org", "srv_suffix": "prod", "hosts": "a:1"}),
+            None,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            cfg.srv,
+            Some(SrvDiscovery {
+                domain: "etcd.example.org".into(),
+                suffix: Some("prod".into())
+            })
+        );
+        assert_eq!(cfg.endpoints, ["http://a:1"]);
+        let (cfg, errors) = read(json!({"srv": "a.org", "srv_domain": "b.org"}), None);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(cfg.endpoints.is_empty());
+        assert_eq!(cfg.srv.map(|s| s.domain).as_deref(), Some("b.org"));
+        let (cfg, errors) = read(json!({"discovery_srv": "c.org"}), None);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.srv.map(|s| s.domain).as_deref(), Some("c.org"));
+        let (cfg, _) = read(json!({"srv": "a.org", "proxy": "http://p:2379"}), None);
+        assert_eq!((cfg.srv, cfg.use_proxies), (None, true));
+    }
+
+    /// Every mistake names its setting.
     #[test]
     fn mistakes_are_errors_naming_the_setting() {
         let (_, errors) = read(json!({"protocol": "ftp"}), None);
@@ -366,12 +436,13 @@ mod tests {
                 "etcd3.protocol: expected \"http\" or \"https\", got \"ftp\""
             ]
         );
-        let (_, errors) = read(json!({"srv": "example.org"}), None);
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].starts_with("etcd3.srv: DNS SRV discovery"),
-            "{errors:?}"
+        let (_, errors) = read(json!({"srv_suffix": "a"}), None);
+        assert_eq!(
+            errors,
+            ["etcd3.srv_suffix: srv_suffix needs etcd3.srv, the domain it applies to"]
         );
+        let (_, errors) = read(json!({"srv": ""}), None);
+        assert_eq!(errors, ["etcd3.srv: expected a DNS domain"]);
         let (_, errors) = read(json!({"hosts": ["a:0"]}), None);
         assert_eq!(
             errors,

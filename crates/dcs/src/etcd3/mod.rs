@@ -13,10 +13,12 @@
 //! one watch ([`watcher`]) only wakes the HA loop. Every operation retries within
 //! `retry_timeout` ([`retry`]) and then fails as unreachable.
 //!
-//! Endpoints: the configured ones first, then (unless `proxy` is used) the client URLs of
-//! every member of the etcd cluster, discovered at start and every 5 minutes (endpoints are
-//! added, never removed); requests are balanced over the endpoints that answer, so losing one
-//! fails over to the others.
+//! Endpoints: the configured ones first (or, with `etcd3.srv`, those its DNS SRV records give,
+//! [`srv`]), then (unless `proxy` is used) the client URLs of every member of the etcd
+//! cluster, discovered at start and every 5 minutes (endpoints are added, never removed);
+//! requests are balanced over the endpoints that answer, so losing one fails over to the
+//! others. With SRV discovery, a request that finds no endpoint answering has the records
+//! resolved again (Patroni's `_load_machines_cache` when every machine failed).
 //!
 //! What breaks if this stalls: a stuck request is cut at its share of `retry_timeout`; the
 //! watch task may stall without harm (cycles still run every `loop_wait`).
@@ -25,16 +27,17 @@ mod dcs_impl;
 pub mod keys;
 mod lease;
 mod retry;
+pub mod srv;
 pub mod view;
 mod watcher;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
-use patroni_config::{DcsConfig, Etcd3Config};
+use patroni_config::{DcsConfig, Etcd3Config, SrvDiscovery};
 use patroni_core::{Cluster, MemberData};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -42,6 +45,7 @@ use tokio::task::JoinHandle;
 use self::keys::Keys;
 use self::lease::Lease;
 use self::retry::Retry;
+use self::srv::SrvError;
 use self::view::Node;
 use crate::values::StatusValue;
 use crate::{Error, Result, Settings};
@@ -53,6 +57,12 @@ const NON_LEADER_EXTRA_WAIT: Duration = Duration::from_millis(500);
 const MEMBERS_REFRESH: Duration = Duration::from_secs(300);
 /// Least time given to connecting to one endpoint.
 const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between SRV lookups at start while they give no endpoint (Patroni's "waiting on
+/// etcd" sleeps 5 s).
+const SRV_START_WAIT: Duration = Duration::from_secs(5);
+/// Least pause between two re-resolutions of the SRV records after failed requests, so a
+/// long outage does not turn into a stream of DNS queries.
+const SRV_RELOAD_PAUSE: Duration = Duration::from_secs(1);
 
 /// Loop timings that dynamic configuration can change at run time.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +104,14 @@ struct Inner {
     wake: Arc<Notify>,
     /// The endpoints in use (configured and discovered).
     endpoints: Mutex<Vec<String>>,
+    /// `etcd3.srv`: resolved again after requests found no endpoint answering.
+    srv: Option<SrvDiscovery>,
+    /// The configured endpoints (`host`/`hosts`/`url`): with `srv`, used when the records
+    /// give nothing.
+    fallback: Vec<String>,
+    /// With `srv`: notified by every retried failure of a request, waited on by the refresher
+    /// task, which then resolves the records again.
+    srv_reload: Option<Arc<Notify>>,
 }
 
 // === impl Etcd3Dcs ===
@@ -116,10 +134,11 @@ impl Etcd3Dcs {
                 source: None,
             });
         };
-        let options = connect_options(cfg, &settings)?;
+        let initial = initial_endpoints(cfg, &settings).await?;
+        let options = connect_options(cfg, &initial, &settings)?;
         let client = Retry::new(settings.retry_timeout)
             .run("connect to etcd", || {
-                Client::connect(cfg.endpoints.clone(), Some(options.clone()))
+                Client::connect(initial.clone(), Some(options.clone()))
             })
             .await?;
         let keys = Keys::new(&cfg.base_path(&settings.scope));
@@ -138,10 +157,13 @@ impl Etcd3Dcs {
             last_member: Mutex::new(None),
             skip_next_watch: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
-            endpoints: Mutex::new(cfg.endpoints.clone()),
+            endpoints: Mutex::new(initial),
+            srv: cfg.srv.clone(),
+            fallback: cfg.endpoints.clone(),
+            srv_reload: cfg.srv.as_ref().map(|_| Arc::new(Notify::new())),
         });
         if !cfg.use_proxies {
-            match inner.discover_members().await {
+            match inner.discover_members(inner.retry()).await {
                 // Patroni waits for etcd at start; here the HA loop's first cycles report it
                 // unreachable instead, with the configured endpoints in use.
                 Err(e) if e.is_unreachable() => {
@@ -160,18 +182,8 @@ impl Etcd3Dcs {
             inner.wake.clone(),
         ))];
         if !cfg.use_proxies {
-            let refresher = Arc::downgrade(&inner);
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(MEMBERS_REFRESH).await;
-                    let Some(inner) = refresher.upgrade() else {
-                        return;
-                    };
-                    if let Err(e) = inner.discover_members().await {
-                        tracing::debug!("failed to {e:#}");
-                    }
-                }
-            }));
+            let failed = inner.srv_reload.clone();
+            tasks.push(tokio::spawn(refresh(Arc::downgrade(&inner), failed)));
         }
         Ok(Etcd3Dcs { inner, tasks })
     }
@@ -201,9 +213,87 @@ impl Drop for Etcd3Dcs {
     }
 }
 
-/// The client options of `cfg`: credentials, TLS, timeouts and keepalive (Patroni sets TCP
-/// keepalive to notice a dead server within `ttl`).
-fn connect_options(cfg: &Etcd3Config, settings: &Settings) -> Result<ConnectOptions> {
+/// Refreshes the endpoints until the DCS is dropped: the etcd cluster's member list every
+/// [`MEMBERS_REFRESH`]; with SRV discovery also when `failed` is notified (a request found no
+/// endpoint answering): the records are resolved again first, then the member list is read.
+async fn refresh(inner: Weak<Inner>, failed: Option<Arc<Notify>>) {
+    loop {
+        let after_failure = tokio::select! {
+            () = tokio::time::sleep(MEMBERS_REFRESH) => false,
+            () = notified(failed.as_deref()) => true,
+        };
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if after_failure {
+            inner.rediscover_srv().await;
+        }
+        // Not signalling failures itself: the requests of the HA loop do that.
+        if let Err(e) = inner
+            .discover_members(Retry::new(inner.timing().retry_timeout))
+            .await
+        {
+            tracing::debug!("failed to {e:#}");
+        }
+        drop(inner);
+        if after_failure {
+            tokio::time::sleep(SRV_RELOAD_PAUSE).await;
+        }
+    }
+}
+
+/// Waits for `n`, or forever without one.
+async fn notified(n: Option<&Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The endpoints to start with: the configured ones, or with `etcd3.srv` those its SRV
+/// records give (the configured ones when the records give none). Without configured ones,
+/// waits until the records give some, as Patroni's "waiting on etcd" does.
+///
+/// # Errors
+/// [`Error::Config`] when the system's DNS configuration cannot be used and no endpoint is
+/// configured.
+async fn initial_endpoints(cfg: &Etcd3Config, settings: &Settings) -> Result<Vec<String>> {
+    let Some(srv) = cfg.srv.as_ref().filter(|_| !cfg.use_proxies) else {
+        return Ok(cfg.endpoints.clone());
+    };
+    loop {
+        match srv::discover(srv, settings.retry_timeout / 2).await {
+            Ok(found) => {
+                tracing::info!(kind = ?found.kind, endpoints = ?found.endpoints,
+                    "found etcd through the DNS SRV records of {}", srv.domain);
+                return Ok(found.endpoints);
+            }
+            Err(e) if !cfg.endpoints.is_empty() => {
+                tracing::warn!("failed to {e:#}; using the configured etcd3 hosts");
+                return Ok(cfg.endpoints.clone());
+            }
+            Err(e @ SrvError::SystemConfig(_)) => {
+                return Err(Error::Config {
+                    what: "use DNS SRV discovery of etcd (etcd3.srv)".into(),
+                    source: Some(Box::new(e)),
+                });
+            }
+            Err(e) => {
+                tracing::warn!("failed to {e:#}; waiting on etcd");
+                tokio::time::sleep(SRV_START_WAIT).await;
+            }
+        }
+    }
+}
+
+/// The client options of `cfg` for `endpoints`: credentials, TLS, timeouts and keepalive
+/// (Patroni sets TCP keepalive to notice a dead server within `ttl`). TLS is on when an
+/// endpoint is `https`, or, without SRV discovery, when a CA or client certificate is set.
+fn connect_options(
+    cfg: &Etcd3Config,
+    endpoints: &[String],
+    settings: &Settings,
+) -> Result<ConnectOptions> {
     let per_request = (settings.retry_timeout / 2).max(MIN_CONNECT_TIMEOUT);
     let keepalive = (settings.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut options = ConnectOptions::new()
@@ -215,7 +305,8 @@ fn connect_options(cfg: &Etcd3Config, settings: &Settings) -> Result<ConnectOpti
     if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
         options = options.with_user(user.clone(), password.clone());
     }
-    if cfg.uses_tls() || cfg.cacert.is_some() || cfg.cert.is_some() {
+    let https = endpoints.iter().any(|e| e.starts_with("https://"));
+    if https || (cfg.srv.is_none() && (cfg.cacert.is_some() || cfg.cert.is_some())) {
         let read = |path: &std::path::Path, what: &str| {
             std::fs::read(path).map_err(|e| Error::Config {
                 what: format!("read etcd3.{what} {}", path.display()),
@@ -248,34 +339,62 @@ impl Inner {
         *lock(&self.timing)
     }
 
+    /// The retry budget of one operation; with SRV discovery, its failed attempts ask for
+    /// the records to be resolved again.
     fn retry(&self) -> Retry {
-        Retry::new(self.timing().retry_timeout)
+        Retry::new(self.timing().retry_timeout).with_failure_signal(self.srv_reload.clone())
     }
 
     /// Adds the client URLs of every etcd member to the endpoints (Patroni's machines cache).
-    async fn discover_members(&self) -> Result<()> {
+    async fn discover_members(&self, retry: Retry) -> Result<()> {
         let client = self.client.clone();
-        let members = self
-            .retry()
+        let members = retry
             .run("list the etcd cluster's members", || {
                 let mut c = client.cluster_client();
                 async move { c.member_list().await }
             })
             .await?;
-        for url in members
+        let urls: Vec<String> = members
             .members()
             .iter()
-            .flat_map(|m| m.client_urls().iter())
-        {
+            .flat_map(|m| m.client_urls().iter().cloned())
+            .collect();
+        self.add_endpoints(&urls).await;
+        Ok(())
+    }
+
+    /// Resolves the SRV records again and adds the endpoints they give (the configured ones
+    /// when they give none).
+    async fn rediscover_srv(&self) {
+        let Some(srv) = &self.srv else {
+            return;
+        };
+        match srv::discover(srv, self.timing().retry_timeout / 2).await {
+            Ok(found) => {
+                tracing::debug!(endpoints = ?found.endpoints, "resolved the SRV records again");
+                self.add_endpoints(&found.endpoints).await;
+            }
+            Err(e) => {
+                tracing::warn!("failed to {e:#}");
+                self.add_endpoints(&self.fallback).await;
+            }
+        }
+    }
+
+    /// Adds the endpoints not in use yet to the client.
+    async fn add_endpoints(&self, urls: &[String]) {
+        for url in urls {
             let known = lock(&self.endpoints).contains(url);
             if !known {
                 match self.client.add_endpoint(url).await {
-                    Ok(()) => lock(&self.endpoints).push(url.clone()),
+                    Ok(()) => {
+                        tracing::info!(url, "added etcd endpoint");
+                        lock(&self.endpoints).push(url.clone());
+                    }
                     Err(e) => tracing::warn!(url, "failed to add etcd endpoint: {e}"),
                 }
             }
         }
-        Ok(())
     }
 
     /// Reads every key of the cluster (linearizable) and builds the view.

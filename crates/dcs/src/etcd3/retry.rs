@@ -8,11 +8,18 @@
 //! that got no answer within its share of the budget. Everything else (permission, invalid
 //! argument, not found) goes back at once as [`Error::Refused`]. When the budget is spent the
 //! last failure becomes [`Error::Unreachable`].
+//!
+//! A retried failure can also ring a bell ([`Retry::with_failure_signal`]): with SRV discovery
+//! it asks for the records to be resolved again, as Patroni reloads its machines cache when
+//! every endpoint failed (a request that fails or hangs on the balanced channel means no
+//! endpoint was ready).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::Error as EtcdError;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tonic::Code;
 
@@ -38,6 +45,8 @@ pub struct TimedOut(pub Duration);
 pub struct Retry {
     deadline: Instant,
     attempt: Duration,
+    /// Notified after each attempt that failed in a way worth retrying.
+    on_failure: Option<Arc<Notify>>,
 }
 
 // === impl Retry ===
@@ -48,7 +57,15 @@ impl Retry {
         Retry {
             deadline: Instant::now() + timeout,
             attempt: (timeout / ATTEMPT_SHARE).max(MIN_ATTEMPT),
+            on_failure: None,
         }
+    }
+
+    /// Notifies `signal` after every attempt that failed in a way worth retrying (connection
+    /// trouble, no answer in time).
+    pub fn with_failure_signal(mut self, signal: Option<Arc<Notify>>) -> Self {
+        self.on_failure = signal;
+        self
     }
 
     /// Time left.
@@ -78,6 +95,9 @@ impl Retry {
                 Ok(Err(e)) => Box::new(e),
                 Err(_) => Box::new(TimedOut(budget)),
             };
+            if let Some(signal) = &self.on_failure {
+                signal.notify_one();
+            }
             if self.remaining() <= delay {
                 return Err(Error::Unreachable {
                     what: what.to_string(),
@@ -174,5 +194,15 @@ mod tests {
             .await
             .expect_err("fails");
         assert!(hung.is_unreachable());
+        let signal = Arc::new(Notify::new());
+        let _ = Retry::new(Duration::from_secs(1))
+            .with_failure_signal(Some(signal.clone()))
+            .run("read", || async {
+                Err::<(), _>(EtcdError::GRpcStatus(tonic::Status::unavailable("down")))
+            })
+            .await;
+        tokio::time::timeout(Duration::from_millis(1), signal.notified())
+            .await
+            .expect("a failed attempt rings the bell");
     }
 }

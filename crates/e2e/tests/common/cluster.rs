@@ -174,7 +174,7 @@ pub async fn wait_for<T>(
 
 /// Member `name` on `host` with configuration `spec` written to a fresh directory of its own
 /// (owned by the postgres user, removed with the member), its agent not started yet.
-fn prepare_member(name: String, host: Host, spec: AgentSpec) -> Member {
+pub fn prepare_member(name: String, host: Host, spec: AgentSpec) -> Member {
     let dir = tempfile::tempdir().expect("tempdir");
     chown_to_pg_user(dir.path()).expect("chown");
     let config = spec.write(host.ip(), dir.path()).expect("write config");
