@@ -273,10 +273,10 @@ fn consul_config_is_refused_by_name() {
     assert_eq!(stderr(&out), expected);
 }
 
-/// An etcd3 section validates with Patroni's rules; a setting patroni-rs does not implement
-/// (DNS SRV discovery) is refused by name, and so is a malformed one.
+/// An etcd3 section validates with Patroni's rules, DNS SRV discovery included; `srv_suffix`
+/// without anything saying where etcd is is refused by name, and so is a malformed setting.
 #[test]
-fn etcd3_config_is_validated_and_unimplemented_settings_refused_by_name() {
+fn etcd3_config_is_validated_and_unusable_settings_refused_by_name() {
     let sandbox = Sandbox::new();
     let config = |etcd3: &str| {
         format!(
@@ -294,10 +294,12 @@ fn etcd3_config_is_validated_and_unimplemented_settings_refused_by_name() {
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let srv = sandbox.write("srv.yml", &config("{srv: example.org}"));
     let out = sandbox.patroni(&["--validate-config", srv.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let suffix = sandbox.write("suffix.yml", &config("{srv_suffix: prod}"));
+    let out = sandbox.patroni(&["--validate-config", suffix.to_str().expect("utf-8")]);
     assert_eq!(code(&out), Some(1));
     assert!(
-        stderr(&out)
-            .contains("etcd3.srv: DNS SRV discovery of etcd is not supported by patroni-rs yet"),
+        stderr(&out).contains("etcd3.srv_suffix:"),
         "{}",
         stderr(&out)
     );
