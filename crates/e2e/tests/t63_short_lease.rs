@@ -22,7 +22,7 @@ use common::cluster::*;
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use patroni_testlab::Lab;
+use patroni_testlab::{Host, Lab};
 
 const SHORT_TTL: u32 = 5;
 
@@ -39,47 +39,21 @@ fn start_probes(
     members
         .iter()
         .map(|m| {
-            let (netns, ip, name) = (
-                m.host.netns().to_owned(),
-                m.host.ip().to_owned(),
-                m.name.clone(),
-            );
-            let password = m.spec.superuser_password.clone();
+            // A handle on the same namespace that does not own it (the member's does).
+            let host = Host::attach(m.host.info().clone());
+            let (spec, name) = (m.spec.clone(), m.name.clone());
             let (stop, acks) = (Arc::clone(stop), Arc::clone(acks));
             std::thread::spawn(move || {
+                let insert = format!(
+                    "insert into probe(who, at) values ('{name}', clock_timestamp()) \
+                     returning extract(epoch from at)"
+                );
                 while !stop.load(Ordering::Relaxed) {
-                    let out = std::process::Command::new("ip")
-                        .args(["netns", "exec", &netns, "/usr/lib/postgresql/15/bin/psql"])
-                        .env("PGPASSWORD", &password)
-                        .args([
-                            "-X",
-                            "-qAt",
-                            "-d",
-                            &format!(
-                                "host={ip} port=5432 user=postgres dbname=postgres \
-                                 connect_timeout=1 options='-c statement_timeout=1000'"
-                            ),
-                            "-c",
-                            &format!(
-                                "insert into probe(who, at) values ('{name}', clock_timestamp()) \
-                                 returning extract(epoch from at)"
-                            ),
-                        ])
-                        .output();
-                    match out {
-                        Ok(out) if out.status.success() => {
-                            let text = String::from_utf8_lossy(&out.stdout);
-                            match text.lines().next().map(|l| l.trim().parse::<f64>()) {
-                                Some(Ok(at)) => acks.lock().expect("acks").push((name.clone(), at)),
-                                _ => tracing::warn!(member = %name, "probe answered {text:?}"),
-                            }
-                        }
-                        Ok(out) => tracing::debug!(
-                            member = %name,
-                            "probe failed: {}",
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        ),
-                        Err(e) => tracing::warn!(member = %name, "probe not run: {e}"),
+                    // The first line is the returned value (the command tag follows).
+                    if let Some(at) = sql(&host, &host, &spec, &insert)
+                        .and_then(|out| out.lines().next()?.trim().parse::<f64>().ok())
+                    {
+                        acks.lock().expect("acks").push((name.clone(), at));
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }

@@ -14,11 +14,11 @@ pub mod sync;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use patroni_testlab::{AgentSpec, Host, PG_USER, chown_to_pg_user};
+
+use super::scenario::WritabilityPoll;
 use serde_json::Value;
 
 use super::cluster::{FORM_TIMEOUT, sql};
@@ -207,19 +207,16 @@ pub async fn one_writable(nodes: &[Node], timeout: Duration) -> usize {
     nodes.iter().position(|n| n.name == p).expect("member")
 }
 
-/// A thread polling every member for writability every 500 ms until [`Checker::finish`]
-/// (or drop): it records every moment two members accepted writes.
-pub struct Checker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(Vec<String>, u64)>>,
-}
+/// Every member polled for writability every 500 ms until [`Checker::finish`] (or drop):
+/// it records every moment two members accepted writes.
+pub struct Checker(WritabilityPoll);
 
 // === impl Checker ===
 
 impl Checker {
     /// Starts polling `nodes`.
     pub fn start(nodes: &[Node]) -> Self {
-        let targets: Vec<(Host, AgentSpec, String)> = nodes
+        let targets = nodes
             .iter()
             .map(|n| {
                 (
@@ -229,56 +226,21 @@ impl Checker {
                 )
             })
             .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (mut doubles, mut polls) = (Vec::new(), 0u64);
-            while !flag.load(Ordering::Relaxed) {
-                let now: Vec<&String> = targets
-                    .iter()
-                    .filter(|(h, s, _)| {
-                        sql(h, h, s, "select pg_is_in_recovery()").as_deref() == Some("f")
-                    })
-                    .map(|t| &t.2)
-                    .collect();
-                if now.len() > 1 {
-                    doubles.push(format!("{now:?}"));
-                }
-                polls += 1;
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            (doubles, polls)
-        });
-        Checker {
-            stop,
-            thread: Some(thread),
-        }
+        Checker(WritabilityPoll::start(targets, Duration::from_millis(500)))
     }
 
     /// Stops polling; fails unless it polled more than 10 times and never saw two writable
     /// members.
-    pub fn finish(mut self, nodes: &[Node]) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (doubles, polls) = self
-            .thread
-            .take()
-            .expect("running")
-            .join()
-            .expect("checker");
-        tracing::info!(polls, "writability checks");
-        assert!(polls > 10, "the checker ran ({polls} polls)");
+    pub fn finish(self, nodes: &[Node]) {
+        let seen = self.0.stop();
+        tracing::info!(polls = seen.polls, "writability checks");
+        assert!(seen.polls > 10, "the checker ran ({} polls)", seen.polls);
         assert!(
-            doubles.is_empty(),
-            "two writable members at once: {doubles:?}\n{}",
+            seen.doubles.is_empty(),
+            "two writable members at once: {:?}\n{}",
+            seen.doubles,
             logs(nodes)
         );
-    }
-}
-
-impl Drop for Checker {
-    fn drop(&mut self) {
-        // Stops the thread even when the test fails half-way.
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use patroni_testlab::{AgentSpec, Host};
@@ -26,15 +26,81 @@ const SWITCHOVER_ACCEPTED: Duration = Duration::from_secs(60);
 
 // === never two writable ===
 
-/// A thread polling every member for writability (every 200 ms) until [`finish`]ed: the
-/// "never two writable members" invariant, checked throughout a scenario.
+/// What a [`WritabilityPoll`] saw.
+pub struct Polled {
+    /// Every poll in which more than one member accepted writes (their names).
+    pub doubles: Vec<String>,
+    /// How many polls ran.
+    pub polls: u64,
+    /// The most members writable in one poll.
+    pub max_writable: usize,
+}
+
+/// A thread asking every target `select pg_is_in_recovery()` every `every` until stopped (or
+/// dropped: a test failing half-way stops it too).
+pub struct WritabilityPoll {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Polled>>,
+}
+
+// === impl WritabilityPoll ===
+
+impl WritabilityPoll {
+    /// Starts polling `targets` (host, its member's spec, member name).
+    pub fn start(targets: Vec<(Host, AgentSpec, String)>, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Polled {
+                doubles: Vec::new(),
+                polls: 0,
+                max_writable: 0,
+            };
+            while !flag.load(Ordering::Relaxed) {
+                let now: Vec<&String> = targets
+                    .iter()
+                    .filter(|(h, s, _)| {
+                        sql(h, h, s, "select pg_is_in_recovery()").as_deref() == Some("f")
+                    })
+                    .map(|t| &t.2)
+                    .collect();
+                if now.len() > 1 {
+                    seen.doubles.push(format!("{now:?}"));
+                }
+                seen.max_writable = seen.max_writable.max(now.len());
+                seen.polls += 1;
+                std::thread::sleep(every);
+            }
+            seen
+        });
+        WritabilityPoll {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops polling; what it saw.
+    pub fn stop(mut self) -> Polled {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("stopped once")
+            .join()
+            .expect("writability poll")
+    }
+}
+
+impl Drop for WritabilityPoll {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every member polled for writability (every 200 ms) until [`finish`]ed: the "never two
+/// writable members" invariant, checked throughout a scenario.
 ///
 /// [`finish`]: NeverTwoWritable::finish
-pub struct NeverTwoWritable {
-    stop: Arc<AtomicBool>,
-    max_writable: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
+pub struct NeverTwoWritable(WritabilityPoll);
 
 // === impl NeverTwoWritable ===
 
@@ -42,7 +108,7 @@ impl NeverTwoWritable {
     /// Starts polling `members`.
     pub fn start(members: &[Member]) -> Self {
         tracing::info!("--- a checker polls every member for writability throughout");
-        let targets: Vec<(Host, AgentSpec, String)> = members
+        let targets = members
             .iter()
             .map(|m| {
                 (
@@ -52,59 +118,20 @@ impl NeverTwoWritable {
                 )
             })
             .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let max_writable = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, max_writable) = (stop.clone(), max_writable.clone());
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let now: Vec<&String> = targets
-                        .iter()
-                        .filter(|(h, s, _)| {
-                            sql(h, h, s, "select pg_is_in_recovery()").as_deref() == Some("f")
-                        })
-                        .map(|t| &t.2)
-                        .collect();
-                    if now.len() > 1 {
-                        seen.push(format!("{now:?}"));
-                    }
-                    max_writable.fetch_max(now.len(), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                seen
-            })
-        };
-        NeverTwoWritable {
-            stop,
-            max_writable,
-            thread: Some(thread),
-        }
+        NeverTwoWritable(WritabilityPoll::start(targets, Duration::from_millis(200)))
     }
 
     /// Stops polling and checks that no two members were ever writable at once, and that one
     /// was at some point.
-    pub fn finish(mut self, members: &[Member]) {
-        self.stop.store(true, Ordering::Relaxed);
-        let doubles = self
-            .thread
-            .take()
-            .expect("finished once")
-            .join()
-            .expect("checker");
+    pub fn finish(self, members: &[Member]) {
+        let seen = self.0.stop();
         assert!(
-            doubles.is_empty(),
-            "two writable members at once: {doubles:?}\n{}",
+            seen.doubles.is_empty(),
+            "two writable members at once: {:?}\n{}",
+            seen.doubles,
             logs(members)
         );
-        assert_eq!(self.max_writable.load(Ordering::Relaxed), 1);
-    }
-}
-
-impl Drop for NeverTwoWritable {
-    fn drop(&mut self) {
-        // A test failing half-way stops the thread too.
-        self.stop.store(true, Ordering::Relaxed);
+        assert_eq!(seen.max_writable, 1);
     }
 }
 

@@ -42,16 +42,12 @@ struct Cli {
     /// --validate-config.
     #[arg(short = 'p', long = "print", requires = "validate_config")]
     print: bool,
-    /// Internal: the lease fence for DATA_DIR, started by the agent itself (instructions on
-    /// stdin).
-    #[arg(long = "lease-fence", hide = true, value_name = "DATA_DIR", conflicts_with_all = ["configfile", "validate_config"])]
-    lease_fence: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    // The fence process the agent starts (`--lease-fence DATA_DIR`, exactly) skips the
-    // argument parser: it should touch as little of this executable as it can (its resident
-    // memory is mostly the code it ran).
+    // The fence process the agent starts (`--lease-fence DATA_DIR`, exactly: not an option of
+    // the command line users see) skips the argument parser: it should touch as little of
+    // this executable as it can (its resident memory is mostly the code it ran).
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let [flag, data_dir] = args.as_slice()
         && flag == patroni::fence::GUARD_FLAG
@@ -59,9 +55,6 @@ fn main() -> ExitCode {
         return ExitCode::from(patroni::fence::guard::run(std::path::Path::new(data_dir)));
     }
     let cli = Cli::parse();
-    if let Some(data_dir) = &cli.lease_fence {
-        return ExitCode::from(patroni::fence::guard::run(data_dir));
-    }
     let env = process_env::snapshot();
     let code = if cli.validate_config {
         validate(&cli, &env)
