@@ -59,13 +59,27 @@ async fn failing_pre_promote_keeps_a_replica_and_before_stop_runs_first() {
     assert_eq!(members[primary].name, "m0", "m0 bootstrapped");
 
     tracing::info!("--- switchover to m1, whose pre_promote fails");
-    let answer = rest(
-        &members[primary],
-        "POST",
-        "/switchover",
-        Some(r#"{"leader": "m0", "candidate": "m1"}"#),
-        None,
-    );
+    // m0 may not have seen m1's first member record with its WAL position yet: the API refuses
+    // with 412 ("no good candidates") until then, as Patroni's does.
+    let answer = wait_for(
+        Duration::from_secs(60),
+        "the switchover to m1 is accepted",
+        &members,
+        || {
+            let answer = rest(
+                &members[primary],
+                "POST",
+                "/switchover",
+                Some(r#"{"leader": "m0", "candidate": "m1"}"#),
+                None,
+            );
+            match answer {
+                Some((412, _)) | None => None,
+                other => other,
+            }
+        },
+    )
+    .await;
     tracing::info!(?answer, "switchover answered");
     let promoted = wait_for(
         FAILOVER_TIMEOUT,
