@@ -141,15 +141,25 @@ async fn rest_api_over_tls_with_client_certificates() {
     {
         tracing::info!("--- a switchover over HTTPS: the leader probes the candidate over TLS");
         let body = serde_json::json!({"leader": members[p].name, "candidate": members[r].name});
-        let (status, answer) = https(
-            &members[r],
-            &members[p],
-            "POST",
-            "/switchover",
-            Some(&body.to_string()),
-            cert,
+        // The leader refuses with 412 until it has seen the candidate's member record as a
+        // running replica (as Patroni's does): ask again until then.
+        let (status, answer) = wait_for(
+            Duration::from_secs(60),
+            "the switchover is accepted",
+            &members,
+            || {
+                let answer = https(
+                    &members[r],
+                    &members[p],
+                    "POST",
+                    "/switchover",
+                    Some(&body.to_string()),
+                    cert,
+                );
+                answer.filter(|(status, _)| *status != 412)
+            },
         )
-        .expect("answer");
+        .await;
         assert_eq!(status, 200, "{answer}\n{}", logs(&members));
         let new = members[r].name.clone();
         wait_for(
