@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use super::{Action, HaConfig, Observation, PgServer};
+use super::{Action, HaConfig, LockOutcome, Observation, PgServer};
 use crate::Tick;
 
 /// Bound on how far any member's monotonic clock rate may differ from real time, in parts
@@ -80,7 +80,20 @@ pub fn fence(obs: &Observation, cfg: &HaConfig) -> Fence {
     }
     let promoting = matches!(obs.memory.in_progress, Some(Action::Promote));
     let primary = matches!(server, PgServer::Primary(_)) || promoting;
-    if !primary && (cfg.standby_cluster.is_some() || !holds_lock(obs)) {
+    if primary {
+        return armed(obs, cfg);
+    }
+    let holder = match server {
+        // A server in recovery (`standby.signal`) accepts no write and leaves recovery only
+        // when this member promotes it, which it does only in a cycle that took or renewed
+        // the lock: only this cycle's lock outcome arms it. The leader record of the cycle's
+        // view alone would fence a lock holder's replica with the deadline of a renewal made
+        // before a DCS outage, at the start of the very cycle that renews it again.
+        PgServer::Replica(_) => obs.cycle.lock.is_some_and(LockOutcome::holds),
+        // A server starting as a primary (crash recovery) accepts writes once it is done.
+        _ => holds_lock(obs),
+    };
+    if cfg.standby_cluster.is_some() || !holder {
         return Fence::Disarmed;
     }
     armed(obs, cfg)

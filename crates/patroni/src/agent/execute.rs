@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use patroni_core::Role;
+use patroni_core::ha::lease::{self, Fence};
 use patroni_core::ha::{
     Action, CloneSource, ControlState, DemoteMode, Finished, Observation, PgRole, ReleaseLsn,
     StartRole, StopMode, SynchronousMode, TimelineCheck, TimelineVerdict, Upstream,
@@ -187,7 +188,15 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 // As Patroni: a primary that called during a DCS outage is nobody's leader now.
                 self.shared.take_failsafe_call();
                 self.memory.failsafe_leader = None;
-                let wait = self.start_timeout(None);
+                // Never past the lease: the loop (and its renewals) waits for the promotion,
+                // and a server the fence kills meanwhile would keep `pg_ctl promote` waiting
+                // for the whole timeout (the killed postmaster is not reaped before it returns).
+                let mut wait = self.start_timeout(None);
+                if let Fence::Armed { until } = lease::holder_fence(obs, &self.ha) {
+                    wait = wait
+                        .min(until.saturating_sub(self.tick()))
+                        .max(Duration::from_secs(1));
+                }
                 self.pg.promote(wait).await?;
                 // Right away, as Patroni's `ensure_checkpoint_after_promote`: until the first
                 // checkpoint on the new timeline, `pg_control` names the old one, and a crash

@@ -63,6 +63,22 @@ fn a_replica_is_not_fenced_unless_it_holds_the_lock() {
     // An old renewal from when it was the leader does not fence it.
     o.memory.last_lock_renewal = Some(NOW - secs(300));
     assert_eq!(fence(&o, &cfg()), Fence::Disarmed);
+    // Nor does the leader record naming it, before this cycle took or renewed the lock: a
+    // lock holder demoted during a DCS outage runs as a replica, and the first cycle after the
+    // outage renews the lock before it promotes (found by the nemesis: killing that replica
+    // at the cycle's start left the promotion waiting on a dead server).
+    let mut held = obs(
+        "pg-1",
+        cluster(Some("pg-1"), &["pg-0", "pg-1"]),
+        replica(None, 100),
+    );
+    held.memory.last_lock_renewal = Some(NOW - secs(300));
+    assert_eq!(fence(&held, &cfg()), Fence::Disarmed);
+    held.cycle.lock = Some(LockOutcome::Refused);
+    assert_eq!(fence(&held, &cfg()), Fence::Disarmed);
+    held.memory.last_lock_renewal = Some(NOW);
+    held.cycle.lock = Some(LockOutcome::Renewed);
+    assert_eq!(fence(&held, &cfg()), armed_from(NOW));
     // Taking the lock (about to promote) arms it.
     o.memory.last_lock_renewal = Some(NOW);
     o.cycle.lock = Some(LockOutcome::Acquired);
