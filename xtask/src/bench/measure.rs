@@ -29,12 +29,83 @@ pub(crate) struct Idle {
     pub rss_kb: Vec<u64>,
     /// RssAnon (private, not file-backed) of each agent at the end of the window.
     pub anon_kb: Vec<u64>,
+    /// Pss (proportional set size: each shared page divided among the processes mapping it)
+    /// of each agent at the end of the window.
+    pub pss_kb: Vec<u64>,
+    /// The resident pages each agent touched during the window (`Referenced:` of
+    /// `/proc/PID/smaps_rollup` after `clear_refs` at its start): its idle working set.
+    pub referenced_kb: Vec<u64>,
+    /// The agent's helper processes (children running the agent's own executable: the lease
+    /// fence of patroni-rs), summed per agent.
+    pub helpers: Vec<Helpers>,
     /// VmRSS of each agent at the end of the window by kind of mapping.
     pub breakdown: Vec<RssBreakdown>,
     /// (utime + stime) of each agent over the window, in % of one core.
     pub cpu_pct: Vec<f64>,
     /// Requests of the whole cluster to the DCS, per minute (what counts: [`Store::requests`]).
     pub api_per_min: Option<f64>,
+}
+
+/// Memory of an agent's helper processes (children running the agent's executable), in kB.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Helpers {
+    /// How many there are.
+    pub count: u32,
+    /// Their VmRSS, summed.
+    pub rss_kb: u64,
+    /// Their RssAnon, summed.
+    pub anon_kb: u64,
+    /// Their Pss, summed.
+    pub pss_kb: u64,
+}
+
+/// The helper processes of `pid`: its children whose executable is its own (the lease fence,
+/// started through `/proc/self/exe`; PostgreSQL's postmaster, also a child, is not one).
+fn helpers(pid: u32) -> Helpers {
+    let exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let Some(own) = exe(pid) else {
+        return Helpers::default();
+    };
+    let mut h = Helpers::default();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            if exe(child).as_ref() != Some(&own) {
+                continue;
+            }
+            h.count += 1;
+            h.rss_kb += status_kb(child, "VmRSS:").unwrap_or(0);
+            h.anon_kb += status_kb(child, "RssAnon:").unwrap_or(0);
+            h.pss_kb += rollup_kb(child, "Pss:").unwrap_or(0);
+        }
+    }
+    h
+}
+
+/// Field `key` (`Pss:`, `Referenced:`) of `/proc/PID/smaps_rollup`, in kB.
+fn rollup_kb(pid: u32, key: &str) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Clears the referenced bits of every page of `pid` (`/proc/PID/clear_refs`), so that
+/// `Referenced:` counts only the pages touched from now on.
+fn clear_refs(pid: u32) {
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "1") {
+        eprintln!("bench: clear_refs of {pid}: {e}");
+    }
 }
 
 /// utime + stime of `pid`, in clock ticks.
@@ -170,6 +241,9 @@ pub(crate) fn idle(
         .iter()
         .filter_map(|m| m.agent.as_ref().map(|a| a.id()))
         .collect();
+    for p in &pids {
+        clear_refs(*p);
+    }
     let before: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(*p)).collect();
     let api_before = store.requests(lab);
     let started = Instant::now();
@@ -191,6 +265,12 @@ pub(crate) fn idle(
         .iter()
         .filter_map(|p| status_kb(*p, "RssAnon:"))
         .collect();
+    let pss_kb = pids.iter().filter_map(|p| rollup_kb(*p, "Pss:")).collect();
+    let referenced_kb = pids
+        .iter()
+        .filter_map(|p| rollup_kb(*p, "Referenced:"))
+        .collect();
+    let helpers = pids.iter().map(|p| helpers(*p)).collect();
     let breakdown: Vec<RssBreakdown> = pids.iter().filter_map(|p| rss_breakdown(*p)).collect();
     for (pid, b) in pids.iter().zip(&breakdown) {
         println!(
@@ -205,6 +285,9 @@ pub(crate) fn idle(
     Ok(Idle {
         rss_kb,
         anon_kb,
+        pss_kb,
+        referenced_kb,
+        helpers,
         breakdown,
         cpu_pct,
         api_per_min,

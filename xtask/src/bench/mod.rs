@@ -29,7 +29,7 @@ use crate::cluster::{self, Cluster, Daemon};
 pub(crate) use crate::cluster::{sql, write};
 
 /// `bench`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Measurements of each kind.
     #[arg(long, default_value_t = 5)]
@@ -65,6 +65,11 @@ pub struct BenchArgs {
     /// The cluster's `retry_timeout` in seconds (default 10).
     #[arg(long)]
     retry_timeout: Option<u32>,
+    /// After patroni-rs, run this many measurement runs (idle window, kill -9 failover,
+    /// switchover, SIGTERM drain) of Python Patroni 4.1.5 from PyPI in the same lab, with the
+    /// same timings, and report both side by side (0: patroni-rs only).
+    #[arg(long, default_value_t = 0)]
+    python_runs: u32,
 }
 
 /// The timings the bench's cluster runs with, where not Patroni's defaults.
@@ -90,6 +95,8 @@ impl Timings {
 }
 
 const SCOPE: &str = "bench";
+/// The scope of the Python Patroni cluster of `--python-runs` (its own members and namespace).
+const PYTHON_SCOPE: &str = "benchpy";
 
 pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.runs == 0 {
@@ -146,13 +153,69 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         retry_timeout: args.retry_timeout,
     };
     let store = runtime.block_on(Store::start(args.dcs, lab))?;
-    let mut cluster = runtime.block_on(start_cluster(
+    let daemon = Daemon::Agent(binary.to_path_buf());
+    let mut results = report::Results::default();
+    let cluster = runtime.block_on(start_cluster(
         lab,
         &store,
-        binary,
+        SCOPE,
+        daemon,
         args.use_endpoints,
         timings,
     ))?;
+    measure_cluster(cluster, lab, &store, args, &mut results, |results, run| {
+        write_report(args, results, run)
+    })?;
+    if args.python_runs > 0 {
+        println!(
+            "bench: === Python Patroni 4.1.5, {} run(s)",
+            args.python_runs
+        );
+        let venv = patroni_testlab::python_daemon_venv(&[crate::nemesis::requirements()])
+            .context("Python Patroni's virtualenv")?;
+        let cluster = runtime.block_on(start_cluster(
+            lab,
+            &store,
+            PYTHON_SCOPE,
+            Daemon::Python(venv),
+            args.use_endpoints,
+            timings,
+        ))?;
+        let runs = args.runs;
+        let python_args = BenchArgs {
+            runs: args.python_runs,
+            durability_runs: 0,
+            ..args.clone()
+        };
+        let mut python = report::Results::default();
+        let measured = measure_cluster(
+            cluster,
+            lab,
+            &store,
+            &python_args,
+            &mut python,
+            |python, _| {
+                let mut both = results.clone();
+                both.python = Some(Box::new(python.clone()));
+                write_report(args, &both, runs)
+            },
+        );
+        measured?;
+    }
+    drop(store);
+    Ok(())
+}
+
+/// The measurement runs (and the durability runs) of `args` on `cluster`, into `results`;
+/// `progress` is called after each run (to rewrite the report). Stops the cluster.
+fn measure_cluster(
+    mut cluster: Cluster,
+    lab: &Lab,
+    store: &Store,
+    args: &BenchArgs,
+    results: &mut report::Results,
+    mut progress: impl FnMut(&report::Results, u32) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let result = (|| {
         println!("bench: waiting for a leader and two streaming replicas …");
         let leader = cluster.wait_healthy()?;
@@ -162,7 +225,7 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
                 "create table if not exists bench_writes(at timestamptz)",
             )
             .context("create the write table on the leader")?;
-        let mut results = report::Results {
+        *results = report::Results {
             store: store.describe(lab),
             requests_label: store.requests_label(),
             requests_how: store.requests_how(),
@@ -173,13 +236,16 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         };
         for run in 1..=args.runs {
             println!("bench: === run {run}/{}", args.runs);
-            let idle = measure::idle(&mut cluster, lab, &store, args.idle_secs)?;
+            let idle = measure::idle(&mut cluster, lab, store, args.idle_secs)?;
             println!(
                 "bench: idle: RSS {:?} kB, CPU {:?} %, {:?} DCS requests/min",
                 idle.rss_kb, idle.cpu_pct, idle.api_per_min
             );
             results.rss_kb.extend(idle.rss_kb);
             results.anon_kb.extend(idle.anon_kb);
+            results.pss_kb.extend(idle.pss_kb);
+            results.referenced_kb.extend(idle.referenced_kb);
+            results.helpers.extend(idle.helpers);
             results.breakdown.extend(idle.breakdown);
             results.cpu_pct.extend(idle.cpu_pct);
             results.api_per_min.extend(idle.api_per_min);
@@ -190,7 +256,7 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             let t = measure::sigterm_gap(&mut cluster)?;
             results.sigterm_gap_s.push(t);
             results.failed_rejoins = cluster.failed_rejoins;
-            write_report(args, &results, run)?;
+            progress(results, run)?;
         }
         if args.durability_runs > 0 {
             for mode in [durability::Mode::Async, durability::Mode::Sync] {
@@ -206,7 +272,7 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
                 }
                 results.durability.push((mode, r));
                 results.failed_rejoins = cluster.failed_rejoins;
-                write_report(args, &results, args.runs)?;
+                progress(results, args.runs)?;
             }
             durability::set_mode(&cluster, durability::Mode::Async)?;
         }
@@ -224,19 +290,19 @@ fn bench(lab: &Lab, binary: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     cluster.stop();
-    drop(store);
     result
 }
 
 async fn start_cluster(
     lab: &Lab,
     store: &Store,
-    binary: &Path,
+    scope: &str,
+    daemon: Daemon,
     use_endpoints: bool,
     timings: Timings,
 ) -> anyhow::Result<Cluster> {
-    let mut template = AgentSpec::new(SCOPE, "", "", use_endpoints);
+    let mut template = AgentSpec::new(scope, "", "", use_endpoints);
     timings.apply(&mut template);
     store.configure(&mut template);
-    cluster::start(lab, &template, Daemon::Agent(binary.to_path_buf())).await
+    cluster::start(lab, &template, daemon).await
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::durability::{Mode, ModeResults};
-use super::measure::RssBreakdown;
+use super::measure::{Helpers, RssBreakdown};
 use super::store::DcsKind;
 
 /// How the bench was run.
@@ -20,7 +20,7 @@ pub(crate) struct Settings {
 }
 
 /// Every sample of every metric.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Results {
     /// The store and its version (`Kubernetes v1.34.10`, `etcd 3.6.5 (…)`).
     pub store: String,
@@ -39,6 +39,12 @@ pub(crate) struct Results {
     /// One sample per agent per run.
     pub anon_kb: Vec<u64>,
     /// One sample per agent per run.
+    pub pss_kb: Vec<u64>,
+    /// One sample per agent per run: pages touched during the idle window.
+    pub referenced_kb: Vec<u64>,
+    /// One sample per agent per run: its helper processes.
+    pub helpers: Vec<Helpers>,
+    /// One sample per agent per run.
     pub breakdown: Vec<RssBreakdown>,
     /// One sample per agent per run.
     pub cpu_pct: Vec<f64>,
@@ -48,6 +54,8 @@ pub(crate) struct Results {
     pub failed_rejoins: u32,
     /// Failovers and switchovers per replication mode.
     pub durability: Vec<(Mode, ModeResults)>,
+    /// Python Patroni 4.1.5 measured in the same run (`--python-runs`).
+    pub python: Option<Box<Results>>,
 }
 
 /// The RSS target, 8 MB (10^6 bytes), in MiB as the RSS is shown.
@@ -218,6 +226,23 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
     )?;
     writeln!(
         o,
+        "| of which touched while idle (working set) | {} | — | — |",
+        cell(&mib(&r.referenced_kb), "MiB", 1)
+    )?;
+    writeln!(
+        o,
+        "| Agent PSS (shared pages divided among the processes mapping them) | {} | — | — |",
+        cell(&mib(&r.pss_kb), "MiB", 1)
+    )?;
+    writeln!(
+        o,
+        "| Helper processes per agent (the lease fence): VmRSS; private; PSS | {}; {}; {} | — | — |",
+        cell(&helper_mib(&r.helpers, |h| h.rss_kb), "MiB", 1),
+        cell(&helper_mib(&r.helpers, |h| h.anon_kb), "MiB", 1),
+        cell(&helper_mib(&r.helpers, |h| h.pss_kb), "MiB", 1),
+    )?;
+    writeln!(
+        o,
         "| Agent CPU while idle (per agent, % of one core) | {} | — | — |",
         cell(&r.cpu_pct, "%", 2)
     )?;
@@ -236,6 +261,9 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
         2 * s.runs
     )?;
     writeln!(o)?;
+    if let Some(py) = &r.python {
+        side_by_side(&mut o, r, py)?;
+    }
     durability(&mut o, r)?;
     if s.dcs == DcsKind::Kubernetes {
         // The store comparison, measured by hand with `--dcs`; kept in the main report.
@@ -277,7 +305,13 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
         "1. **Idle window** ({} s, after 5 s of settling): VmRSS of each agent \
          from `/proc/PID/status` at the end, and its private part RssAnon (the rest of VmRSS is file-backed: \
          pages of the agent binary and shared libraries, shared between the \
-         three agents through the page cache); CPU = (utime + stime) delta from \
+         three agents through the page cache); the working set = `Referenced:` of \
+         `/proc/PID/smaps_rollup` at the end after `1` was written to \
+         `/proc/PID/clear_refs` at the start (the resident pages the agent touched in the \
+         window); PSS = `Pss:` of `smaps_rollup` (each shared page divided among the \
+         processes that map it, PostgreSQL's included); helper processes = the agent's \
+         children running its own executable (patroni-rs's lease fence; PostgreSQL is not \
+         one); CPU = (utime + stime) delta from \
          `/proc/PID/stat` over the window / window length; {} per minute = {}.",
         s.idle_secs, r.requests_label, r.requests_how
     )?;
@@ -307,13 +341,93 @@ pub(crate) fn render(r: &Results, s: &Settings) -> anyhow::Result<String> {
          committed INSERTs. The stopped agent is then restarted."
     )?;
     writeln!(o)?;
+    if r.python.is_none() {
+        writeln!(
+            o,
+            "Python Patroni 4.1.5 measured with the same harness: `--python-runs N` runs it \
+             after patroni-rs in the same lab and adds a side-by-side section; an earlier \
+             separate run is in [benchmarks-python-patroni.md](benchmarks-python-patroni.md)."
+        )?;
+    }
+    Ok(o)
+}
+
+/// kB samples in MiB.
+fn mib(kb: &[u64]) -> Vec<f64> {
+    kb.iter().map(|k| *k as f64 / 1024.0).collect()
+}
+
+/// One field of every agent's helper processes, in MiB.
+fn helper_mib(h: &[Helpers], field: fn(&Helpers) -> u64) -> Vec<f64> {
+    h.iter().map(|h| field(h) as f64 / 1024.0).collect()
+}
+
+/// `## Side by side with Python Patroni`: the same measurements of Python Patroni 4.1.5 in the
+/// same lab and run (`--python-runs`).
+fn side_by_side(o: &mut String, r: &Results, py: &Results) -> anyhow::Result<()> {
+    writeln!(o, "## Side by side with Python Patroni 4.1.5 (same run)")?;
+    writeln!(o)?;
     writeln!(
         o,
-        "Python Patroni 4.1.5 measured with the same harness (`--binary` running \
-         `python -m patroni`): see \
-         [benchmarks-python-patroni.md](benchmarks-python-patroni.md)."
+        "After the runs above, the same lab starts a second cluster (its own hosts and \
+         namespace, the same configuration and timings) whose members run Python Patroni \
+         4.1.5 from PyPI (`python -m patroni`, as the `postgres` user), and measures it the \
+         same way. Median (min–max), n = number of samples."
     )?;
-    Ok(o)
+    writeln!(o)?;
+    writeln!(o, "| Metric | patroni-rs | Python Patroni 4.1.5 |")?;
+    writeln!(o, "|---|---|---|")?;
+    let row =
+        |o: &mut String, name: &str, a: String, b: String| writeln!(o, "| {name} | {a} | {b} |");
+    let total_pss = |r: &Results| -> Vec<f64> {
+        r.pss_kb
+            .iter()
+            .zip(&r.helpers)
+            .map(|(p, h)| (p + h.pss_kb) as f64 / 1024.0)
+            .collect()
+    };
+    let both = |f: &dyn Fn(&Results) -> String| (f(r), f(py));
+    let rows: [(&str, (String, String)); 10] = [
+        (
+            "kill -9 of the leader's host → first write on the new primary",
+            both(&|r| cell(&r.failover_s, "s", 2)),
+        ),
+        (
+            "POST /switchover → first write on the candidate",
+            both(&|r| cell(&r.switchover_s, "s", 2)),
+        ),
+        (
+            "SIGTERM to the leader's agent → longest write gap",
+            both(&|r| cell(&r.sigterm_gap_s, "s", 2)),
+        ),
+        ("agent VmRSS", both(&|r| cell(&mib(&r.rss_kb), "MiB", 1))),
+        (
+            "of which private (RssAnon)",
+            both(&|r| cell(&mib(&r.anon_kb), "MiB", 1)),
+        ),
+        (
+            "of which touched while idle (working set)",
+            both(&|r| cell(&mib(&r.referenced_kb), "MiB", 1)),
+        ),
+        ("agent PSS", both(&|r| cell(&mib(&r.pss_kb), "MiB", 1))),
+        (
+            "agent + helper processes, PSS",
+            both(&|r| cell(&total_pss(r), "MiB", 1)),
+        ),
+        (
+            "agent CPU while idle (% of one core)",
+            both(&|r| cell(&r.cpu_pct, "%", 2)),
+        ),
+        (
+            "DCS requests per minute, whole cluster, idle",
+            both(&|r| cell(&r.api_per_min, "req/min", 1)),
+        ),
+    ];
+    for (name, (a, b)) in rows {
+        row(o, name, a, b)?;
+    }
+    writeln!(o)?;
+    Ok(())
 }
 
 /// `## Agent memory`: where the resident pages of an idle agent are.

@@ -296,7 +296,7 @@ fn faults_in_modes(
 }
 
 /// `crates/e2e/py/requirements.txt`: Patroni 4.1.5 and what its Kubernetes DCS needs.
-fn requirements() -> PathBuf {
+pub(crate) fn requirements() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/e2e/py/requirements.txt")
 }
 
