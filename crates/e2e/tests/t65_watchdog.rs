@@ -17,6 +17,12 @@
 //! 4. m2 has `mode: required` and a device path that does not exist: it reports
 //!    `watchdog_failed: true` and never becomes the primary, through both changes.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test device stamps its events with std::time::Instant (CLOCK_MONOTONIC); the \
+              freeze and the resets are stamped on the same clock to compare with them"
+)]
+
 mod common;
 
 use std::collections::BTreeMap;

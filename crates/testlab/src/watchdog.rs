@@ -18,6 +18,8 @@
 //!   machine's device is.
 //!
 //! Every event is recorded with the `std::time::Instant` (`CLOCK_MONOTONIC`) it happened at.
+//! The filesystem is mounted in the test process's mount namespace, so that the agents the test
+//! starts (`ip netns exec` copies it) see it; see [`UNMOUNT_WAIT`] for what that leaves.
 //! `WDIOC_SETOPTIONS` is `_IOR` although it passes its argument in; restricted FUSE ioctls
 //! copy nothing in for it, so this device answers `ENOTTY` (patroni-rs does not use it).
 
@@ -43,10 +45,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_TIMEOUT: u32 = 3600;
 /// How often the expiry thread looks at the timers.
 const TICK: Duration = Duration::from_millis(20);
-/// How long dropping the devices waits for the FUSE session to end. A mount namespace made
-/// while the devices were mounted (`ip netns exec`) holds a copy of the mount until its last
-/// process exits; the session ends only then.
-const UNMOUNT_WAIT: Duration = Duration::from_secs(10);
+/// How long dropping the devices waits for the FUSE session to end. The filesystem is mounted
+/// in this process's mount namespace, the machine's: every mount namespace made while it is
+/// mounted (each `ip netns exec`, this test's and any other run's on the machine) holds a copy
+/// until its last process exits, and the session ends only then. The session thread is left
+/// behind after this wait; once this process exits, the kernel aborts the connection and those
+/// copies answer `ENOTCONN` (nobody else looks under the test's temporary directory).
+const UNMOUNT_WAIT: Duration = Duration::from_secs(2);
 
 const WDIOF_SETTIMEOUT: u32 = 0x0080;
 const WDIOF_MAGICCLOSE: u32 = 0x0100;
@@ -220,12 +225,32 @@ impl Drop for TestWatchdogs {
                 ),
                 Err(_) => tracing::warn!(
                     dir = %self.dir.display(),
+                    holders = ?mount_holders(&self.dir),
                     "the test watchdogs' FUSE session did not end within {UNMOUNT_WAIT:?} \
                      (a process in another mount namespace still holds the mount): left behind"
                 ),
             }
         }
     }
+}
+
+/// Processes whose mount namespace still has a mount at `dir`, with their command names.
+fn mount_holders(dir: &Path) -> Vec<(u32, String)> {
+    let needle = format!(" {} ", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let info = std::fs::read_to_string(e.path().join("mountinfo")).ok()?;
+            info.contains(&needle).then(|| {
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                (pid, comm.trim().to_owned())
+            })
+        })
+        .collect()
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
