@@ -259,8 +259,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Expires armed devices whose deadline passed, calling the reset hook outside no lock
-/// but the state's (the hook must not call back into the devices).
+/// Expires armed devices whose deadline passed and calls the reset hook for each, with the
+/// state locked (the hook must not call back into the devices).
 fn expire_loop(state: &Mutex<State>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);

@@ -227,8 +227,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         safe
     }
 
-    /// Pings the armed device (Patroni's `keepalive` after `update_lock`), first applying a
-    /// changed timeout.
+    /// Pings the armed device (Patroni's `keepalive` after `update_lock`), then applies a
+    /// changed timeout (`ttl` or `safety_margin` changed), as Patroni does.
     pub(super) fn watchdog_keepalive(&mut self) {
         let timeout = self.ha.watchdog.timeout;
         let slack = watchdog::timing_slack(&self.ha);
