@@ -240,6 +240,14 @@ fn each_invalid_input_reports_exact_errors() {
             ],
         ),
         (
+            json!({"watchdog": {"driver": "testing"}}),
+            &["watchdog.driver: expected \"default\" (the Linux watchdog device), got \"testing\""],
+        ),
+        (
+            json!({"watchdog": {"safety_margin": -2}}),
+            &["watchdog.safety_margin: expected an integer ≥ -1, got -2"],
+        ),
+        (
             json!({"log": {"level": "verbose"}}),
             &[
                 "log.level: expected one of \"DEBUG\", \"INFO\", \"WARN\", \"WARNING\", \"ERROR\", \"FATAL\", \"CRITICAL\", got \"verbose\"",

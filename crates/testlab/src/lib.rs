@@ -48,6 +48,7 @@ mod python;
 mod rbac;
 mod server;
 mod testenv_bin;
+pub mod watchdog;
 mod zookeeper;
 
 pub use agent::{AgentSpec, PG_USER, chown_to_pg_user};

@@ -21,7 +21,7 @@ pub struct WatchdogConfig {
     pub device: PathBuf,
     /// Seconds of margin before the leader key expires; -1 means `ttl / 2`.
     pub safety_margin: i64,
-    /// Driver name; default `default`.
+    /// Driver name; only `default` (the Linux watchdog device) is accepted.
     pub driver: String,
 }
 
@@ -65,9 +65,25 @@ impl WatchdogConfig {
                 IntRule::at_least(-1),
                 d.safety_margin,
             ),
-            driver: c.string_or(node, "driver", &d.driver),
+            driver: read_driver(c, node, &d.driver),
         }
     }
+}
+
+/// `watchdog.driver`: only Patroni's `default` (the Linux watchdog device at `device`) is
+/// supported; Patroni's `testing` driver (a named pipe) and anything else are refused by name.
+fn read_driver(c: &mut Checker, node: &Node<'_>, default: &str) -> String {
+    let driver = c.string_or(node, "driver", default);
+    if driver != default {
+        c.error(
+            node.path_of("driver"),
+            format!(
+                "expected \"default\" (the Linux watchdog device), got {}",
+                Value::String(driver.clone())
+            ),
+        );
+    }
+    driver
 }
 
 /// Patroni's `parse_mode` spellings; `false` (YAML 1.1 `off`) means off.

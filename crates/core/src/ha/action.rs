@@ -3,7 +3,8 @@
 //! Actions come in two kinds:
 //!
 //! - **Queries** ([`Action::is_query`]): `TakeInitializeKey`,
-//!   `AcquireLeader`, `RenewLeader`, `CheckPeers`, `CheckTimeline`, `CheckFailsafe`. A
+//!   `AcquireLeader`, `RenewLeader`, `CheckPeers`, `CheckTimeline`, `CheckFailsafe`,
+//!   `ActivateWatchdog`. A
 //!   decision holding a query holds nothing else. The runtime performs it,
 //!   records the outcome in the observation (mostly
 //!   [`CycleOutcomes`](super::CycleOutcomes)) and calls
@@ -76,6 +77,16 @@ pub enum Action {
     CheckFailsafe {
         /// Every other member of the failsafe topology.
         members: Vec<PeerTarget>,
+    },
+    /// Query: open the watchdog device (which arms it), set its timeout to `timeout` when the
+    /// driver can, and check the timeout in force (Patroni's `Watchdog.activate`).
+    /// Outcome: `CycleOutcomes::watchdog` = whether it runs with a timeout of at most
+    /// `timeout`; `Observation::watchdog.armed` when the device is open.
+    /// Requires: `watchdog.mode` is not `off`, the cluster is not paused, the watchdog is not
+    /// armed, and this member holds the lock or has just bootstrapped the cluster.
+    ActivateWatchdog {
+        /// `ttl - safety_margin` ([`super::WatchdogPolicy::timeout`]).
+        timeout: Duration,
     },
 
     /// Write `sysid` into the `initialize` key (create or update).
@@ -332,6 +343,7 @@ impl Action {
                 | Action::CheckPeers { .. }
                 | Action::CheckTimeline { .. }
                 | Action::CheckFailsafe { .. }
+                | Action::ActivateWatchdog { .. }
         )
     }
 

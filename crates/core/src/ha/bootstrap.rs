@@ -77,9 +77,24 @@ pub(super) fn after_bootstrap(ctx: &Ctx<'_>) -> Option<Decision> {
         Action::BootstrapStandby { .. } => matches!(ctx.server(), Some(PgServer::Replica(_))),
         _ => return None,
     };
-    if !finished.succeeded || !running || ctx.cfg.watchdog_unusable {
+    // Patroni's `post_bootstrap` arms the watchdog before it takes the lock (a standby
+    // leader needs none); a required one that cannot be armed cancels the bootstrap.
+    let mut watchdog_failed = !super::watchdog::healthy(ctx.obs, ctx.cfg);
+    if finished.succeeded && running && !watchdog_failed && finished.action == Action::Bootstrap {
+        match super::watchdog::activation(ctx.obs, ctx.cfg) {
+            super::watchdog::Activation::Ask(query) => {
+                return Some(Decision::ask(
+                    query,
+                    "activating the watchdog after bootstrap",
+                ));
+            }
+            super::watchdog::Activation::Failed => watchdog_failed = true,
+            super::watchdog::Activation::Proceed => {}
+        }
+    }
+    if !finished.succeeded || !running || watchdog_failed {
         let reason = "Failed to bootstrap cluster".to_string();
-        let message = if ctx.cfg.watchdog_unusable && finished.succeeded {
+        let message = if watchdog_failed && finished.succeeded {
             "Cancelling bootstrap because watchdog activation failed"
         } else {
             "removing initialize key after failed attempt to bootstrap the cluster"

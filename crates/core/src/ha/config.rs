@@ -60,10 +60,8 @@ pub struct HaConfig {
     /// Whether a replica creation method that needs no leader (`no_leader`)
     /// is configured, so a member may clone while the cluster has no leader.
     pub create_replica_without_leader: bool,
-    /// `watchdog.mode: required` but no usable watchdog: this member never becomes the
-    /// primary (Patroni: "watchdog could not be activated"; issue #12, until the watchdog
-    /// itself is built every `required` member is in this state).
-    pub watchdog_unusable: bool,
+    /// `watchdog.mode` and the device timeout (see [`super::watchdog`]).
+    pub watchdog: super::WatchdogPolicy,
     /// `standby_cluster` (with a `host`, `port` or `restore_command`): the remote primary
     /// this cluster replicates from ([`Upstream::remote`](super::Upstream::remote)). Its lock
     /// holder is the standby leader, which follows the remote and never promotes; a new
@@ -87,7 +85,7 @@ pub enum SynchronousMode {
 // === impl HaConfig ===
 
 impl Default for HaConfig {
-    /// Patroni's defaults, with a `bootstrap` section present.
+    /// Patroni's defaults, with a `bootstrap` section present (and no watchdog).
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(30),
@@ -108,7 +106,7 @@ impl Default for HaConfig {
             failsafe_mode: false,
             can_bootstrap: true,
             create_replica_without_leader: false,
-            watchdog_unusable: false,
+            watchdog: super::WatchdogPolicy::default(),
             standby_cluster: None,
         }
     }

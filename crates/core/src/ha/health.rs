@@ -58,7 +58,7 @@ pub(super) fn is_healthiest(ctx: &Ctx<'_>) -> Need<bool> {
         }
         return failover::without_leader(ctx);
     }
-    if ctx.cfg.watchdog_unusable {
+    if !super::watchdog::healthy(ctx.obs, ctx.cfg) {
         // Patroni: "Watchdog device is not usable".
         return Need::Ready(false);
     }

@@ -9,7 +9,8 @@
 //! - a query is alone in its decision;
 //! - `Promote` only after this cycle's lock write succeeded, never for a
 //!   `nofailover` member, never beyond `maximum_lag_on_failover`, in pause
-//!   only for the named failover candidate;
+//!   only for the named failover candidate, outside pause never with a required watchdog
+//!   that is not armed;
 //! - `AcquireLeader` only while unlocked, never by a `nofailover` replica,
 //!   in pause only by a running primary or the named candidate, and only from
 //!   a DCS view read after the agent last resumed from a suspension;
@@ -57,6 +58,8 @@ pub enum Violation {
     },
     /// `Promote` in pause of a member that is not the named candidate.
     PromoteInPause,
+    /// `Promote` outside pause with `watchdog.mode: required` and no armed watchdog.
+    PromoteWithoutWatchdog,
     /// `AcquireLeader` by a member that may not take the lock now.
     AcquireNotAllowed,
     /// `AcquireLeader` decided from a DCS view that predates the agent's last suspension.
@@ -192,6 +195,9 @@ fn promote(obs: &Observation, cfg: &HaConfig) -> Result<(), Violation> {
     }
     if obs.paused && candidate(obs) != Some(obs.me.name.as_str()) {
         return Err(Violation::PromoteInPause);
+    }
+    if !obs.paused && cfg.watchdog.mode == super::WatchdogMode::Required && !obs.watchdog.armed {
+        return Err(Violation::PromoteWithoutWatchdog);
     }
     Ok(())
 }

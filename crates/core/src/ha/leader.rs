@@ -139,7 +139,11 @@ pub(super) fn enforce_primary(
     message: &str,
     promote_message: &str,
 ) -> Decision {
-    if ctx.cfg.watchdog_unusable && !ctx.paused() {
+    let activation = super::watchdog::activation(ctx.obs, ctx.cfg);
+    if let super::watchdog::Activation::Ask(query) = activation {
+        return Decision::ask(query, "activating the watchdog");
+    }
+    if matches!(activation, super::watchdog::Activation::Failed) {
         let mut actions = first;
         if ctx.is_primary() {
             actions.push(super::decide::demote(ctx.cfg, super::DemoteMode::Immediate));

@@ -130,7 +130,7 @@ fn armed(obs: &Observation, cfg: &HaConfig) -> Fence {
 }
 
 /// Whether this member holds the lock as far as this cycle knows.
-fn holds_lock(obs: &Observation) -> bool {
+pub(super) fn holds_lock(obs: &Observation) -> bool {
     match obs.cycle.lock {
         Some(outcome) => outcome.holds(),
         None => obs

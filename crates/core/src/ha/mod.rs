@@ -15,7 +15,7 @@
 //!    the local Postgres, and start with empty [`CycleOutcomes`].
 //! 2. Call [`decide`](fn@decide). If the decision holds a query ([`Decision::query`]:
 //!    take the `initialize` key, acquire or renew the lock, check the
-//!    peers, check the timeline), perform it, record the outcome in the
+//!    peers, check the timeline, arm the watchdog), perform it, record the outcome in the
 //!    observation, and call [`decide`](fn@decide) again. A query that fails with a DCS
 //!    error is recorded by setting [`DcsView::Unreachable`].
 //! 3. The first decision without a query is final: carry out its actions in
@@ -24,7 +24,7 @@
 //!    (`loop_wait`, or earlier per [`Decision::next_cycle_at`]).
 //!
 //! A cycle needs at most four steps (renew, check peers, final; or check
-//! peers, acquire, final). Long actions may run in the background; while
+//! peers, acquire, activate the watchdog, final). Long actions may run in the background; while
 //! one runs, the runtime reports it in [`AgentMemory::in_progress`] and the
 //! decision only keeps the lock alive.
 //!
@@ -36,7 +36,8 @@
 //!
 //! # Not covered yet
 //!
-//! The pre-promote backoff, watchdog, and callbacks. Standby clusters (`HaConfig::standby_cluster`)
+//! The pre-promote backoff and callbacks. The watchdog device is armed, kept alive and
+//! disarmed as [`watchdog`] says. Standby clusters (`HaConfig::standby_cluster`)
 //! are covered: the lock holder is a standby leader following the remote primary.
 //! Synchronous replication on the primary is managed by [`crate::sync`] after each cycle. Operator restarts are judged by
 //! [`restart`], outside the cycle's decision.
@@ -61,6 +62,7 @@ pub mod restart;
 mod schedule;
 mod tags;
 pub mod timeline;
+pub mod watchdog;
 
 #[cfg(test)]
 mod tests;
@@ -80,3 +82,4 @@ pub use postgres::{
     SenderSyncState, Stopped, Upstream, WalSender,
 };
 pub use tags::MemberTags;
+pub use watchdog::{WatchdogMode, WatchdogPolicy, WatchdogState};

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Action, LocalPostgres, MemberTags, PeerStatus};
+use super::{Action, LocalPostgres, MemberTags, PeerStatus, WatchdogState};
 use crate::{Cluster, Tick};
 
 /// The input of one call of [`decide`](fn@super::decide).
@@ -50,6 +50,8 @@ pub struct Observation {
     /// says so and it may be shorter than `ttl` (a ZooKeeper server's negotiated session
     /// timeout); the lease fence counts with the shorter of the two.
     pub store_lease_limit: Option<Duration>,
+    /// This member's watchdog device: armed by this agent, usable.
+    pub watchdog: WatchdogState,
 }
 
 /// This member's identity.
@@ -208,6 +210,10 @@ pub struct CycleOutcomes {
     /// Outcome of [`Action::CheckFailsafe`]: whether every member asked accepted this
     /// member as the primary.
     pub failsafe: Option<bool>,
+    /// Outcome of [`Action::ActivateWatchdog`]: whether the watchdog now runs with a safe
+    /// timeout (Patroni's `Watchdog.activate()` result as `automatic` sees it: `false` when
+    /// no device could be armed safely).
+    pub watchdog: Option<bool>,
 }
 
 /// Outcome of a lock write. A DCS error is not an outcome: the runtime sets
@@ -239,6 +245,7 @@ impl Observation {
             cycle: CycleOutcomes::default(),
             view_read_at: None,
             store_lease_limit: None,
+            watchdog: WatchdogState::default(),
         }
     }
 

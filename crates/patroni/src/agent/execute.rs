@@ -60,6 +60,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
             self.fence_after(action, obs);
             if matches!(action, Action::Demote { .. } | Action::StopPostgres { .. }) {
+                // Patroni disables its watchdog once the server stops (`on_safepoint`);
+                // nothing of this member accepts writes any more.
+                self.disable_watchdog();
                 // Peers woken by the lock release that may follow must not
                 // see a running primary in our REST status: that would keep
                 // them from racing until a whole loop later.

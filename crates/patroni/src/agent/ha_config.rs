@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use patroni_config::{Config, DynamicConfig};
-use patroni_core::ha::{HaConfig, SynchronousMode, Upstream};
+use patroni_core::ha::{HaConfig, SynchronousMode, Upstream, WatchdogMode, WatchdogPolicy};
 
 /// Parses a dynamic configuration document read from `source`; each problem (a value of the
 /// wrong type, out of range: it falls back to its default, as Patroni does) is logged.
@@ -103,7 +103,14 @@ pub fn ha_config(d: &DynamicConfig, config: &Config) -> HaConfig {
         failsafe_mode: d.failsafe_mode,
         can_bootstrap: true,
         create_replica_without_leader: replica_method_without_leader(d, config),
-        watchdog_unusable: config.watchdog.mode == patroni_config::WatchdogMode::Required,
+        watchdog: WatchdogPolicy {
+            mode: match config.watchdog.mode {
+                patroni_config::WatchdogMode::Off => WatchdogMode::Off,
+                patroni_config::WatchdogMode::Automatic => WatchdogMode::Automatic,
+                patroni_config::WatchdogMode::Required => WatchdogMode::Required,
+            },
+            timeout: WatchdogPolicy::timeout_for(secs(d.ttl.into()), config.watchdog.safety_margin),
+        },
         standby_cluster: standby_remote(d),
     }
 }

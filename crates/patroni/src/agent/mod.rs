@@ -27,6 +27,7 @@ pub mod runtime;
 mod slots;
 mod sync;
 mod sync_release;
+mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,11 +91,6 @@ pub async fn run(
     })?;
     let dcs = Arc::new(dcs);
 
-    if config.watchdog.mode == patroni_config::WatchdogMode::Required {
-        tracing::error!(
-            "watchdog.mode is required but patroni-rs has no watchdog support yet: this member will never become the leader"
-        );
-    }
     let peers = PeerClient::from_config(&config).context("set up TLS for peer requests")?;
     if let Some(reason) = duplicate_name(dcs.as_ref(), &config.name, &peers).await {
         tracing::error!("{reason}");

@@ -94,7 +94,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             status.replication = self.server_facts.replication.clone();
         }
         status.scheduled_restart = self.scheduled_restart_document();
-        status.watchdog_failed = self.ha.watchdog_unusable;
+        status.watchdog_failed = !patroni_core::ha::watchdog::healthy(obs, &self.ha);
         // Failsafe mode: the primary that its members accepted through a DCS outage is the
         // leader (Patroni's `set_is_leader(True)`); a replica shows it active for `ttl` after
         // the last call it accepted.

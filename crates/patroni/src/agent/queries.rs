@@ -115,6 +115,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                     self.memory.failsafe_confirmed_at = Some(now);
                     obs.memory.failsafe_confirmed_at = Some(now);
                     self.fence_for(obs);
+                    self.watchdog_keepalive();
                 }
             }
             Action::CheckTimeline { leader } => {
@@ -128,6 +129,10 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 };
                 self.memory.timeline_check = Some(check.clone());
                 obs.memory.timeline_check = Some(check);
+            }
+            Action::ActivateWatchdog { timeout } => {
+                obs.cycle.watchdog = Some(self.activate_watchdog(timeout));
+                obs.watchdog.armed = self.watchdog.is_armed();
             }
             other => tracing::warn!(action = ?other, "not a query"),
         }
@@ -168,13 +173,14 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     }
 
     /// Records a lock taken or renewed by a request sent after `now` (the cycle's start, so
-    /// the lease counts from before the request: `patroni_core::ha::lease`), and moves the
-    /// fence's deadline.
+    /// the lease counts from before the request: `patroni_core::ha::lease`), moves the
+    /// fence's deadline and pings the watchdog.
     fn lock_held(&mut self, obs: &mut Observation, now: Tick, outcome: LockOutcome) {
         self.memory.last_lock_renewal = Some(now);
         obs.memory.last_lock_renewal = Some(now);
         obs.cycle.lock = Some(outcome);
         self.fence_for(obs);
+        self.watchdog_keepalive();
     }
 
     fn dcs_failed(&self, obs: &mut Observation, what: &str, e: patroni_dcs::Error) {

@@ -125,6 +125,8 @@ pub struct Runtime<D, P> {
     last_heartbeat: Option<String>,
     /// The member key as last published.
     pub(super) last_member_data: Option<patroni_core::MemberData>,
+    /// The watchdog device, when armed (`agent::watchdog`).
+    pub(super) watchdog: super::watchdog::Watchdog,
 }
 
 /// How a cycle ended.
@@ -195,6 +197,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             last_heartbeat: None,
             last_member_data: None,
             fence: None,
+            watchdog: super::watchdog::Watchdog::default(),
         }
     }
 
@@ -351,7 +354,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         obs.requests.reinit = reinit;
         obs.view_read_at = Some(view_read_at);
         obs.store_lease_limit = self.dcs.lease_limit();
+        obs.watchdog = self.observe_watchdog();
         self.fence_for(&obs);
+        self.watchdog_for(&mut obs);
         let mut steps = 0;
         let decision = loop {
             let d = decide(&obs, &self.ha, now);

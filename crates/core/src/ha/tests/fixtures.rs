@@ -258,6 +258,8 @@ pub struct Runtime {
     pub timeline: Option<TimelineVerdict>,
     /// Answer to `CheckFailsafe`: whether every member accepted.
     pub failsafe: Option<bool>,
+    /// Answer to `ActivateWatchdog`: whether it was armed safely.
+    pub watchdog: Option<bool>,
 }
 
 /// One cycle: the queries asked, in order, and the final decision.
@@ -304,6 +306,12 @@ impl Runtime {
     /// Answers `CheckFailsafe` with `accepted`.
     pub fn failsafe(mut self, accepted: bool) -> Self {
         self.failsafe = Some(accepted);
+        self
+    }
+
+    /// Answers `ActivateWatchdog` with `armed` (and marks the device armed when it is).
+    pub fn watchdog(mut self, armed: bool) -> Self {
+        self.watchdog = Some(armed);
         self
     }
 
@@ -376,6 +384,11 @@ fn answer(obs: &mut Observation, now: Tick, rt: &Runtime, q: &Action) {
         }
         Action::CheckFailsafe { .. } => {
             obs.cycle.failsafe = Some(rt.failsafe.unwrap_or_else(missing(q)))
+        }
+        Action::ActivateWatchdog { .. } => {
+            let armed = rt.watchdog.unwrap_or_else(missing(q));
+            obs.cycle.watchdog = Some(armed);
+            obs.watchdog.armed = armed;
         }
         other => panic!("not a query: {other:?}"),
     }

@@ -1,7 +1,10 @@
 //! ha-loop.md §4: the leader race when nobody holds the lock.
 
 use super::fixtures::*;
-use crate::ha::{Action, DemoteMode, LockOutcome, MemberTags, PeerStatus, SynchronousMode};
+use crate::ha::{
+    Action, DemoteMode, LockOutcome, MemberTags, PeerStatus, SynchronousMode, WatchdogMode,
+    WatchdogPolicy,
+};
 
 /// pg-0 (the old leader) is gone; pg-1 and pg-2 are replicas.
 fn leaderless() -> crate::Cluster {
@@ -326,13 +329,29 @@ fn quorum_mode_needs_votes() {
     );
 }
 
-/// `watchdog.mode: required` without a usable watchdog: no race, and a lock holder never
-/// promotes (it releases the lock) or stays primary (it demotes), as Patroni.
+fn watchdog_cfg(mode: WatchdogMode) -> crate::ha::HaConfig {
+    let mut config = cfg();
+    config.watchdog = WatchdogPolicy {
+        mode,
+        timeout: WatchdogPolicy::timeout_for(config.ttl, 5),
+    };
+    config
+}
+
+fn activate(config: &crate::ha::HaConfig) -> Action {
+    Action::ActivateWatchdog {
+        timeout: config.watchdog.timeout,
+    }
+}
+
+/// `watchdog.mode: required` without a usable device: no race (Patroni's "Watchdog device is
+/// not usable"), and a lock holder whose activation fails never promotes (it releases the
+/// lock) or stays primary (it demotes), as Patroni.
 #[test]
 fn required_watchdog_that_is_unusable_never_leads() {
-    let mut config = cfg();
-    config.watchdog_unusable = true;
-    let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    let config = watchdog_cfg(WatchdogMode::Required);
+    let mut o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    o.watchdog.device_usable = false;
     let c = run(o, &config, NOW, &Runtime::none());
     assert!(
         !c.queries.contains(&Action::AcquireLeader),
@@ -340,8 +359,17 @@ fn required_watchdog_that_is_unusable_never_leads() {
         c.queries
     );
     let o = obs("pg-1", leaderless(), primary(LAST_LSN));
-    let rt = Runtime::none().peers(vec![]).acquire(LockOutcome::Acquired);
+    let rt = Runtime::none()
+        .peers(vec![])
+        .acquire(LockOutcome::Acquired)
+        .watchdog(false);
     let c = run(o, &config, NOW, &rt);
+    assert_eq!(
+        c.queries,
+        [Action::AcquireLeader, activate(&config)],
+        "{:?}",
+        c.decision
+    );
     assert_eq!(
         c.decision.message,
         "Demoting self because watchdog could not be activated"
@@ -350,6 +378,132 @@ fn required_watchdog_that_is_unusable_never_leads() {
         c.decision.actions.as_slice(),
         [.., Action::Demote { .. }, Action::ReleaseLeader { .. }]
     ));
+    let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    let rt = Runtime::none()
+        .peers(vec![peer("pg-2", LAST_LSN - 10)])
+        .acquire(LockOutcome::Acquired)
+        .watchdog(false);
+    let c = run(o, &config, NOW, &rt);
+    assert_eq!(
+        c.decision.message,
+        "Not promoting self because watchdog could not be activated"
+    );
+    assert!(matches!(
+        c.decision.actions.as_slice(),
+        [Action::ReleaseLeader { .. }]
+    ));
+}
+
+/// A timeout shorter than `loop_wait` makes a required watchdog unhealthy: no race.
+#[test]
+fn required_watchdog_with_a_timeout_below_loop_wait_does_not_race() {
+    let mut config = watchdog_cfg(WatchdogMode::Required);
+    config.watchdog.timeout = config.loop_wait - secs(1);
+    let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    assert!(!crate::ha::watchdog::healthy(&o, &config));
+    let c = run(o, &config, NOW, &Runtime::none());
+    assert!(!c.queries.contains(&Action::AcquireLeader));
+}
+
+/// The winner of the race arms its watchdog (ttl - safety_margin) after taking the lock and
+/// before promoting; `automatic` promotes without one when it cannot be armed.
+#[test]
+fn the_winner_arms_the_watchdog_before_it_promotes() {
+    for (mode, armed) in [
+        (WatchdogMode::Required, true),
+        (WatchdogMode::Automatic, true),
+        (WatchdogMode::Automatic, false),
+    ] {
+        let config = watchdog_cfg(mode);
+        let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+        let rt = Runtime::none()
+            .peers(vec![peer("pg-2", LAST_LSN - 10)])
+            .acquire(LockOutcome::Acquired)
+            .watchdog(armed);
+        let c = run(o, &config, NOW, &rt);
+        assert_eq!(
+            c.queries,
+            [peers_query(), Action::AcquireLeader, activate(&config)],
+            "{mode:?}"
+        );
+        assert_eq!(
+            activate(&config),
+            Action::ActivateWatchdog { timeout: secs(25) }
+        );
+        assert_final(
+            &c,
+            &[Action::Promote],
+            "promoted self to leader by acquiring session lock",
+        );
+    }
+}
+
+/// A primary whose watchdog is armed only renews (the runtime keeps it alive); with `off`
+/// nothing is ever armed.
+#[test]
+fn an_armed_or_disabled_watchdog_asks_nothing() {
+    let config = watchdog_cfg(WatchdogMode::Required);
+    let mut o = obs(
+        "pg-1",
+        cluster(Some("pg-1"), &["pg-1", "pg-2"]),
+        primary(LAST_LSN),
+    );
+    o.watchdog.armed = true;
+    let c = run(
+        o,
+        &config,
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert!(
+        !c.queries
+            .iter()
+            .any(|q| matches!(q, Action::ActivateWatchdog { .. })),
+        "{:?}",
+        c.queries
+    );
+    let o = obs("pg-1", leaderless(), replica(None, LAST_LSN));
+    let rt = Runtime::none()
+        .peers(vec![peer("pg-2", LAST_LSN - 10)])
+        .acquire(LockOutcome::Acquired);
+    let c = run(o, &watchdog_cfg(WatchdogMode::Off), NOW, &rt);
+    assert_eq!(c.queries, [peers_query(), Action::AcquireLeader]);
+}
+
+/// The device stays armed while this member is (or is becoming) the primary, and is
+/// disarmed in pause, once stopped, as a replica without the lock, and with `off`.
+#[test]
+fn the_watchdog_is_kept_armed_only_while_leading() {
+    use crate::ha::watchdog::keep_armed;
+    let config = watchdog_cfg(WatchdogMode::Required);
+    let leading = obs(
+        "pg-1",
+        cluster(Some("pg-1"), &["pg-1", "pg-2"]),
+        primary(LAST_LSN),
+    );
+    assert!(keep_armed(&leading, &config));
+    let holder = obs(
+        "pg-1",
+        cluster(Some("pg-1"), &["pg-1", "pg-2"]),
+        replica(None, LAST_LSN),
+    );
+    assert!(keep_armed(&holder, &config));
+    let follower = obs(
+        "pg-1",
+        cluster(Some("pg-2"), &["pg-1", "pg-2"]),
+        replica(Some("pg-2"), LAST_LSN),
+    );
+    assert!(!keep_armed(&follower, &config));
+    let mut paused = leading.clone();
+    paused.paused = true;
+    assert!(!keep_armed(&paused, &config));
+    assert!(!keep_armed(&leading, &watchdog_cfg(WatchdogMode::Off)));
+    let down = obs(
+        "pg-1",
+        cluster(Some("pg-1"), &["pg-1", "pg-2"]),
+        stopped(crate::ha::ControlState::ShutDown, None),
+    );
+    assert!(!keep_armed(&down, &config));
 }
 
 /// The cycle that promotes asks for the next one right after it (Patroni's async executor
