@@ -3,8 +3,8 @@
 //! of the stopped data directory), the leader's timeline and history from the DCS, and, when
 //! the core's rule asks for it, the end of a former primary's last checkpoint record
 //! (`pg_waldump`). The rule itself is [`patroni_core::ha::timeline::divergence`]. A standby
-//! cluster's lock holder is compared with the remote primary instead, whose timeline and
-//! history come from the remote itself.
+//! cluster's members are compared with the remote primary instead, whose timeline and history
+//! come from the remote itself.
 
 use patroni_core::Role;
 use patroni_core::ha::timeline::{self, Divergence, LocalPosition};

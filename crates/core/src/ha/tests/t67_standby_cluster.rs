@@ -2,7 +2,7 @@
 //! standby leader that replicates from the remote primary and never promotes; the others
 //! follow it; a new standby cluster clones from the remote instead of running `initdb`;
 //! turning the section off promotes the standby leader, turning it on demotes a primary; a
-//! standby leader whose history diverged from the remote's is rewound from the remote.
+//! member whose history diverged from the remote's is rewound from the remote.
 
 use super::fixtures::*;
 use crate::ha::lease::{Fence, fence, fence_lease, holder_fence};
