@@ -1,5 +1,5 @@
 //! `patronictl promote-cluster` / `demote-cluster` (#20) on the lab's Kubernetes: cluster A
-//! (2 members, namespace `t65-a`) and cluster B (2 members, namespace `t65-b`), a standby
+//! (2 members, namespace `t66-a`) and cluster B (2 members, namespace `t66-b`), a standby
 //! cluster of A's primary.
 //!
 //! 1. Rows written on A appear on B.
@@ -124,8 +124,8 @@ async fn promote_cluster_then_demote_cluster_rewinds_the_old_primary() {
     init_tracing();
     let started = Instant::now();
     let lab = Lab::shared();
-    let ns_a = lab.namespace("t65-a").await.expect("namespace a");
-    let ns_b = lab.namespace("t65-b").await.expect("namespace b");
+    let ns_a = lab.namespace("t66-a").await.expect("namespace a");
+    let ns_b = lab.namespace("t66-b").await.expect("namespace b");
     let (mut a, kube_a) = start_cluster(lab, &ns_a, "alpha", false, 2, |_| {}).await;
     let p = wait_for(FORM_TIMEOUT, "cluster A formed", &a, || {
         primary_streaming_to(&a, 1)
