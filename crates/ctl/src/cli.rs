@@ -345,6 +345,34 @@ pub enum Command {
         #[arg(short = 'd', long = "dbname")]
         dbname: Option<String>,
     },
+    /// Demote cluster to a standby cluster.
+    DemoteCluster {
+        /// Cluster name (default: scope).
+        cluster_name: Option<String>,
+        /// Do not ask for confirmation at any point.
+        #[arg(long = "force")]
+        force: bool,
+        /// Address of the remote node.
+        #[arg(long = "host")]
+        host: Option<String>,
+        /// Port of the remote node.
+        #[arg(long = "port")]
+        port: Option<i64>,
+        /// Command to restore WAL records from the remote primary.
+        #[arg(long = "restore-command")]
+        restore_command: Option<String>,
+        /// Name of the slot on the remote node to use for replication.
+        #[arg(long = "primary-slot-name")]
+        primary_slot_name: Option<String>,
+    },
+    /// Promote cluster, make it run standalone.
+    PromoteCluster {
+        /// Cluster name (default: scope).
+        cluster_name: Option<String>,
+        /// Do not ask for confirmation at any point.
+        #[arg(long = "force")]
+        force: bool,
+    },
     /// Output version of patronictl command or a running Patroni instance.
     Version {
         /// Cluster whose members to ask.
@@ -418,6 +446,40 @@ mod tests {
                 ..
             }
         ));
+        let cli = Cli::try_parse_from([
+            "patronictl",
+            "demote-cluster",
+            "beta",
+            "--host",
+            "10.0.0.9",
+            "--port",
+            "5433",
+            "--primary-slot-name",
+            "b",
+            "--force",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::DemoteCluster {
+                port: Some(5433),
+                force: true,
+                ..
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["patronictl", "promote-cluster", "--force"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::PromoteCluster {
+                cluster_name: None,
+                force: true
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["patronictl", "demote-cluster", "--port", "x"]).is_err(),
+            "a port is an integer"
+        );
         assert!(Cli::try_parse_from(["patronictl", "restart"]).is_err());
         assert!(Cli::try_parse_from(["patronictl", "list", "-f", "topology"]).is_err());
         assert!(Cli::try_parse_from(["patronictl", "dsn", "-r", "master"]).is_err());

@@ -81,7 +81,10 @@ pub struct ServerStatus {
     /// Standby: last WAL replayed.
     pub replay_lsn: Option<Lsn>,
     /// Primary: the current WAL file's timeline. Standby: the WAL receiver's timeline, else the
-    /// last restart point's.
+    /// newer of the last restart point's and the minimum recovery point's (a data directory
+    /// just rewound or cloned onto a newer timeline replays towards it from a restart point on
+    /// the older one: paired with the replay position, the older timeline would look
+    /// diverged).
     pub timeline: u32,
     /// Standby: replay is paused (`pg_wal_replay_pause()`).
     pub replay_paused: bool,
@@ -175,7 +178,8 @@ SELECT pg_catalog.pg_is_in_recovery(),
        pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_replay_lsn(), '0/0')::bigint,
        CASE WHEN pg_catalog.pg_is_in_recovery()
             THEN COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_get_wal_receiver()),
-                          (pg_catalog.pg_control_checkpoint()).timeline_id)
+                          GREATEST((pg_catalog.pg_control_checkpoint()).timeline_id,
+                                   (pg_catalog.pg_control_recovery()).min_recovery_end_timeline))
             ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(
                       pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused()
@@ -496,6 +500,30 @@ impl PgClient {
             .try_get(0)
             .map_err(|source| QueryError::Query { what, source })?;
         Ok(tl.and_then(|t| u32::try_from(t).ok()))
+    }
+
+    /// The text of this server's history file of `timeline` (`pg_wal/XXXXXXXX.history`), read
+    /// with `pg_read_binary_file` (which the rewind user may call, as `pg_rewind` does); `None`
+    /// when the file does not exist (timeline 1 has none). Patroni asks a remote primary with
+    /// `TIMELINE_HISTORY` over a replication connection; the file is the same.
+    ///
+    /// # Errors
+    /// The query fails (no permission, not a PostgreSQL server).
+    pub async fn timeline_history_file(&self, timeline: u32) -> Result<Option<String>, QueryError> {
+        let what = "read a timeline history file";
+        let path = format!("pg_wal/{timeline:08X}.history");
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_catalog.pg_read_binary_file($1, 0, 16777216, true)",
+                &[&path],
+            )
+            .await
+            .map_err(|source| QueryError::Query { what, source })?;
+        let bytes: Option<Vec<u8>> = row
+            .try_get(0)
+            .map_err(|source| QueryError::Query { what, source })?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// Whether this server is a primary whose `pg_control` names its current timeline: it ran

@@ -64,9 +64,11 @@ pub enum Action {
     /// (`IDENTIFY_SYSTEM`, `TIMELINE_HISTORY`) to learn whether it diverged.
     /// Outcome: `AgentMemory::timeline_check` for this leader.
     /// Requires: rewind or reclone-on-divergence is allowed, the leader is
-    /// another member with a `conn_url`.
+    /// another member with a `conn_url`, or (in a standby cluster, rewind allowed) the remote
+    /// primary with an address; its history then comes from the remote itself (its timeline
+    /// history file), not from the DCS.
     CheckTimeline {
-        /// The leader to compare with.
+        /// The leader (or the remote primary) to compare with.
         leader: Upstream,
     },
     /// Query: `POST <api_url>/failsafe` to each member (2 s, one retry, in parallel) with
@@ -203,9 +205,10 @@ pub enum Action {
     /// runtime records success as `TimelineVerdict::InSync` and failure as
     /// `TimelineVerdict::RewindFailed` for this leader.
     /// Requires: the timeline check found divergence, `use_pg_rewind` is on
-    /// and pg_rewind is usable on this data directory.
+    /// and pg_rewind is usable on this data directory. The members of a standby cluster
+    /// rewind from the remote primary.
     Rewind {
-        /// The leader to rewind from.
+        /// The leader (or the remote primary) to rewind from.
         from: Upstream,
     },
     /// Crash recovery of the stopped data directory in single-user mode (no connections:

@@ -189,6 +189,14 @@ impl<'a> Ctx<'a> {
         self.cfg.standby_cluster.as_ref()
     }
 
+    /// The remote primary to judge (and `pg_rewind`) a standby cluster's member against, as
+    /// Patroni does: when the remote has an address (not only a `restore_command`).
+    pub fn standby_remote_with_address(&self) -> Option<Upstream> {
+        self.standby_remote()
+            .filter(|r| !r.conn_url.is_empty())
+            .cloned()
+    }
+
     /// Whether this is a standby cluster: its lock holder is a standby leader, never a primary.
     pub fn is_standby_cluster(&self) -> bool {
         self.cfg.standby_cluster.is_some()

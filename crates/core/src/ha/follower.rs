@@ -1,6 +1,9 @@
 //! Members without the lock (ha-loop.md §6.1, §7): follow the right
 //! upstream, demote a primary that has no lock, restart a stopped server as
-//! a replica, and repair diverged timelines by rewind or reclone.
+//! a replica, and repair diverged timelines by rewind or reclone. The standby leader of a
+//! standby cluster (which holds the lock but follows the remote primary) is handled here too.
+//! In a standby cluster every member's history is judged against the remote primary's and
+//! rewound from it (Patroni's `RemoteMember`), never re-cloned.
 //!
 //! Invariant: [`Action::RemoveDataDirectory`] is emitted here only when the
 //! configuration allows it: after a failed rewind with
@@ -38,6 +41,18 @@ pub(super) fn follow(ctx: &Ctx<'_>, demote_reason: &str, follow_reason: &str) ->
         return Decision::report(follow_reason);
     };
     if !ctx.paused()
+        && let Some(data) = ctx.data()
+        && let Some(remote) = ctx.standby_remote_with_address()
+    {
+        // In a standby cluster every member is judged against the remote primary, as in
+        // Patroni (`RemoteMember`), whenever it does not stream: a primary cluster demoted to
+        // follow a cluster promoted past it, a remote that promoted again.
+        if !replica.streaming
+            && let Some(d) = repair_divergence_from_remote(ctx, data, remote, true)
+        {
+            return d;
+        }
+    } else if !ctx.paused()
         && let Some(data) = ctx.data()
     {
         let behind_leader = leader_timeline(ctx)
@@ -85,6 +100,12 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
         false
     };
     if holder && let Some(remote) = ctx.standby_remote() {
+        // A verdict against the remote that asks for pg_rewind is acted on before starting.
+        if let Some(remote) = ctx.standby_remote_with_address()
+            && let Some(d) = repair_divergence_from_remote(ctx, data, remote, false)
+        {
+            return d;
+        }
         // Patroni: the standby leader is never restarted as a primary.
         return Decision::new(
             vec![Action::StartPostgres {
@@ -102,7 +123,11 @@ pub(super) fn recover(ctx: &Ctx<'_>, data: &DataDirectory, stopped: &Stopped) ->
     if let Some(d) = crash_recovery(ctx, data, stopped) {
         return d;
     }
-    if let Some(d) = repair_divergence(ctx, data, false, true, false) {
+    let repair = match ctx.standby_remote_with_address() {
+        Some(remote) => repair_divergence_from_remote(ctx, data, remote, false),
+        None => repair_divergence(ctx, data, false, true, false),
+    };
+    if let Some(d) = repair {
         return d;
     }
     let upstream = match ctx.node_to_follow() {
@@ -263,6 +288,45 @@ fn repair_divergence(
                 }]),
                 "removing data directory after pg_rewind failure",
             ))
+        }
+        _ => None,
+    }
+}
+
+/// The repair of a standby cluster's member (Patroni's `_handle_rewind_or_reinitialize` with
+/// the `RemoteMember`): learn whether its history diverged from the remote primary's (`ask`; an
+/// answer older than `loop_wait` that found nothing to repair is asked again, since the remote
+/// may have promoted since), then `pg_rewind` from the remote. Never a re-clone: Patroni does not
+/// re-initialise a standby cluster's member because of diverged timelines. A failed rewind is not
+/// tried again (the server runs on as it is, the data directory is kept) until the agent
+/// restarts. `None`: nothing to do.
+fn repair_divergence_from_remote(
+    ctx: &Ctx<'_>,
+    data: &DataDirectory,
+    remote: Upstream,
+    ask: bool,
+) -> Option<Decision> {
+    let cfg = ctx.cfg;
+    if !(cfg.use_pg_rewind && data.pg_rewind_usable) {
+        return None;
+    }
+    let check = ctx
+        .obs
+        .memory
+        .timeline_check
+        .as_ref()
+        .filter(|c| c.leader == remote.member);
+    match check.map(|c| (c.verdict, c.checked_at)) {
+        None if ask => Some(check_step(remote)),
+        Some((TimelineVerdict::InSync | TimelineVerdict::Undetermined, at))
+            if ask && at.saturating_add(cfg.loop_wait) <= ctx.now =>
+        {
+            Some(check_step(remote))
+        }
+        Some((TimelineVerdict::NeedsRewind, _)) => {
+            let rewind = Action::Rewind { from: remote };
+            let message = rewind.task_name();
+            Some(Decision::new(vec![rewind], message))
         }
         _ => None,
     }

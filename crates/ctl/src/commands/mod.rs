@@ -2,6 +2,7 @@
 //! and name (Patroni's `get_all_members`/`get_members`), printing the member table, and the
 //! timestamps Patroni prints.
 
+pub mod cluster_role;
 pub mod config;
 pub mod failover;
 pub mod members;
@@ -118,6 +119,27 @@ pub async fn run(ctl: &Ctl, command: Command) -> anyhow::Result<()> {
         Command::Switchover { .. } | Command::Failover { .. } => {
             failover::failover_or_switchover(ctl, command).await
         }
+        Command::DemoteCluster {
+            cluster_name,
+            force,
+            host,
+            port,
+            restore_command,
+            primary_slot_name,
+        } => {
+            let section = cluster_role::standby_section(
+                host.as_deref(),
+                port,
+                restore_command.as_deref(),
+                primary_slot_name.as_deref(),
+            )?;
+            cluster_role::change_cluster_role(ctl, cluster_name.as_deref(), force, Some(section))
+                .await
+        }
+        Command::PromoteCluster {
+            cluster_name,
+            force,
+        } => cluster_role::change_cluster_role(ctl, cluster_name.as_deref(), force, None).await,
         Command::Reload { .. }
         | Command::Restart { .. }
         | Command::Reinit { .. }

@@ -28,6 +28,9 @@
 //! | stop of a running server (also in demote and before `pg_rewind`) | `on_stop <role before>` |
 //! | promote succeeded | `on_role_change primary` |
 //! | replica re-pointed by reload | `on_reload replica` |
+//! | replica re-pointed at the remote as a standby cluster's lock holder, or started so | `on_role_change standby_leader` (`on_start standby_leader` when nothing fired yet) |
+//! | standby leader re-pointed at a member (lost the lock) | `on_role_change replica` |
+//! | replica found holding a standby cluster's lock, already streaming from the remote | `on_role_change standby_leader` at the end of the cycle |
 //! | end of a cycle, server running, nothing fired yet | `on_start <role>` |
 //!
 //! The crash recovery before `pg_rewind` (a start and stop standing in for Patroni's
@@ -91,8 +94,13 @@ pub enum PgEvent {
     Demoted,
     /// `pg_ctl promote` succeeded.
     Promoted,
-    /// The running replica's recovery configuration was rewritten and reloaded.
-    Followed,
+    /// The running replica's recovery configuration was rewritten and reloaded; `role` is
+    /// what it runs as now (`standby_leader` when the lock holder of a standby cluster now
+    /// follows the remote, else `replica`).
+    Followed {
+        /// The role after the change.
+        role: Role,
+    },
     /// Postgres was restarted (by request) in the same role.
     Restarted,
     /// The running server's configuration was rewritten and reloaded.
@@ -182,11 +190,32 @@ impl CallbackState {
     }
 
     /// The end of a cycle: a running server for which nothing has fired yet (the agent
-    /// adopted it) gets `on_start`.
+    /// adopted it) gets `on_start`; a replica that became the standby leader without a change
+    /// of its recovery configuration (it streamed from the remote already, as everybody does
+    /// in a standby cluster without a leader) gets `on_role_change standby_leader`, as in
+    /// Patroni's `follow`.
     pub fn cycle_end(&mut self, running: Option<Role>) -> Option<Callback> {
+        let became_standby_leader =
+            self.called && running == Some(Role::StandbyLeader) && self.role == Some(Role::Replica);
         self.observed(running);
         let role = running?;
+        if became_standby_leader {
+            return Some(self.fire(CallbackAction::OnRoleChange, role));
+        }
         (!self.called).then(|| self.fire(CallbackAction::OnStart, role))
+    }
+
+    /// Patroni's `change_role` of `Postgresql.follow`: starting or re-pointing a server in
+    /// `role` after a callback fired announces only the role change when it was a primary (or
+    /// demoted), or moves between `replica` and `standby_leader`.
+    fn role_changes(&self, role: Role) -> bool {
+        self.called
+            && (matches!(self.role, Some(Role::Primary | Role::Demoted))
+                || matches!(
+                    (self.role, role),
+                    (Some(Role::Replica), Role::StandbyLeader)
+                        | (Some(Role::StandbyLeader), Role::Replica)
+                ))
     }
 
     /// The callback `event` fires, if any.
@@ -211,8 +240,7 @@ impl CallbackState {
             }
             PgEvent::Started { role, ok } => {
                 // Patroni's `follow`: after a demotion only the role change is announced.
-                let change_role =
-                    self.called && matches!(self.role, Some(Role::Primary | Role::Demoted));
+                let change_role = self.role_changes(role);
                 self.role = Some(role);
                 if change_role {
                     Some(self.fire(CallbackAction::OnRoleChange, role))
@@ -232,12 +260,12 @@ impl CallbackState {
                 self.role = Some(Role::Primary);
                 Some(self.fire(CallbackAction::OnRoleChange, Role::Primary))
             }
-            PgEvent::Followed => {
-                if self.called && matches!(self.role, Some(Role::Primary | Role::Demoted)) {
-                    self.role = Some(Role::Replica);
-                    Some(self.fire(CallbackAction::OnRoleChange, Role::Replica))
+            PgEvent::Followed { role } => {
+                if self.role_changes(role) {
+                    self.role = Some(role);
+                    Some(self.fire(CallbackAction::OnRoleChange, role))
                 } else {
-                    let role = self.role.unwrap_or(Role::Replica);
+                    let role = self.role.unwrap_or(role);
                     Some(self.fire(CallbackAction::OnReload, role))
                 }
             }
@@ -557,9 +585,63 @@ mod tests {
     fn follow_reload() {
         let mut s = CallbackState::default();
         s.observed(Some(Role::Replica));
-        assert_eq!(s.on(PgEvent::Followed), cb(OnReload, Role::Replica));
+        assert_eq!(
+            s.on(PgEvent::Followed {
+                role: Role::Replica
+            }),
+            cb(OnReload, Role::Replica)
+        );
         assert_eq!(s.cycle_end(Some(Role::Replica)), cb(OnStart, Role::Replica));
         assert_eq!(s.on(PgEvent::Restarted), cb(OnRestart, Role::Replica));
+    }
+
+    /// The standby leader is `standby_leader` for the callbacks (Patroni's role): a primary
+    /// demoted to a standby leader, a replica re-pointed at the remote or found holding the
+    /// lock while streaming from it announce the role change; losing the lock announces
+    /// `replica` again.
+    #[test]
+    fn standby_leader_role() {
+        let mut s = CallbackState::default();
+        s.on(PgEvent::Bootstrapped);
+        s.on(PgEvent::Demoted);
+        assert_eq!(
+            s.on(PgEvent::Started {
+                role: Role::StandbyLeader,
+                ok: true
+            }),
+            cb(OnRoleChange, Role::StandbyLeader)
+        );
+        assert_eq!(s.cycle_end(Some(Role::StandbyLeader)), None);
+        assert_eq!(
+            s.on(PgEvent::Followed {
+                role: Role::Replica
+            }),
+            cb(OnRoleChange, Role::Replica)
+        );
+        assert_eq!(
+            s.on(PgEvent::Followed {
+                role: Role::StandbyLeader
+            }),
+            cb(OnRoleChange, Role::StandbyLeader)
+        );
+        let mut r = CallbackState::default();
+        assert_eq!(
+            r.on(PgEvent::Started {
+                role: Role::Replica,
+                ok: true
+            }),
+            cb(OnStart, Role::Replica)
+        );
+        assert_eq!(
+            r.cycle_end(Some(Role::StandbyLeader)),
+            cb(OnRoleChange, Role::StandbyLeader)
+        );
+        assert_eq!(r.cycle_end(Some(Role::StandbyLeader)), None);
+        let mut adopted = CallbackState::default();
+        assert_eq!(
+            adopted.cycle_end(Some(Role::StandbyLeader)),
+            cb(OnStart, Role::StandbyLeader)
+        );
     }
 
     /// After the data directory is wiped, the next start as replica is a plain start.

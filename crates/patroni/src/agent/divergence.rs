@@ -2,11 +2,13 @@
 //! stands (the live replay position and timeline of a running standby, else `pg_controldata`
 //! of the stopped data directory), the leader's timeline and history from the DCS, and, when
 //! the core's rule asks for it, the end of a former primary's last checkpoint record
-//! (`pg_waldump`). The rule itself is [`patroni_core::ha::timeline::divergence`].
+//! (`pg_waldump`). The rule itself is [`patroni_core::ha::timeline::divergence`]. A standby
+//! cluster's members are compared with the remote primary instead, whose timeline and history
+//! come from the remote itself.
 
 use patroni_core::Role;
 use patroni_core::ha::timeline::{self, Divergence, LocalPosition};
-use patroni_core::ha::{ControlState, Observation, PgServer, TimelineVerdict};
+use patroni_core::ha::{ControlState, Observation, PgServer, TimelineVerdict, Upstream};
 use patroni_dcs::Dcs;
 
 use super::pgctl::PostgresCtl;
@@ -76,7 +78,71 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             .and_then(|c| c.history.as_ref())
             .map(|h| timeline::history_switchpoints(&h.lines))
             .unwrap_or_default();
-        let verdict = match timeline::divergence(local, leader_tl, &history) {
+        let verdict = self.verdict(local, leader_tl, &history).await;
+        (verdict, published.max(leader_tl))
+    }
+
+    /// As [`Self::check_timeline`] against a standby cluster's remote primary (Patroni's
+    /// `_check_timeline_and_lsn` with a `RemoteMember`): its timeline and history are asked from
+    /// the remote itself (its history file), with the rewind credentials. Returns the verdict
+    /// and the remote's timeline.
+    pub(super) async fn check_remote_timeline(
+        &self,
+        obs: &Observation,
+        remote: &Upstream,
+    ) -> (TimelineVerdict, u64) {
+        let Some(address) = super::execute::parse_conn_url(&remote.conn_url) else {
+            return (TimelineVerdict::Undetermined, 0);
+        };
+        let remote_tl = match self.pg.leader_timeline(&address).await {
+            Ok(Some(tl)) => tl,
+            Ok(None) => {
+                tracing::info!(remote = %address.host, "the remote primary is still in recovery and therefore can't be used for rewind");
+                return (TimelineVerdict::Undetermined, 0);
+            }
+            Err(e) => {
+                tracing::warn!(remote = %address.host, "failed to ask the remote primary for its timeline: {e:#}");
+                return (TimelineVerdict::Undetermined, 0);
+            }
+        };
+        let Some(local) = self.local_position(obs).await else {
+            return (TimelineVerdict::Undetermined, remote_tl);
+        };
+        tracing::info!(
+            timeline = local.timeline,
+            lsn = %patroni_postgres::Lsn(local.lsn),
+            in_recovery = local.in_recovery,
+            remote_timeline = remote_tl,
+            "local timeline and position"
+        );
+        let history = if local.timeline < remote_tl {
+            let Ok(tl) = u32::try_from(remote_tl) else {
+                return (TimelineVerdict::Undetermined, remote_tl);
+            };
+            match self.pg.leader_timeline_history(&address, tl).await {
+                Ok(lines) => lines
+                    .iter()
+                    .map(|l| (u64::from(l.timeline), l.switch_lsn.0))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(remote = %address.host, "failed to read the remote primary's timeline history: {e:#}");
+                    return (TimelineVerdict::Undetermined, remote_tl);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        (self.verdict(local, remote_tl, &history).await, remote_tl)
+    }
+
+    /// [`timeline::divergence`], reading a former primary's checkpoint end when it asks.
+    async fn verdict(
+        &self,
+        local: LocalPosition,
+        leader_tl: u64,
+        history: &[(u64, u64)],
+    ) -> TimelineVerdict {
+        match timeline::divergence(local, leader_tl, history) {
             Divergence::Verdict(v) => v,
             Divergence::NeedCheckpointEnd {
                 timeline,
@@ -89,8 +155,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 };
                 timeline::after_checkpoint_end(end, switchpoint)
             }
-        };
-        (verdict, published.max(leader_tl))
+        }
     }
 
     /// Where the local server stands: a running standby's replay position and timeline, else

@@ -157,7 +157,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 let result = self.start(role, *timeout).await;
                 let role = match role {
                     StartRole::Primary => Role::Primary,
-                    StartRole::Replica { .. } => Role::Replica,
+                    StartRole::Replica { upstream } => self.replica_role(obs, upstream.as_ref()),
                 };
                 self.callback(PgEvent::Started {
                     role,
@@ -226,7 +226,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
             Action::FollowLeader { upstream } => {
                 self.follow(upstream.as_ref()).await?;
-                self.callback(PgEvent::Followed);
+                let role = self.replica_role(obs, upstream.as_ref());
+                self.callback(PgEvent::Followed { role });
                 Ok(())
             }
             Action::Rewind { from } => {
@@ -253,6 +254,23 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             Action::CancelAsync => Ok(()),
             Action::Fatal { reason } => Err(anyhow::anyhow!("{reason}")),
             query => Err(anyhow::anyhow!("{query:?} is a query, not an effect")),
+        }
+    }
+
+    /// The role a replica started or re-pointed at `upstream` runs as, for the callbacks:
+    /// `standby_leader` for the lock holder of a standby cluster following the remote (or
+    /// nobody, with `nostream`), else `replica`.
+    fn replica_role(&self, obs: &Observation, upstream: Option<&Upstream>) -> Role {
+        let holds = match obs.cycle.lock {
+            Some(outcome) => outcome.holds(),
+            None => obs
+                .cluster()
+                .is_some_and(|c| c.leader_name() == Some(self.id.name.as_str())),
+        };
+        if self.ha.standby_cluster.is_some() && holds && upstream.is_none_or(|u| u.remote) {
+            Role::StandbyLeader
+        } else {
+            Role::Replica
         }
     }
 

@@ -345,6 +345,14 @@ impl PostgresCtl for FakePostgres {
             .flatten())
     }
 
+    async fn leader_timeline_history(
+        &self,
+        _: &UpstreamAddress,
+        _timeline: u32,
+    ) -> anyhow::Result<Vec<HistoryLine>> {
+        Ok(Vec::new())
+    }
+
     async fn recover_crash(&mut self) -> anyhow::Result<()> {
         self.with(|s| {
             anyhow::ensure!(s.running.is_none(), "running");

@@ -107,6 +107,16 @@ pub trait PostgresCtl: Send + 'static {
         &self,
         source: &UpstreamAddress,
     ) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send;
+    /// The lines of the history file of `timeline` on the primary at `source` (a standby
+    /// cluster's remote primary, whose history is in no DCS of ours); empty on timeline 1.
+    ///
+    /// # Errors
+    /// It cannot be reached or the file cannot be read.
+    fn leader_timeline_history(
+        &self,
+        source: &UpstreamAddress,
+        timeline: u32,
+    ) -> impl Future<Output = anyhow::Result<Vec<HistoryLine>>> + Send;
     /// Crash recovery of the stopped data directory in single-user mode.
     fn recover_crash(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Where the checkpoint record at `lsn` on `timeline` ends (`pg_waldump`), if readable.
@@ -510,6 +520,22 @@ impl PostgresCtl for RealPostgres {
     async fn leader_timeline(&self, source: &UpstreamAddress) -> anyhow::Result<Option<u64>> {
         let client = self.connect_to_leader(source).await?;
         Ok(client.primary_timeline().await?.map(u64::from))
+    }
+
+    async fn leader_timeline_history(
+        &self,
+        source: &UpstreamAddress,
+        timeline: u32,
+    ) -> anyhow::Result<Vec<HistoryLine>> {
+        if timeline <= 1 {
+            return Ok(Vec::new());
+        }
+        let client = self.connect_to_leader(source).await?;
+        let text = client
+            .timeline_history_file(timeline)
+            .await?
+            .with_context(|| format!("the history file of timeline {timeline} is missing"))?;
+        Ok(patroni_postgres::parse_timeline_history(&text))
     }
 
     async fn leader_checkpointed(&self, source: &UpstreamAddress) -> anyhow::Result<()> {

@@ -27,7 +27,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 Err(e) => tracing::warn!("failed to save patroni.dynamic.json: {e:#}"),
             }
         }
-        if let Some(cb) = self.callback_state.cycle_end(running_role(&local)) {
+        let standby_leader = self.is_standby_leader(obs, &local);
+        if let Some(cb) = self
+            .callback_state
+            .cycle_end(running_role(&local, standby_leader))
+        {
             self.callback_runner.fire(cb);
         }
         let state = match self
@@ -88,7 +92,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             status.role = Role::StandbyLeader;
         }
         status.pending_restart_reason = self.pending_restart_reason();
-        if running_role(&local).is_some() {
+        if running_role(&local, false).is_some() {
             status.postmaster_start_time = self.server_facts.start_time.clone();
             status.server_version = self.server_facts.version;
             status.replication = self.server_facts.replication.clone();
@@ -166,10 +170,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     }
 }
 
-/// The role of a server that runs and answers, for the callbacks.
-pub(super) fn running_role(local: &LocalPostgres) -> Option<Role> {
+/// The role of a server that runs and answers, for the callbacks: a replica is the
+/// `standby_leader` when `standby_leader` says it is.
+pub(super) fn running_role(local: &LocalPostgres, standby_leader: bool) -> Option<Role> {
     match local.server()? {
         PgServer::Primary(_) => Some(Role::Primary),
+        PgServer::Replica(_) if standby_leader => Some(Role::StandbyLeader),
         PgServer::Replica(_) => Some(Role::Replica),
         _ => None,
     }

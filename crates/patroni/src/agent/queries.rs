@@ -119,7 +119,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 }
             }
             Action::CheckTimeline { leader } => {
-                let (verdict, leader_timeline) = self.check_timeline(obs, &leader.member).await;
+                let (verdict, leader_timeline) = if leader.remote {
+                    self.check_remote_timeline(obs, &leader).await
+                } else {
+                    self.check_timeline(obs, &leader.member).await
+                };
                 tracing::info!(leader = %leader.member, ?verdict, "timeline check");
                 let check = TimelineCheck {
                     leader: leader.member,

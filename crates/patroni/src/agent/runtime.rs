@@ -333,7 +333,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
         };
         let local = self.observe(now).await;
-        self.callback_state.observed(running_role(&local));
+        // Whether it is the standby leader is judged at the end of the cycle; until then a
+        // standby leader stays one.
+        let standby_leader = self.callback_state.role() == Some(patroni_core::Role::StandbyLeader);
+        self.callback_state
+            .observed(running_role(&local, standby_leader));
         let mut memory = self.memory.clone();
         self.memory.finished = None;
         self.memory.first_cycle = false;

@@ -1,13 +1,15 @@
 //! Standby clusters (`standby_cluster`, Patroni's `is_standby_cluster`): the lock holder is a
 //! standby leader that replicates from the remote primary and never promotes; the others
 //! follow it; a new standby cluster clones from the remote instead of running `initdb`;
-//! turning the section off promotes the standby leader, turning it on demotes a primary.
+//! turning the section off promotes the standby leader, turning it on demotes a primary; a
+//! member whose history diverged from the remote's is rewound from the remote.
 
 use super::fixtures::*;
 use crate::ha::lease::{Fence, fence, fence_lease, holder_fence};
 use crate::ha::{
     Action, ControlState, DemoteMode, Finished, HaConfig, LocalPostgres, LockOutcome, PgRole,
-    PgServer, ReplicaState, StartRole, StopMode, Upstream, invariants,
+    PgServer, ReplicaState, StartRole, StopMode, TimelineCheck, TimelineVerdict, Upstream,
+    invariants,
 };
 
 /// The remote primary every test's standby cluster follows.
@@ -420,5 +422,253 @@ fn a_switchover_stops_the_standby_leader_and_releases_the_lock() {
             },
         ],
         "switchover: demoting myself",
+    );
+}
+
+/// [`standby_cfg`] with `use_pg_rewind`.
+fn rewind_cfg() -> HaConfig {
+    HaConfig {
+        use_pg_rewind: true,
+        ..standby_cfg()
+    }
+}
+
+/// The standby leader following the remote without streaming from it (a demoted primary
+/// cluster whose remote was promoted past it).
+fn not_streaming_from_remote() -> LocalPostgres {
+    let LocalPostgres::Data(mut d) = replica_of(Some(remote()), LAST_LSN) else {
+        unreachable!("replica_of() has data")
+    };
+    if let PgServer::Replica(r) = &mut d.server {
+        r.streaming = false;
+        r.receive_lsn = None;
+    }
+    LocalPostgres::Data(d)
+}
+
+/// A verdict against the remote made at `at`.
+fn remote_check(verdict: TimelineVerdict, at: crate::Tick) -> TimelineCheck {
+    TimelineCheck {
+        leader: Upstream::REMOTE_NAME.into(),
+        leader_timeline: 0,
+        verdict,
+        checked_at: at,
+    }
+}
+
+/// A standby leader that follows the remote but does not stream from it (the primary cluster
+/// was demoted to follow a cluster promoted past it) compares its history with the remote's
+/// and, diverged, is rewound from the remote (Patroni's `RemoteMember`), not re-cloned.
+#[test]
+fn a_diverged_standby_leader_is_rewound_from_the_remote() {
+    let o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        not_streaming_from_remote(),
+    );
+    let rt = Runtime::none()
+        .renew(LockOutcome::Renewed)
+        .timeline(TimelineVerdict::NeedsRewind);
+    let c = run(o, &rewind_cfg(), NOW, &rt);
+    assert_eq!(c.queries[1..], [Action::CheckTimeline { leader: remote() }]);
+    assert_final(
+        &c,
+        &[Action::Rewind { from: remote() }],
+        "running pg_rewind from remote_member",
+    );
+    // In sync: it keeps following; asked again only a loop later.
+    let mut o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        not_streaming_from_remote(),
+    );
+    o.memory.timeline_check = Some(remote_check(TimelineVerdict::InSync, NOW - secs(1)));
+    let c = run(
+        o.clone(),
+        &rewind_cfg(),
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[],
+        "no action. I am (pg-0), the standby leader with the lock",
+    );
+    let later = NOW + rewind_cfg().loop_wait;
+    let rt = Runtime::none()
+        .renew(LockOutcome::Renewed)
+        .timeline(TimelineVerdict::InSync);
+    let c = run(o, &rewind_cfg(), later, &rt);
+    assert_eq!(c.queries[1..], [Action::CheckTimeline { leader: remote() }]);
+}
+
+/// A standby leader streaming from the remote is not checked; without `use_pg_rewind` nothing
+/// is checked either, and a standby cluster's diverged standby leader is never re-cloned nor
+/// removed (Patroni re-initialises only members of a primary cluster), also after a failed
+/// rewind, which is not tried again.
+#[test]
+fn a_standby_leader_is_never_recloned_because_of_divergence() {
+    let o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        replica_of(Some(remote()), LAST_LSN),
+    );
+    let c = run(
+        o,
+        &rewind_cfg(),
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[],
+        "no action. I am (pg-0), the standby leader with the lock",
+    );
+    let reclone = HaConfig {
+        remove_data_directory_on_diverged_timelines: true,
+        remove_data_directory_on_rewind_failure: true,
+        ..standby_cfg()
+    };
+    let mut o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        not_streaming_from_remote(),
+    );
+    o.memory.timeline_check = Some(remote_check(TimelineVerdict::NeedsRewind, NOW - secs(60)));
+    let c = run(
+        o,
+        &reclone,
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[],
+        "no action. I am (pg-0), the standby leader with the lock",
+    );
+    let mut o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        not_streaming_from_remote(),
+    );
+    o.memory.timeline_check = Some(remote_check(TimelineVerdict::RewindFailed, NOW - secs(60)));
+    let c = run(
+        o,
+        &HaConfig {
+            use_pg_rewind: true,
+            ..reclone
+        },
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[],
+        "no action. I am (pg-0), the standby leader with the lock",
+    );
+}
+
+/// A stopped standby leader whose history diverged from the remote's is rewound before it
+/// starts again; without a verdict it starts following the remote (and is checked then).
+#[test]
+fn a_stopped_diverged_standby_leader_is_rewound_before_it_starts() {
+    let mut o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        stopped(ControlState::ShutDownInRecovery, None),
+    );
+    o.memory.timeline_check = Some(remote_check(TimelineVerdict::NeedsRewind, NOW - secs(1)));
+    let c = run(
+        o.clone(),
+        &rewind_cfg(),
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[Action::Rewind { from: remote() }],
+        "running pg_rewind from remote_member",
+    );
+    o.memory.timeline_check = None;
+    let c = run(
+        o,
+        &rewind_cfg(),
+        NOW,
+        &Runtime::none().renew(LockOutcome::Renewed),
+    );
+    assert_final(
+        &c,
+        &[start_following(Some(remote()))],
+        "starting as a standby leader because i had the session lock",
+    );
+}
+
+/// A remote known only by its `restore_command` cannot be asked nor rewound from.
+#[test]
+fn a_remote_without_an_address_is_not_checked() {
+    let cfg = HaConfig {
+        standby_cluster: Some(Upstream::remote(None)),
+        use_pg_rewind: true,
+        ..cfg()
+    };
+    let LocalPostgres::Data(mut d) = not_streaming_from_remote() else {
+        unreachable!("has data")
+    };
+    if let PgServer::Replica(r) = &mut d.server {
+        r.upstream = Some(Upstream::remote(None));
+    }
+    let o = obs(
+        "pg-0",
+        standby_cluster(Some("pg-0")),
+        LocalPostgres::Data(d),
+    );
+    let c = run(o, &cfg, NOW, &Runtime::none().renew(LockOutcome::Renewed));
+    assert_final(
+        &c,
+        &[],
+        "no action. I am (pg-0), the standby leader with the lock",
+    );
+}
+
+/// The other members of a standby cluster are judged against the remote too (Patroni's
+/// `RemoteMember`), not against the standby leader, which is no primary: a replica that
+/// diverged with its demoted primary cluster is rewound from the remote; a stopped one with
+/// that verdict is rewound before it starts.
+#[test]
+fn a_diverged_replica_of_a_standby_cluster_is_rewound_from_the_remote() {
+    let LocalPostgres::Data(mut d) = replica(Some("pg-0"), LAST_LSN) else {
+        unreachable!("replica() has data")
+    };
+    if let PgServer::Replica(r) = &mut d.server {
+        r.streaming = false;
+    }
+    let o = obs(
+        "pg-1",
+        standby_cluster(Some("pg-0")),
+        LocalPostgres::Data(d),
+    );
+    let c = run(
+        o,
+        &rewind_cfg(),
+        NOW,
+        &Runtime::none().timeline(TimelineVerdict::NeedsRewind),
+    );
+    assert_eq!(c.queries, [Action::CheckTimeline { leader: remote() }]);
+    assert_final(
+        &c,
+        &[Action::Rewind { from: remote() }],
+        "running pg_rewind from remote_member",
+    );
+    let mut o = obs(
+        "pg-1",
+        standby_cluster(Some("pg-0")),
+        stopped(ControlState::ShutDownInRecovery, None),
+    );
+    o.memory.timeline_check = Some(remote_check(TimelineVerdict::NeedsRewind, NOW - secs(1)));
+    let c = run(o, &rewind_cfg(), NOW, &Runtime::none());
+    assert_final(
+        &c,
+        &[Action::Rewind { from: remote() }],
+        "running pg_rewind from remote_member",
     );
 }
