@@ -136,8 +136,11 @@ async fn a_required_watchdog_resets_a_frozen_primary_before_its_lease_expires() 
         "m0: {} keepalives, median interval {median:?}, longest {max:?} (loop_wait 1 s, timeout {TIMEOUT:?})",
         keepalives.len()
     );
+    // One keepalive per loop: loop_wait 1 s plus the cycle's own time, which a loaded
+    // machine stretches (a debug build at load 16 measured a 1.6 s median); what safety needs
+    // is the longest gap below the device's timeout, asserted next.
     assert!(
-        median >= Duration::from_millis(500) && median <= Duration::from_millis(1500),
+        median >= Duration::from_millis(500) && median <= Duration::from_millis(2500),
         "median keepalive interval {median:?}"
     );
     assert!(

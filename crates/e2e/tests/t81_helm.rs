@@ -518,7 +518,8 @@ async fn default_install_fails_over_upgrades_and_reinstalls() {
     tracing::info!("--- the primary pod deleted: failover, the Service follows");
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns_name);
     let deleted = Instant::now();
-    pods.delete(&primary, &DeleteParams::default().grace_period(0))
+    // The pod's grace period, as `kubectl delete pod` (not grace 0: see t80_real_node).
+    pods.delete(&primary, &DeleteParams::default())
         .await
         .expect("delete the primary");
     let new_primary = roles.takeover(client, ns_name, &primary, TAKEOVER).await;

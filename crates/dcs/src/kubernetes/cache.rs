@@ -25,8 +25,11 @@ use tokio::sync::Notify;
 
 use super::objects::{Versioned, is_newer};
 
-/// Pause before listing again after a failure.
-const RELIST_DELAY: Duration = Duration::from_secs(1);
+/// Least time between the starts of two lists after a failure. Paced from the start of the
+/// failed attempt, not its end: an attempt that itself waited out the connect timeout (the API
+/// server unreachable, e.g. across a partition) is followed at once by the next, so the cache
+/// is back within one connect timeout of the API server becoming reachable again.
+const RELIST_INTERVAL: Duration = Duration::from_secs(1);
 /// Server-side watch timeout; the watch is then resumed from the last version.
 const WATCH_TIMEOUT_SECS: u32 = 290;
 
@@ -169,12 +172,13 @@ pub async fn run<K, T, F>(
     F: Fn(Change<'_, T>),
 {
     loop {
+        let started = tokio::time::Instant::now();
         let list = match api.list(&ListParams::default().labels(&selector)).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(%selector, "failed to list: {e}");
                 cache.set_unready();
-                tokio::time::sleep(RELIST_DELAY).await;
+                tokio::time::sleep_until(started + RELIST_INTERVAL).await;
                 continue;
             }
         };
