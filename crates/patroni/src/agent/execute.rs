@@ -48,6 +48,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 .update(|s| s.loop_status = LoopStatus::Acting(name.clone()));
             let result = self.execute(action, obs).await;
             self.state_override = None;
+            // Whatever the action did to the server, the next observation reads
+            // `pg_controldata` again.
+            self.control_facts = None;
             if is_long(action) {
                 self.memory.finished = Some(Finished {
                     action: action.clone(),

@@ -28,6 +28,17 @@ pub(super) struct ServerFacts {
     pub replication: Vec<ReplicationRow>,
 }
 
+/// What `pg_controldata` said about the data directory of one running postmaster.
+#[derive(Debug, Clone)]
+pub(super) struct ControlFacts {
+    /// The postmaster it was read under.
+    postmaster: Option<u32>,
+    /// Database system identifier.
+    sysid: String,
+    /// `wal_log_hints` or data checksums.
+    pg_rewind_usable: bool,
+}
+
 // === impl Runtime (observe) ===
 
 impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
@@ -57,22 +68,44 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             }
             DataDirState::Initialized { .. } => {}
         }
-        let (sysid, control, pg_rewind_usable) = match self.pg.controldata().await {
-            Ok(cd) => (
-                cd.system_identifier()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                ControlState::from_controldata(
-                    cd.get("Database cluster state").unwrap_or_default(),
-                ),
-                cd.rewind_possible(),
-            ),
-            Err(e) => {
-                tracing::warn!("failed to {e:#}");
-                (String::new(), ControlState::Unknown, false)
-            }
+        let running = self.pg.is_running();
+        let postmaster = running.then(|| self.pg.postmaster_pid()).flatten();
+        let cached = self
+            .control_facts
+            .clone()
+            .filter(|f| postmaster.is_some() && f.postmaster == postmaster);
+        let (sysid, control, pg_rewind_usable) = match cached {
+            // A running postmaster's system identifier and rewind prerequisites
+            // (`wal_log_hints` needs a restart, checksums an offline `pg_checksums`) do not
+            // change: one `pg_controldata` per postmaster, not two per cycle (idle CPU).
+            Some(f) => (f.sysid, ControlState::Unknown, f.pg_rewind_usable),
+            None => match self.pg.controldata().await {
+                Ok(cd) => {
+                    let sysid = cd
+                        .system_identifier()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    let pg_rewind_usable = cd.rewind_possible();
+                    self.control_facts = postmaster.map(|p| ControlFacts {
+                        postmaster: Some(p),
+                        sysid: sysid.clone(),
+                        pg_rewind_usable,
+                    });
+                    (
+                        sysid,
+                        ControlState::from_controldata(
+                            cd.get("Database cluster state").unwrap_or_default(),
+                        ),
+                        pg_rewind_usable,
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!("failed to {e:#}");
+                    (String::new(), ControlState::Unknown, false)
+                }
+            },
         };
-        let server = if self.pg.is_running() {
+        let server = if running {
             self.running_server(now).await
         } else {
             self.wal_receiver = None;

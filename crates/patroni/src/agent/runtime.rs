@@ -115,6 +115,8 @@ pub struct Runtime<D, P> {
     pub(super) pending_restart: BTreeMap<String, ParamChange>,
     /// What the last status query said beyond the core's view.
     pub(super) server_facts: ServerFacts,
+    /// `pg_controldata`'s facts about a running postmaster, read once per postmaster.
+    pub(super) control_facts: Option<super::observe::ControlFacts>,
     /// Replication slot state kept between cycles.
     pub(super) slots: SlotKeeper,
     /// Synchronous replication state kept between cycles.
@@ -192,6 +194,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             reconfigure: false,
             pending_restart: BTreeMap::new(),
             server_facts: ServerFacts::default(),
+            control_facts: None,
             slots: SlotKeeper::default(),
             sync: SyncMemory::default(),
             last_heartbeat: None,
