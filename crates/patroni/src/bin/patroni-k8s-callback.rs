@@ -257,7 +257,10 @@ mod tests {
         assert_eq!(v("on_start", "primary"), Some(Some("master".into())));
         assert_eq!(v("on_role_change", "master"), Some(Some("master".into())));
         assert_eq!(v("on_role_change", "replica"), Some(Some("replica".into())));
-        assert_eq!(v("on_restart", "standby_leader"), Some(Some("standby".into())));
+        assert_eq!(
+            v("on_restart", "standby_leader"),
+            Some(Some("standby".into()))
+        );
         assert_eq!(v("on_role_change", "demoted"), Some(Some("demoted".into())));
         assert_eq!(v("on_stop", "primary"), Some(None));
         assert_eq!(v("on_reload", "replica"), None);
@@ -282,7 +285,15 @@ mod tests {
     fn label_options_need_the_label_and_exclude_endpoints() {
         for args in [
             &["--leader-label-value", "m", "on_start", "primary", "pg"][..],
-            &["--role-label", "r", "--endpoints", "e", "on_start", "primary", "pg"][..],
+            &[
+                "--role-label",
+                "r",
+                "--endpoints",
+                "e",
+                "on_start",
+                "primary",
+                "pg",
+            ][..],
         ] {
             assert!(
                 Cli::try_parse_from(["patroni-k8s-callback"].iter().chain(args)).is_err(),
