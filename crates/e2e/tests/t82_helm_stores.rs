@@ -454,7 +454,9 @@ async fn install_and_fail_over(store: Store) {
         primary
     );
 
-    tracing::info!("--- the primary pod deleted: a replica takes over, labels and Services follow");
+    tracing::info!(
+        "--- the primary pod deleted: it hands over, a replica takes over, labels and Services follow"
+    );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns_name);
     let password = String::from_utf8(
         secrets
@@ -468,8 +470,12 @@ async fn install_and_fail_over(store: Store) {
     )
     .expect("UTF-8 password");
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns_name);
+    // A graceful delete (SIGTERM): the agent stops Postgres and releases the lock, a replica
+    // wins the race. (Without grace the kubelet gives the agent 2 s before SIGKILL; a lock left
+    // behind is still the recreated pod's own when it returns within ttl, and Patroni then keeps
+    // it: that case is the last phase.)
     let deleted = Instant::now();
-    pods.delete(&primary, &DeleteParams::default().grace_period(0))
+    pods.delete(&primary, &DeleteParams::default())
         .await
         .expect("delete the primary");
     let new_primary = roles.takeover(client, ns_name, &primary, TAKEOVER).await;
@@ -478,19 +484,17 @@ async fn install_and_fail_over(store: Store) {
         deleted.elapsed()
     );
     let conn = format!("host={fullname}.{ns_name}.svc.cluster.local user=postgres dbname=postgres");
-    let wrote = psql_soon(
-        client,
-        ns_name,
-        &password,
-        &[
-            "-Atc",
-            "create table after_takeover(); select pg_is_in_recovery()",
-            &conn,
-        ],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("write through the primary Service: {e}"));
-    assert_eq!(wrote, "f");
+    let write = |table: &'static str| {
+        let (client, password, conn) = (client.clone(), password.clone(), conn.clone());
+        async move {
+            let sql = format!("create table if not exists {table}(); select pg_is_in_recovery()");
+            let wrote = psql_soon(&client, ns_name, &password, &["-Atqc", &sql, &conn])
+                .await
+                .unwrap_or_else(|e| panic!("write through the primary Service: {e}"));
+            assert_eq!(wrote, "f", "the primary Service reached a replica");
+        }
+    };
+    write("after_takeover").await;
     println!(
         "{s}: a write through the primary Service succeeded {:.1?} after the delete",
         deleted.elapsed()
@@ -514,6 +518,38 @@ async fn install_and_fail_over(store: Store) {
         new_primary
     );
     helm_test(lab, ns_name, release);
+
+    tracing::info!(
+        "--- the primary pod deleted without grace: a primary again, the Service follows"
+    );
+    let killed = Instant::now();
+    pods.delete(&new_primary, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete the primary");
+    let again = roles
+        .formed(
+            client,
+            ns_name,
+            3,
+            FORM,
+            "a primary again after a hard delete",
+        )
+        .await;
+    write("after_hard_delete").await;
+    println!(
+        "{s}: primary pod {new_primary} deleted without grace: {again} primary, 3 members Ready \
+         and a write through the primary Service {:.1?} later ({})",
+        killed.elapsed(),
+        if again == new_primary {
+            "the recreated pod kept its lock"
+        } else {
+            "a replica took over"
+        }
+    );
+    assert_eq!(
+        (store.leader_key)(lab, ns_name, &store_pod, &fullname),
+        again
+    );
     ok(
         "helm uninstall",
         helm(lab).args(["uninstall", release, "--namespace", ns_name, "--wait"]),
