@@ -10,10 +10,13 @@
 //!   members and 3 PostgreSQL members formed, one primary labelled by `patroni-k8s-callback`;
 //!   `helm test` writes through the primary Service and reads through the replicas'; our
 //!   `patronictl list` in a member pod shows the cluster; etcd holds Patroni's keys
-//!   (`/service/<scope>/leader` names the primary); deleting the primary pod: a replica takes
-//!   over, the labels and the Services follow, the deleted member rejoins as a replica;
-//! - ZooKeeper (`zookeeper.enable=true, zookeeper.deployChart=true`): the same, shorter
-//!   (formed, `helm test`, `patronictl list`, the leader znode, one takeover).
+//!   (`/service/<scope>/leader` names the primary); deleting the primary pod (it hands over):
+//!   a replica takes over, the labels and the Services follow, the deleted member rejoins as
+//!   a replica; deleting the new primary's pod without grace: a primary again (a replica, or
+//!   the recreated pod when it returns within ttl with its lock, as in Patroni), writable
+//!   through the primary Service, named by the leader key;
+//! - ZooKeeper (`zookeeper.enable=true, zookeeper.deployChart=true`): the same, with the
+//!   leader znode read by the server jar's own client.
 
 #![allow(
     clippy::disallowed_types,
@@ -86,6 +89,9 @@ fn render(lab: &Lab, release: &str, ns: &str, args: &[&str]) -> (String, Vec<ser
     (yaml, objects)
 }
 
+/// With etcd or ZooKeeper as the DCS every object validates, the members get the store's
+/// variables, no Kubernetes DCS, the labelling callback and a Role that only patches pods, and
+/// the deployed store lists every member by its stable name.
 #[tokio::test]
 async fn chart_renders_etcd_and_zookeeper_and_validates() {
     init_tracing();
@@ -556,6 +562,8 @@ async fn install_and_fail_over(store: Store) {
     );
 }
 
+/// Members on the etcd the chart deploys form, keep Patroni's keys there, and the primary
+/// Service follows the primary through deletions of its pod.
 #[tokio::test]
 async fn etcd_deployed_by_the_chart_forms_and_fails_over() {
     init_tracing();
@@ -568,6 +576,7 @@ async fn etcd_deployed_by_the_chart_forms_and_fails_over() {
     .await;
 }
 
+/// The same on the ZooKeeper ensemble the chart deploys.
 #[tokio::test]
 async fn zookeeper_deployed_by_the_chart_forms_and_fails_over() {
     init_tracing();
