@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use common::helm::{chart, helm, helm_test, kubectl, ok};
 use common::init_tracing;
 use common::node::{Roles, node_with_image, psql_soon, root};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
@@ -314,6 +315,10 @@ struct Store {
     image: fn() -> patroni_testlab::Result<StoreImage>,
     /// `kubectl exec` into the store's first pod, printing the leader key's value.
     leader_key: fn(&Lab, &str, &str, &str) -> String,
+    /// etcd only: the members find the deployed etcd by DNS SRV discovery (`etcd.discovery`,
+    /// the cluster DNS's records of the headless Service's named ports) instead of its
+    /// members' names; the scenario ends once the cluster is formed and checked.
+    srv_discovery: bool,
 }
 
 /// etcd's `/service/<scope>/leader`, read with the image's etcdctl.
@@ -398,7 +403,7 @@ async fn install_and_fail_over(store: Store) {
     let node = node_with_image(lab).await;
     let image = import_store_image(&node, store.image).await;
     let ns = lab
-        .namespace(&format!("t82-{}", store.name))
+        .namespace(&format!("t82-{}", store.release))
         .await
         .expect("namespace");
     let (client, ns_name) = (&ns.client, ns.name.as_str());
@@ -424,10 +429,24 @@ async fn install_and_fail_over(store: Store) {
             .args(["--namespace", ns_name, "--set"])
             .arg(format!(
                 "replicaCount=3,kubernetes.dcs.enable=false,{s}.enable=true,{s}.deployChart=true,\
-                 {s}.image.repository={},{s}.image.tag={}",
-                image.name, image.tag
+                 {s}.image.repository={},{s}.image.tag={}{}",
+                image.name,
+                image.tag,
+                if store.srv_discovery {
+                    format!(",etcd.discovery={fullname}-etcd-headless.{ns_name}.svc.cluster.local")
+                } else {
+                    String::new()
+                }
             )),
     );
+    if store.srv_discovery {
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns_name);
+        let members =
+            serde_json::to_value(sets.get(&fullname).await.expect("StatefulSet")).expect("JSON");
+        let env = env(&members);
+        assert!(env.contains_key("PATRONI_ETCD3_SRV"), "{env:?}");
+        assert!(!env.contains_key("PATRONI_ETCD3_HOSTS"), "{env:?}");
+    }
     ready_pods(
         client,
         ns_name,
@@ -459,6 +478,13 @@ async fn install_and_fail_over(store: Store) {
         (store.leader_key)(lab, ns_name, &store_pod, &fullname),
         primary
     );
+    if store.srv_discovery {
+        ok(
+            "helm uninstall",
+            helm(lab).args(["uninstall", release, "--namespace", ns_name, "--wait"]),
+        );
+        return;
+    }
 
     tracing::info!(
         "--- the primary pod deleted: it hands over, a replica takes over, labels and Services follow"
@@ -572,6 +598,21 @@ async fn etcd_deployed_by_the_chart_forms_and_fails_over() {
         release: "pe",
         image: patroni_testlab::etcd_image,
         leader_key: etcd_leader_key,
+        srv_discovery: false,
+    })
+    .await;
+}
+
+/// Members told only `etcd.discovery` find the deployed etcd through DNS SRV records and form.
+#[tokio::test]
+async fn etcd_found_by_dns_srv_discovery_forms() {
+    init_tracing();
+    install_and_fail_over(Store {
+        name: "etcd",
+        release: "ps",
+        image: patroni_testlab::etcd_image,
+        leader_key: etcd_leader_key,
+        srv_discovery: true,
     })
     .await;
 }
@@ -585,6 +626,7 @@ async fn zookeeper_deployed_by_the_chart_forms_and_fails_over() {
         release: "pz",
         image: patroni_testlab::zookeeper_image,
         leader_key: zookeeper_leader_key,
+        srv_discovery: false,
     })
     .await;
 }
