@@ -69,8 +69,9 @@ if ! cmp -s crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3" 2>/
 fi
 "$VENV/bin/patronictl" version >/dev/null
 
-# --- Go modules of the lab's control plane, node and Helm ---------------------
+# --- Go modules of the lab's control plane, node, Helm and etcd image ------
 # A no-op when the module cache already holds them.
 (cd testenv && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
 (cd testenv/helm && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
 (cd testenv/helm3 && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)
+(cd testenv/etcd && GOFLAGS="${GOFLAGS:--buildvcs=false}" go mod download)

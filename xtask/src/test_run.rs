@@ -22,7 +22,12 @@ use std::time::Instant;
 use anyhow::Context;
 
 /// Binaries that run alone: freezing the lab's API server (SIGSTOP), or on its real node.
-const EXCLUSIVE: &[&str] = &["t56_failsafe", "t80_real_node", "t81_helm"];
+const EXCLUSIVE: &[&str] = &[
+    "t56_failsafe",
+    "t80_real_node",
+    "t81_helm",
+    "t82_helm_stores",
+];
 
 /// One compiled test binary.
 #[derive(Debug, Clone)]

@@ -24,17 +24,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::helm::{chart, helm, helm_test, kubectl, ok, output};
 use common::init_tracing;
 use common::node::{Roles, apply, node_with_image, psql_soon, root, run_pod};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
-use patroni_testlab::{Lab, helm_binary, helm3_binary, node_binaries, wait_until};
+use patroni_testlab::{Lab, helm3_binary, wait_until};
 
 /// Bootstrap and up to four base backups, one pod after the other.
 const FORM: Duration = Duration::from_secs(420);
@@ -43,49 +43,6 @@ const TAKEOVER: Duration = Duration::from_secs(90);
 
 /// The two installs share two cores: one at a time.
 static INSTALLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn chart() -> PathBuf {
-    root().join("deploy/helm/patroni-rs")
-}
-
-/// `helm` against the lab, with its own home under the cache.
-fn helm(lab: &Lab) -> Command {
-    let home = patroni_testlab::cache_dir().join("helm-home");
-    let mut cmd = Command::new(helm_binary().expect("build helm"));
-    cmd.env("KUBECONFIG", &lab.controlplane().kubeconfig)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    cmd
-}
-
-/// `kubectl` (built with the node) against the lab.
-fn kubectl(lab: &Lab) -> Command {
-    let program = node_binaries()
-        .expect("node programs")
-        .bin_dir
-        .join("kubectl");
-    let mut cmd = Command::new(program);
-    cmd.env("KUBECONFIG", &lab.controlplane().kubeconfig);
-    cmd
-}
-
-fn output(what: &str, cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-/// Runs `cmd`, failing the test with its output unless it succeeds; its stdout.
-fn ok(what: &str, cmd: &mut Command) -> String {
-    let out = output(what, cmd);
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Dotted names of the leaves of a YAML map (`image.tag`, `affinity`, …).
 fn leaves(prefix: &str, value: &serde_yaml_ng::Value, out: &mut BTreeSet<String>) {
@@ -247,25 +204,62 @@ async fn chart_lints_renders_and_validates() {
             "etcd.enabled=true",
             "additional properties 'enabled' not allowed",
         ),
-        ("etcd.enable=true", "etcd as the DCS is not built yet"),
         (
-            "zookeeper.enable=true",
-            "ZooKeeper as the DCS is not built yet",
+            "etcd.enable=true",
+            "kubernetes.dcs.enable and etcd.enable are true: set exactly one of",
+        ),
+        (
+            "kubernetes.dcs.enable=false",
+            "no DCS: set exactly one of kubernetes.dcs.enable, etcd.enable, zookeeper.enable",
+        ),
+        (
+            "kubernetes.dcs.enable=false,etcd.enable=true,etcd.host=e,zookeeper.enable=true,zookeeper.hosts=z",
+            "etcd.enable and zookeeper.enable are true",
+        ),
+        (
+            "kubernetes.dcs.enable=false,etcd.enable=true",
+            "etcd.enable: the members need to know where etcd is: set etcd.host",
+        ),
+        (
+            "kubernetes.dcs.enable=false,zookeeper.enable=true",
+            "zookeeper.enable: the members need to know where ZooKeeper is",
+        ),
+        (
+            "etcd.deployChart=true",
+            "etcd.deployChart: deploys an etcd for the members, but etcd.enable is false",
+        ),
+        (
+            "zookeeper.deployChart=true",
+            "zookeeper.deployChart: deploys a ZooKeeper for the members, but zookeeper.enable is false",
+        ),
+        ("etcd.host=http://etcd:2379", "'/etcd/host'"),
+        ("zookeeper.hosts=zk:2181/chroot", "'/zookeeper/hosts'"),
+        ("etcd.replicaCount=0", "'/etcd/replicaCount'"),
+        (
+            "kubernetes.dcs.enable=false,etcd.enable=true,etcd.host=e,patroni.etcd3.hosts=x",
+            "patroni.etcd3.hosts: set by the chart from etcd.host",
+        ),
+        (
+            "kubernetes.dcs.enable=false,etcd.enable=true,etcd.host=e,patroni.kubernetes.labels.a=b",
+            "patroni.kubernetes: a second DCS; the chart's DCS is etcd3 (etcd.enable)",
+        ),
+        (
+            "patroni.zookeeper.hosts=z",
+            "patroni.zookeeper: a second DCS; the chart's DCS is kubernetes",
+        ),
+        (
+            "kubernetes.dcs.enable=false,zookeeper.enable=true,zookeeper.hosts=z,patroni.postgresql.callbacks.on_role_change=x",
+            "patroni.postgresql.callbacks.on_role_change: set by the chart",
+        ),
+        (
+            "kubernetes.dcs.enable=false,etcd.enable=true,etcd.host=e,kubernetes.tmpRoleLabel=t",
+            "kubernetes.tmpRoleLabel: Patroni's tmp_role_label needs the Kubernetes DCS",
         ),
         ("walE.enable=true", "WAL-E backups are not built yet"),
-        ("etcd.host=etcd:2379", "etcd.host is not built yet"),
-        (
-            "zookeeper.hosts=zk:2181",
-            "zookeeper.hosts is not built yet",
-        ),
         ("walE.s3Bucket=b", "walE.s3Bucket is not built yet"),
         (
             "walE.retainBackups=3",
             "walE.retainBackups is not built yet",
-        ),
-        (
-            "kubernetes.dcs.enable=false",
-            "Kubernetes is the only DCS built yet",
         ),
         (
             "persistentVolume.mountPath=relative",
@@ -335,7 +329,8 @@ async fn chart_lints_renders_and_validates() {
     );
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("etcd as the DCS is not built yet"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("kubernetes.dcs.enable and etcd.enable are true"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -389,23 +384,6 @@ async fn passwords(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<Stri
 
 fn superuser(passwords: &BTreeMap<String, Vec<u8>>) -> String {
     String::from_utf8(passwords["password-superuser"].clone()).expect("UTF-8 password")
-}
-
-/// `helm test` passes (its pod's log in the failure).
-fn helm_test(lab: &Lab, ns: &str, release: &str) {
-    let log = ok(
-        "helm test",
-        helm(lab).args([
-            "test",
-            release,
-            "--namespace",
-            ns,
-            "--logs",
-            "--timeout",
-            "3m",
-        ]),
-    );
-    assert!(log.contains("read helm-test-"), "{log}");
 }
 
 /// Python `patronictl list -f json` of a release: `member: role`.

@@ -47,6 +47,7 @@ mod oci;
 mod python;
 mod rbac;
 mod server;
+mod store_images;
 mod testenv_bin;
 pub mod watchdog;
 mod zookeeper;
@@ -66,5 +67,9 @@ pub use oci::{OciImage, build_archive};
 pub use python::python_daemon_venv;
 pub use rbac::{member_role, shipped_role};
 pub use server::FrozenServer;
+pub use store_images::{
+    ETCD_IMAGE_NAME, ETCD_VERSION, StoreImage, ZOOKEEPER_IMAGE_NAME, ZOOKEEPER_VERSION, etcd_image,
+    zookeeper_image,
+};
 pub use testenv_bin::{cache_dir, testenv_binary};
 pub use zookeeper::{ZOOKEEPER_CLIENT_PORT, ZOOKEEPER_JAR, ZookeeperServer};

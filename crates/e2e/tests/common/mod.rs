@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod contract;
+pub mod helm;
 pub mod migration;
 pub mod node;
 pub mod scenario;
