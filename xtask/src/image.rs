@@ -20,18 +20,12 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use patroni_testlab::{OciImage, build_archive, cache_dir};
+use patroni_testlab::{DEBIAN_SOURCES, OciImage, build_archive, cache_dir};
 
 /// The image's name in containerd after import.
 pub const IMAGE_NAME: &str = "localhost/patroni-rs";
 /// Bumped whenever the base recipe changes in a way the text below does not show.
 const BASE_RECIPE_VERSION: u32 = 1;
-/// Debian suites the base is made from.
-const SOURCES: [&str; 3] = [
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-];
 /// Packages on top of minbase.
 const PACKAGES: &str = "postgresql-15";
 /// Fixed ids of the `postgres` user, as the official PostgreSQL images use.
@@ -163,7 +157,7 @@ fn base_layer(cache: &Path) -> anyhow::Result<PathBuf> {
     cmd.args(&recipe)
         .arg("bookworm")
         .arg(&partial)
-        .args(SOURCES);
+        .args(DEBIAN_SOURCES);
     run_tool(&mut cmd)?;
     std::fs::rename(&partial, &tar)?;
     std::fs::write(&recipe_file, recipe.join("\n"))?;

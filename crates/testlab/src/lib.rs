@@ -68,8 +68,8 @@ pub use python::python_daemon_venv;
 pub use rbac::{member_role, shipped_role};
 pub use server::FrozenServer;
 pub use store_images::{
-    ETCD_IMAGE_NAME, ETCD_VERSION, StoreImage, ZOOKEEPER_IMAGE_NAME, ZOOKEEPER_VERSION, etcd_image,
-    zookeeper_image,
+    DEBIAN_SOURCES, ETCD_IMAGE_NAME, ETCD_VERSION, StoreImage, ZOOKEEPER_IMAGE_NAME,
+    ZOOKEEPER_VERSION, etcd_image, zookeeper_image,
 };
 pub use testenv_bin::{cache_dir, testenv_binary};
 pub use zookeeper::{ZOOKEEPER_CLIENT_PORT, ZOOKEEPER_JAR, ZookeeperServer};

@@ -32,8 +32,9 @@ pub const ZOOKEEPER_VERSION: &str = "3.8.0";
 pub const ZOOKEEPER_IMAGE_NAME: &str = "localhost/zookeeper";
 /// Bumped whenever the ZooKeeper recipe changes in a way its text does not show.
 const ZOOKEEPER_RECIPE_VERSION: u32 = 1;
-/// Debian suites the ZooKeeper image is made from.
-const SOURCES: [&str; 3] = [
+/// Debian suites the images are made from (the ZooKeeper image here, patroni-rs's base in
+/// `cargo xtask image`).
+pub const DEBIAN_SOURCES: [&str; 3] = [
     "deb http://deb.debian.org/debian bookworm main",
     "deb http://deb.debian.org/debian bookworm-updates main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
@@ -161,7 +162,7 @@ pub fn zookeeper_image() -> Result<StoreImage> {
             .args(zookeeper_recipe())
             .arg("bookworm")
             .arg(&rootfs)
-            .args(SOURCES),
+            .args(DEBIAN_SOURCES),
         "mmdebstrap the ZooKeeper image",
     )?;
     let config: Vec<String> = [
