@@ -90,9 +90,13 @@ fn helpers(pid: u32) -> Helpers {
 
 /// Field `key` (`Pss:`, `Referenced:`) of `/proc/PID/smaps_rollup`, in kB.
 fn rollup_kb(pid: u32, key: &str) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
+    proc_kb(pid, "smaps_rollup", key)
+}
+
+/// Field `key` of the `/proc/PID/<file>` whose lines read `Key:  <n> kB`, in kB.
+fn proc_kb(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
         .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
@@ -121,14 +125,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// Field `key` (`VmRSS:`, `RssAnon:`) of `/proc/PID/status`, in kB.
 fn status_kb(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    proc_kb(pid, "status", key)
 }
 
 /// Resident memory of one agent by kind of mapping, in kB: the `Rss:` of
