@@ -4,7 +4,7 @@
 //! (docs/backups.md). Nothing here copies PostgreSQL files itself: each command becomes one or
 //! more invocations of the tool.
 //!
-//! - [`settings`]: the `PATRONI_BACKUP_*` environment, validated.
+//! - [`settings`]: the `PGBACKUP_*` environment, validated.
 //! - [`tool`]: the tool invocations each command needs (pure).
 //! - [`catalog`]: the tools' backup lists, read into one shape.
 //! - [`rules`]: which backup a restore uses, and Spilo's rule for whether a replica is restored

@@ -1,5 +1,6 @@
 //! `patroni-backup`: WAL archiving, base backups and restores through pgBackRest or Barman
-//! Cloud, called from Patroni's hooks (docs/backups.md). Settings come from `PATRONI_BACKUP_*`.
+//! Cloud, called from Patroni's hooks (docs/backups.md). Settings come from `PGBACKUP_*`
+//! (not `PATRONI_*`: Patroni strips those from what PostgreSQL and its commands inherit).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -18,7 +19,7 @@ use patroni_postgres::{Lsn, PostmasterPid};
 #[command(
     name = "patroni-backup",
     version,
-    about = "WAL archiving, base backups and restores for patroni-rs through pgBackRest or Barman Cloud (settings: PATRONI_BACKUP_*)"
+    about = "WAL archiving, base backups and restores for patroni-rs through pgBackRest or Barman Cloud (settings: PGBACKUP_*)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,7 +30,7 @@ struct Cli {
 enum Cmd {
     /// Archive one WAL file (archive_command = 'patroni-backup wal-push --tool=pgbackrest "%p"').
     WalPush {
-        /// The tool PATRONI_BACKUP_TOOL must name (pgBackRest refuses a base backup unless the
+        /// The tool PGBACKUP_TOOL must name (pgBackRest refuses a base backup unless the
         /// archive_command names it, so it is written there).
         #[arg(long)]
         tool: Option<String>,
@@ -130,7 +131,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 && tool != settings.tool.as_str()
             {
                 bail!(
-                    "archive: --tool={tool} but PATRONI_BACKUP_TOOL is {}",
+                    "archive: --tool={tool} but PGBACKUP_TOOL is {}",
                     settings.tool.as_str()
                 );
             }
@@ -421,10 +422,10 @@ fn in_recovery(data_dir: &Path, local: &LocalServer) -> anyhow::Result<Option<bo
     Ok(Some(out == "t"))
 }
 
-/// A PostgreSQL program: `PATRONI_POSTGRESQL_BIN_DIR`, else the Debian directory of the data
+/// A PostgreSQL program: `PGBACKUP_BIN_DIR`, else the Debian directory of the data
 /// directory's major version, else `$PATH`.
 fn pg_program(name: &str, data_dir: &Path) -> PathBuf {
-    if let Ok(dir) = std::env::var("PATRONI_POSTGRESQL_BIN_DIR")
+    if let Ok(dir) = std::env::var("PGBACKUP_BIN_DIR")
         && !dir.is_empty()
     {
         return Path::new(&dir).join(name);
@@ -456,21 +457,25 @@ fn data_dir(settings: &Settings, given: Option<&Path>) -> Option<PathBuf> {
         })
 }
 
-/// How to reach the local server: `PGHOST`/`PGPORT`/`PGUSER`, else the running postmaster's
-/// socket and port (postmaster.pid) and `PATRONI_SUPERUSER_USERNAME`.
+/// How to reach the local server: a socket directory (`PGHOST` when it is one, else the running
+/// postmaster's from postmaster.pid, else `PGHOST`), `PGPORT` else the postmaster's port,
+/// `PGUSER`.
 fn local_server(data_dir: Option<&Path>) -> LocalServer {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let pid = data_dir.and_then(|d| PostmasterPid::read(d).ok());
+    let pid_socket = pid
+        .as_ref()
+        .and_then(|p| p.socket_dir.as_ref())
+        .map(|d| d.display().to_string());
     LocalServer {
-        host: env("PGHOST").or_else(|| {
-            pid.as_ref()
-                .and_then(|p| p.socket_dir.as_ref())
-                .map(|d| d.display().to_string())
-        }),
+        host: env("PGHOST")
+            .filter(|h| h.starts_with('/'))
+            .or(pid_socket)
+            .or_else(|| env("PGHOST")),
         port: env("PGPORT")
             .and_then(|p| p.parse().ok())
             .or(pid.as_ref().map(|p| p.port)),
-        user: env("PGUSER").or_else(|| env("PATRONI_SUPERUSER_USERNAME")),
+        user: env("PGUSER"),
     }
 }
 
@@ -512,12 +517,6 @@ fn command(inv: &Invocation, settings: &Settings) -> anyhow::Result<Command> {
     }
     if settings.barman_path_style() && std::env::var_os("AWS_CONFIG_FILE").is_none() {
         cmd.env("AWS_CONFIG_FILE", path_style_config()?);
-    }
-    if let Ok(pw) = std::env::var("PATRONI_SUPERUSER_PASSWORD")
-        && std::env::var_os("PGPASSWORD").is_none()
-        && std::env::var_os("PGUSER").is_none()
-    {
-        cmd.env("PGPASSWORD", pw);
     }
     Ok(cmd)
 }

@@ -1,4 +1,4 @@
-//! The `PATRONI_BACKUP_*` environment (docs/backups.md): which tool, which repository, how
+//! The `PGBACKUP_*` environment (docs/backups.md): which tool, which repository, how
 //! many backups to keep. Read once through a lookup function, so tests pass a map; every
 //! problem names its variable.
 
@@ -23,29 +23,29 @@ pub enum ToolKind {
 pub enum Repository {
     /// A directory (pgBackRest only).
     Filesystem {
-        /// `PATRONI_BACKUP_PATH`.
+        /// `PGBACKUP_PATH`.
         path: PathBuf,
     },
     /// An S3 bucket, on AWS or an S3-compatible server.
     S3 {
-        /// `PATRONI_BACKUP_S3_BUCKET`.
+        /// `PGBACKUP_S3_BUCKET`.
         bucket: String,
-        /// `PATRONI_BACKUP_S3_PREFIX`, without leading or trailing slashes (may be empty).
+        /// `PGBACKUP_S3_PREFIX`, without leading or trailing slashes (may be empty).
         prefix: String,
-        /// `PATRONI_BACKUP_S3_ENDPOINT`: a URL such as `https://minio:9000`.
+        /// `PGBACKUP_S3_ENDPOINT`: a URL such as `https://minio:9000`.
         endpoint: Option<String>,
-        /// `PATRONI_BACKUP_S3_REGION`.
+        /// `PGBACKUP_S3_REGION`.
         region: String,
-        /// `PATRONI_BACKUP_S3_PATH_STYLE`: path-style addressing instead of virtual hosts.
+        /// `PGBACKUP_S3_PATH_STYLE`: path-style addressing instead of virtual hosts.
         path_style: bool,
-        /// `PATRONI_BACKUP_S3_VERIFY_TLS`.
+        /// `PGBACKUP_S3_VERIFY_TLS`.
         verify_tls: bool,
     },
     /// A GCS bucket.
     Gcs {
-        /// `PATRONI_BACKUP_GCS_BUCKET`.
+        /// `PGBACKUP_GCS_BUCKET`.
         bucket: String,
-        /// `PATRONI_BACKUP_GCS_PREFIX`, without leading or trailing slashes (may be empty).
+        /// `PGBACKUP_GCS_PREFIX`, without leading or trailing slashes (may be empty).
         prefix: String,
     },
 }
@@ -53,15 +53,16 @@ pub enum Repository {
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// `PATRONI_BACKUP_TOOL`.
+    /// `PGBACKUP_TOOL`.
     pub tool: ToolKind,
-    /// The stanza / server name: `PATRONI_BACKUP_NAME`, else `PATRONI_SCOPE`.
+    /// The stanza / server name: `PGBACKUP_NAME` (required: archive_command, which cannot
+    /// see `PATRONI_SCOPE`, and the scheduled backup must agree).
     pub name: String,
     /// The repository.
     pub repository: Repository,
-    /// `PATRONI_BACKUP_RETAIN`: full backups kept.
+    /// `PGBACKUP_RETAIN`: full backups kept.
     pub retain: u32,
-    /// The data directory: `PATRONI_BACKUP_DATA_DIR`, `PATRONI_POSTGRESQL_DATA_DIR`, `PGDATA`.
+    /// The data directory: `PGBACKUP_DATA_DIR`, else `PGDATA`.
     pub data_dir: Option<PathBuf>,
 }
 
@@ -89,7 +90,7 @@ pub enum SettingsError {
 // === impl ToolKind ===
 
 impl ToolKind {
-    /// The name `PATRONI_BACKUP_TOOL` gives it.
+    /// The name `PGBACKUP_TOOL` gives it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PgBackRest => "pgbackrest",
@@ -107,45 +108,43 @@ impl Settings {
     /// A variable is missing, malformed, or conflicts with another one.
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let tool = match get("PATRONI_BACKUP_TOOL").as_deref() {
+        let tool = match get("PGBACKUP_TOOL").as_deref() {
             Some("pgbackrest") => ToolKind::PgBackRest,
             Some("barman-cloud" | "barman_cloud" | "barman") => ToolKind::BarmanCloud,
             Some(other) => {
                 return Err(SettingsError::Invalid {
-                    name: "PATRONI_BACKUP_TOOL",
+                    name: "PGBACKUP_TOOL",
                     value: other.to_owned(),
                     why: "expected pgbackrest or barman-cloud",
                 });
             }
             None => {
                 return Err(SettingsError::Missing(
-                    "PATRONI_BACKUP_TOOL",
+                    "PGBACKUP_TOOL",
                     "expected pgbackrest or barman-cloud",
                 ));
             }
         };
-        let name = get("PATRONI_BACKUP_NAME")
-            .or_else(|| get("PATRONI_SCOPE"))
+        let name = get("PGBACKUP_NAME")
             .ok_or(SettingsError::Missing(
-                "PATRONI_BACKUP_NAME",
-                "name the stanza / server, or set PATRONI_SCOPE",
+                "PGBACKUP_NAME",
+                "name the pgBackRest stanza / Barman server (the cluster's scope, usually)",
             ))?;
         let repository = read_repository(&get, tool)?;
-        let retain = match get("PATRONI_BACKUP_RETAIN") {
+        let retain = match get("PGBACKUP_RETAIN") {
             None => DEFAULT_RETAIN,
             Some(v) => match v.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => n,
                 _ => {
                     return Err(SettingsError::Invalid {
-                        name: "PATRONI_BACKUP_RETAIN",
+                        name: "PGBACKUP_RETAIN",
                         value: v,
                         why: "expected a whole number of at least 1",
                     });
                 }
             },
         };
-        let data_dir = get("PATRONI_BACKUP_DATA_DIR")
-            .or_else(|| get("PATRONI_POSTGRESQL_DATA_DIR"))
+        let data_dir = get("PGBACKUP_DATA_DIR")
             .or_else(|| get("PGDATA"))
             .map(PathBuf::from);
         Ok(Self {
@@ -162,26 +161,26 @@ fn read_repository(
     get: &impl Fn(&str) -> Option<String>,
     tool: ToolKind,
 ) -> Result<Repository, SettingsError> {
-    let path = get("PATRONI_BACKUP_PATH");
-    let s3 = get("PATRONI_BACKUP_S3_BUCKET");
-    let gcs = get("PATRONI_BACKUP_GCS_BUCKET");
+    let path = get("PGBACKUP_PATH");
+    let s3 = get("PGBACKUP_S3_BUCKET");
+    let gcs = get("PGBACKUP_GCS_BUCKET");
     match (&path, &s3, &gcs) {
         (Some(_), Some(_), _) => {
             return Err(SettingsError::Conflict(
-                "PATRONI_BACKUP_PATH",
-                "PATRONI_BACKUP_S3_BUCKET",
+                "PGBACKUP_PATH",
+                "PGBACKUP_S3_BUCKET",
             ));
         }
         (Some(_), _, Some(_)) => {
             return Err(SettingsError::Conflict(
-                "PATRONI_BACKUP_PATH",
-                "PATRONI_BACKUP_GCS_BUCKET",
+                "PGBACKUP_PATH",
+                "PGBACKUP_GCS_BUCKET",
             ));
         }
         (_, Some(_), Some(_)) => {
             return Err(SettingsError::Conflict(
-                "PATRONI_BACKUP_S3_BUCKET",
-                "PATRONI_BACKUP_GCS_BUCKET",
+                "PGBACKUP_S3_BUCKET",
+                "PGBACKUP_GCS_BUCKET",
             ));
         }
         _ => {}
@@ -189,14 +188,14 @@ fn read_repository(
     if let Some(path) = path {
         if tool == ToolKind::BarmanCloud {
             return Err(SettingsError::Invalid {
-                name: "PATRONI_BACKUP_PATH",
+                name: "PGBACKUP_PATH",
                 value: path,
-                why: "Barman Cloud keeps backups only in object stores: use PATRONI_BACKUP_S3_BUCKET or PATRONI_BACKUP_GCS_BUCKET",
+                why: "Barman Cloud keeps backups only in object stores: use PGBACKUP_S3_BUCKET or PGBACKUP_GCS_BUCKET",
             });
         }
         if !path.starts_with('/') {
             return Err(SettingsError::Invalid {
-                name: "PATRONI_BACKUP_PATH",
+                name: "PGBACKUP_PATH",
                 value: path,
                 why: "expected an absolute path",
             });
@@ -206,34 +205,34 @@ fn read_repository(
         });
     }
     if let Some(bucket) = s3 {
-        let endpoint = get("PATRONI_BACKUP_S3_ENDPOINT");
+        let endpoint = get("PGBACKUP_S3_ENDPOINT");
         if let Some(e) = &endpoint
             && !(e.starts_with("https://") || e.starts_with("http://"))
         {
             return Err(SettingsError::Invalid {
-                name: "PATRONI_BACKUP_S3_ENDPOINT",
+                name: "PGBACKUP_S3_ENDPOINT",
                 value: e.clone(),
                 why: "expected a URL: https://host[:port]",
             });
         }
         return Ok(Repository::S3 {
             bucket,
-            prefix: prefix(get("PATRONI_BACKUP_S3_PREFIX")),
+            prefix: prefix(get("PGBACKUP_S3_PREFIX")),
             endpoint,
-            region: get("PATRONI_BACKUP_S3_REGION").unwrap_or_else(|| DEFAULT_S3_REGION.into()),
-            path_style: flag(get, "PATRONI_BACKUP_S3_PATH_STYLE", false)?,
-            verify_tls: flag(get, "PATRONI_BACKUP_S3_VERIFY_TLS", true)?,
+            region: get("PGBACKUP_S3_REGION").unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+            path_style: flag(get, "PGBACKUP_S3_PATH_STYLE", false)?,
+            verify_tls: flag(get, "PGBACKUP_S3_VERIFY_TLS", true)?,
         });
     }
     if let Some(bucket) = gcs {
         return Ok(Repository::Gcs {
             bucket,
-            prefix: prefix(get("PATRONI_BACKUP_GCS_PREFIX")),
+            prefix: prefix(get("PGBACKUP_GCS_PREFIX")),
         });
     }
     Err(SettingsError::Missing(
-        "PATRONI_BACKUP_PATH",
-        "set one repository: PATRONI_BACKUP_PATH, PATRONI_BACKUP_S3_BUCKET or PATRONI_BACKUP_GCS_BUCKET",
+        "PGBACKUP_PATH",
+        "set one repository: PGBACKUP_PATH, PGBACKUP_S3_BUCKET or PGBACKUP_GCS_BUCKET",
     ))
 }
 
@@ -278,10 +277,10 @@ mod tests {
     #[test]
     fn pgbackrest_on_a_directory() {
         let s = read(&[
-            ("PATRONI_BACKUP_TOOL", "pgbackrest"),
-            ("PATRONI_SCOPE", "demo"),
-            ("PATRONI_BACKUP_PATH", "/backups"),
-            ("PATRONI_POSTGRESQL_DATA_DIR", "/pg/data"),
+            ("PGBACKUP_TOOL", "pgbackrest"),
+            ("PGBACKUP_NAME", "demo"),
+            ("PGBACKUP_PATH", "/backups"),
+            ("PGDATA", "/pg/data"),
         ])
         .unwrap();
         assert_eq!(s.tool, ToolKind::PgBackRest);
@@ -299,14 +298,14 @@ mod tests {
     #[test]
     fn s3_with_endpoint() {
         let s = read(&[
-            ("PATRONI_BACKUP_TOOL", "barman-cloud"),
-            ("PATRONI_BACKUP_NAME", "b"),
-            ("PATRONI_BACKUP_S3_BUCKET", "bk"),
-            ("PATRONI_BACKUP_S3_PREFIX", "/a/b/"),
-            ("PATRONI_BACKUP_S3_ENDPOINT", "https://127.0.0.1:9000"),
-            ("PATRONI_BACKUP_S3_PATH_STYLE", "true"),
-            ("PATRONI_BACKUP_S3_VERIFY_TLS", "false"),
-            ("PATRONI_BACKUP_RETAIN", "3"),
+            ("PGBACKUP_TOOL", "barman-cloud"),
+            ("PGBACKUP_NAME", "b"),
+            ("PGBACKUP_S3_BUCKET", "bk"),
+            ("PGBACKUP_S3_PREFIX", "/a/b/"),
+            ("PGBACKUP_S3_ENDPOINT", "https://127.0.0.1:9000"),
+            ("PGBACKUP_S3_PATH_STYLE", "true"),
+            ("PGBACKUP_S3_VERIFY_TLS", "false"),
+            ("PGBACKUP_RETAIN", "3"),
         ])
         .unwrap();
         assert_eq!(s.retain, 3);
@@ -326,47 +325,47 @@ mod tests {
     #[test]
     fn problems_name_the_variable() {
         let cases: [(&[(&str, &str)], &str); 7] = [
-            (&[], "PATRONI_BACKUP_TOOL is not set"),
+            (&[], "PGBACKUP_TOOL is not set"),
             (
-                &[("PATRONI_BACKUP_TOOL", "wal-e")],
-                "PATRONI_BACKUP_TOOL=\"wal-e\" is not valid",
+                &[("PGBACKUP_TOOL", "wal-e")],
+                "PGBACKUP_TOOL=\"wal-e\" is not valid",
             ),
             (
-                &[("PATRONI_BACKUP_TOOL", "pgbackrest")],
-                "PATRONI_BACKUP_NAME is not set",
-            ),
-            (
-                &[
-                    ("PATRONI_BACKUP_TOOL", "pgbackrest"),
-                    ("PATRONI_SCOPE", "x"),
-                ],
-                "PATRONI_BACKUP_PATH is not set",
+                &[("PGBACKUP_TOOL", "pgbackrest")],
+                "PGBACKUP_NAME is not set",
             ),
             (
                 &[
-                    ("PATRONI_BACKUP_TOOL", "barman-cloud"),
-                    ("PATRONI_SCOPE", "x"),
-                    ("PATRONI_BACKUP_PATH", "/b"),
+                    ("PGBACKUP_TOOL", "pgbackrest"),
+                    ("PGBACKUP_NAME", "x"),
                 ],
-                "PATRONI_BACKUP_PATH=\"/b\" is not valid: Barman Cloud",
+                "PGBACKUP_PATH is not set",
             ),
             (
                 &[
-                    ("PATRONI_BACKUP_TOOL", "pgbackrest"),
-                    ("PATRONI_SCOPE", "x"),
-                    ("PATRONI_BACKUP_PATH", "/b"),
-                    ("PATRONI_BACKUP_S3_BUCKET", "c"),
+                    ("PGBACKUP_TOOL", "barman-cloud"),
+                    ("PGBACKUP_NAME", "x"),
+                    ("PGBACKUP_PATH", "/b"),
                 ],
-                "PATRONI_BACKUP_PATH and PATRONI_BACKUP_S3_BUCKET are both set",
+                "PGBACKUP_PATH=\"/b\" is not valid: Barman Cloud",
             ),
             (
                 &[
-                    ("PATRONI_BACKUP_TOOL", "pgbackrest"),
-                    ("PATRONI_SCOPE", "x"),
-                    ("PATRONI_BACKUP_PATH", "/b"),
-                    ("PATRONI_BACKUP_RETAIN", "0"),
+                    ("PGBACKUP_TOOL", "pgbackrest"),
+                    ("PGBACKUP_NAME", "x"),
+                    ("PGBACKUP_PATH", "/b"),
+                    ("PGBACKUP_S3_BUCKET", "c"),
                 ],
-                "PATRONI_BACKUP_RETAIN=\"0\" is not valid",
+                "PGBACKUP_PATH and PGBACKUP_S3_BUCKET are both set",
+            ),
+            (
+                &[
+                    ("PGBACKUP_TOOL", "pgbackrest"),
+                    ("PGBACKUP_NAME", "x"),
+                    ("PGBACKUP_PATH", "/b"),
+                    ("PGBACKUP_RETAIN", "0"),
+                ],
+                "PGBACKUP_RETAIN=\"0\" is not valid",
             ),
         ];
         for (vars, expected) in cases {

@@ -172,12 +172,10 @@ impl Settings {
         if let Some(dir) = ctx.data_dir.as_deref().or(self.data_dir.as_deref()) {
             set("PG1_PATH", dir.display().to_string());
         }
-        if let Some(host) = &ctx.local.host {
-            if host.starts_with('/') {
-                set("PG1_SOCKET_PATH", host.clone());
-            } else {
-                set("PG1_HOST", host.clone());
-            }
+        // pgBackRest's pg1-host means a remote host (over SSH or TLS): locally only the
+        // socket directory is given.
+        if let Some(host) = ctx.local.host.as_ref().filter(|h| h.starts_with('/')) {
+            set("PG1_SOCKET_PATH", host.clone());
         }
         if let Some(port) = ctx.local.port {
             set("PG1_PORT", port.to_string());
