@@ -81,9 +81,7 @@ pub(crate) fn render(status: &BackupStatus, labels: &str) -> String {
         status
             .last
             .as_ref()
-            .map_or(0.0, |r| {
-                r.finished.duration_since(r.started).as_secs_f64()
-            })
+            .map_or(0.0, |r| r.finished.duration_since(r.started).as_secs_f64())
             .to_string(),
     );
     gauge(

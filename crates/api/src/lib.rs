@@ -45,11 +45,11 @@ mod units;
 mod url;
 
 pub use auth::{AccessPolicy, Denied, IpNet, ParseIpNetError};
-pub use backup::{BackupRun, BackupStart, BackupStatus};
 pub use backend::{
     Backend, BackendError, FailoverKey, FailsafeCall, FakeBackend, FakeReaction, FakeState,
     HaSnapshot, ReinitializeRequest, RestartOutcome, RestartRequest,
 };
+pub use backup::{BackupRun, BackupStart, BackupStatus};
 pub use client_tls::{ClientTls, ClientTlsError};
 pub use dynamic::{DEFAULT_LOOP_WAIT, DEFAULT_MAXIMUM_LAG_ON_FAILOVER, GlobalFlags};
 pub use metrics::render_metrics;

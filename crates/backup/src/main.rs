@@ -86,6 +86,10 @@ struct ReplicaArgs {
     /// Set when the method may run without a leader (Patroni's `no_leader`; Spilo's `no_master`).
     #[arg(long, alias = "no_leader", alias = "no-master", alias = "no_master")]
     no_leader: Option<String>,
+    /// Patroni passes the method's `keep_data` too; it is Patroni's (whether it empties the
+    /// directory first), so nothing here reads it.
+    #[arg(long, alias = "keep_data", hide = true)]
+    keep_data: Option<String>,
 }
 
 #[derive(clap::Args)]

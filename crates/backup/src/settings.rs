@@ -125,11 +125,10 @@ impl Settings {
                 ));
             }
         };
-        let name = get("PGBACKUP_NAME")
-            .ok_or(SettingsError::Missing(
-                "PGBACKUP_NAME",
-                "name the pgBackRest stanza / Barman server (the cluster's scope, usually)",
-            ))?;
+        let name = get("PGBACKUP_NAME").ok_or(SettingsError::Missing(
+            "PGBACKUP_NAME",
+            "name the pgBackRest stanza / Barman server (the cluster's scope, usually)",
+        ))?;
         let repository = read_repository(&get, tool)?;
         let retain = match get("PGBACKUP_RETAIN") {
             None => DEFAULT_RETAIN,
@@ -335,10 +334,7 @@ mod tests {
                 "PGBACKUP_NAME is not set",
             ),
             (
-                &[
-                    ("PGBACKUP_TOOL", "pgbackrest"),
-                    ("PGBACKUP_NAME", "x"),
-                ],
+                &[("PGBACKUP_TOOL", "pgbackrest"), ("PGBACKUP_NAME", "x")],
                 "PGBACKUP_PATH is not set",
             ),
             (

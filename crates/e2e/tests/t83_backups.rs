@@ -46,7 +46,12 @@ fn query(m: &Member, q: &str) -> Option<String> {
 /// `patroni-backup list --json` as the postgres user, with `env`.
 fn list_backups(pb: &Path, env: &BTreeMap<String, String>) -> Vec<serde_json::Value> {
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+        .args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
         .arg(pb)
         .args(["list", "--json"])
         .envs(env)
@@ -70,7 +75,10 @@ async fn archived(members: &[Member], primary: usize) {
         "the current WAL file archived",
         members,
         || {
-            let last = query(p, "select coalesce(last_archived_wal, '') from pg_stat_archiver")?;
+            let last = query(
+                p,
+                "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+            )?;
             (last.as_str() >= wal.as_str()).then_some(())
         },
     )
@@ -85,9 +93,12 @@ async fn backup_now(members: &[Member], primary: usize) -> u64 {
         .as_u64()
         .unwrap_or(0);
     // While the scheduled one runs, the answer is 409: ask again.
-    wait_for(Duration::from_secs(60), "POST /backup accepted", members, || {
-        (rest(p, "POST", "/backup", None, None)?.0 == 202).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "POST /backup accepted",
+        members,
+        || (rest(p, "POST", "/backup", None, None)?.0 == 202).then_some(()),
+    )
     .await;
     wait_for(
         Duration::from_secs(120),
@@ -116,9 +127,12 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     let repo = dir.path().join("repo");
     std::fs::create_dir(&repo).expect("repo");
     chown_to_pg_user(&repo).expect("chown repo");
+    let locks = dir.path().join("locks");
+    std::fs::create_dir(&locks).expect("locks");
+    chown_to_pg_user(&locks).expect("chown locks");
     let pb_s = pb.display().to_string();
     let env_for = |member: &str| {
-        let lock = dir.path().join(format!("lock-{member}"));
+        let lock = locks.join(member);
         backup_env(&repo, &lock, "orders")
     };
 
@@ -126,7 +140,8 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     let ns = lab.namespace("t83-backup").await.expect("namespace");
     let (mut members, _) = start_cluster_m0_first(lab, &ns, "orders", false, 3, |spec| {
         spec.env = env_for(&spec.name);
-        spec.dcs_parameters.insert("archive_mode".into(), "'on'".into());
+        spec.dcs_parameters
+            .insert("archive_mode".into(), "'on'".into());
         spec.dcs_parameters.insert(
             "archive_command".into(),
             format!("'{pb_s} wal-push --tool=pgbackrest \"%p\"'"),
@@ -149,7 +164,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
                  threshold_backup_size_percentage: 100000}}"
             ),
         );
-        spec.extra = "backup:\n  schedule: '* * * * *'\n".into();
+        spec.extra = format!("backup:\n  schedule: '* * * * *'\n  command: {pb_s} backup\n");
     })
     .await;
     let primary = healthy(&members, "one primary, two streaming").await;
@@ -167,8 +182,11 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
 
     let p = &members[primary];
     query(p, "create table orders (id int primary key, note text)").expect("create table");
-    query(p, "insert into orders select g, 'before' from generate_series(1, 100) g")
-        .expect("insert");
+    query(
+        p,
+        "insert into orders select g, 'before' from generate_series(1, 100) g",
+    )
+    .expect("insert");
     archived(&members, primary).await;
 
     tracing::info!("--- a replica refuses POST /backup; the leader takes one");
@@ -178,7 +196,10 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     backup_now(&members, primary).await;
     let (_, status) = get_json(&members[primary], "/backup").expect("GET /backup");
     assert_eq!(status["schedule"], "* * * * *", "{status}");
-    assert!(status["next_run"].is_string(), "the leader schedules: {status}");
+    assert!(
+        status["next_run"].is_string(),
+        "the leader schedules: {status}"
+    );
     let (_, replica_status) = get_json(&members[replica], "/backup").expect("GET /backup");
     assert!(replica_status["next_run"].is_null(), "{replica_status}");
     let (_, metrics) = rest(&members[primary], "GET", "/metrics", None, None).expect("metrics");
@@ -275,14 +296,13 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
 
     for (label, recovery_target, expected) in [
         ("latest", String::new(), "150"),
-        (
-            "pitr",
-            format!(", recovery_target_time: '{target}'"),
-            "100",
-        ),
+        ("pitr", format!(", recovery_target_time: '{target}'"), "100"),
     ] {
         tracing::info!(label, "--- a new cluster bootstraps from the backup");
-        let ns = lab.namespace(&format!("t83-{label}")).await.expect("namespace");
+        let ns = lab
+            .namespace(&format!("t83-{label}"))
+            .await
+            .expect("namespace");
         let method = format!(
             "{{command: '{pb_s} restore'{recovery_target}, recovery_conf: {{restore_command: \
              '{pb_s} wal-fetch \"%f\" \"%p\"', recovery_target_action: promote{recovery_target}}}}}"
@@ -290,8 +310,10 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
         let (mut restored, _) =
             start_cluster_m0_first(lab, &ns, &format!("r-{label}"), false, 1, |spec| {
                 spec.env = env_for(&format!("{label}-{}", spec.name));
-                spec.bootstrap_extra.insert("method".into(), "restore".into());
-                spec.bootstrap_extra.insert("restore".into(), method.clone());
+                spec.bootstrap_extra
+                    .insert("method".into(), "restore".into());
+                spec.bootstrap_extra
+                    .insert("restore".into(), method.clone());
             })
             .await;
         let count = query(&restored[0], "select count(*) from orders");

@@ -4,8 +4,8 @@
 //!
 //! The command is shell-split and run as the agent's user with, unless `no_params` is true,
 //! `--scope=<scope> --datadir=<data_dir>`, then `--<key>=<value>` for every other key of the
-//! method's section except `no_params`, `keep_existing_recovery_conf`, `recovery_conf`,
-//! `scope` and `datadir` (so `--command=…` too, as Patroni passes it). Afterwards a `promote`
+//! method's section except `command`, `no_params`, `keep_existing_recovery_conf`,
+//! `recovery_conf`, `scope` and `datadir` (Patroni 4.1.5's `reserved_args`). Afterwards a `promote`
 //! trigger file is removed, and the recovery configuration is: `recovery_conf` when given,
 //! the one the command left when `keep_existing_recovery_conf` is true, else none.
 
@@ -19,7 +19,8 @@ use crate::replica::{python_str, truthy};
 use crate::tool::{self, ToolError};
 
 /// Keys of the method's section that are not passed to the command.
-const RESERVED: [&str; 5] = [
+const RESERVED: [&str; 6] = [
+    "command",
     "no_params",
     "keep_existing_recovery_conf",
     "recovery_conf",
@@ -116,7 +117,8 @@ impl CustomBootstrap {
         tracing::info!(command = ?self.command, "Running custom bootstrap script");
         tool::run(cmd, program.into())
             .await
-            .map_err(CustomBootstrapError::Script)?;
+            .map_err(CustomBootstrapError::Script)?
+            .log_lines();
         match std::fs::remove_file(data_dir.join("promote")) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -151,7 +153,6 @@ mod tests {
             [
                 "--scope=demo",
                 "--datadir=/data/pg",
-                "--command=/usr/bin/restore --from 's3://b/x'",
                 "--target_time=2026-12-06 10:00:00",
                 "--verbose=True",
             ]
@@ -171,7 +172,7 @@ mod tests {
     fn no_params_leaves_out_scope_and_datadir() {
         let s = section(serde_json::json!({"command": "restore", "no_params": true}));
         let cb = CustomBootstrap::from_section(&s, "demo", Path::new("/d")).expect("ok");
-        assert_eq!(cb.args, ["--command=restore"]);
+        assert!(cb.args.is_empty(), "{:?}", cb.args);
         assert_eq!(cb.recovery_conf, None);
     }
 

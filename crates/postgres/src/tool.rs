@@ -45,6 +45,18 @@ pub struct ToolOutput {
     pub stderr: String,
 }
 
+impl ToolOutput {
+    /// Logs what a user's command (a replica method, a bootstrap script) printed, line by
+    /// line at INFO: Patroni's log shows it too, as its child writes to Patroni's output.
+    pub fn log_lines(&self) {
+        for line in self.stderr.lines().chain(self.stdout.lines()) {
+            if !line.trim().is_empty() {
+                tracing::info!("{line}");
+            }
+        }
+    }
+}
+
 /// Runs `cmd` (whose real program, behind any launcher prefix, is `program`) to completion.
 ///
 /// # Errors

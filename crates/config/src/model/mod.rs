@@ -23,9 +23,9 @@ pub mod zookeeper;
 use serde_json::Value;
 
 use self::{
-    backup::BackupConfig, bootstrap::BootstrapConfig, citus::CitusConfig, dcs::DcsConfig, kubernetes::is_dns_label,
-    log::LogConfig, postgresql::PostgresqlConfig, restapi::CtlConfig, restapi::RestApiConfig,
-    tags::Tags, watchdog::WatchdogConfig,
+    backup::BackupConfig, bootstrap::BootstrapConfig, citus::CitusConfig, dcs::DcsConfig,
+    kubernetes::is_dns_label, log::LogConfig, postgresql::PostgresqlConfig, restapi::CtlConfig,
+    restapi::RestApiConfig, tags::Tags, watchdog::WatchdogConfig,
 };
 use crate::{
     problem::{InvalidConfig, Problem},

@@ -65,7 +65,11 @@ pub async fn backup(
                 "{label:<12} {} → {} ({}, {}, exit code {})",
                 text(&run["started"]),
                 text(&run["finished"]),
-                if run["success"] == true { "ok" } else { "failed" },
+                if run["success"] == true {
+                    "ok"
+                } else {
+                    "failed"
+                },
                 text(&run["trigger"]),
                 run["exit_code"]
             );

@@ -101,7 +101,11 @@ impl BackupJob {
     /// The next scheduled time after `now`.
     fn next_after(&self, now: Timestamp) -> Option<Timestamp> {
         let zoned = now.to_zoned(jiff::tz::TimeZone::UTC);
-        let next = self.cron.as_ref()?.find_next_occurrence(&zoned, false).ok()?;
+        let next = self
+            .cron
+            .as_ref()?
+            .find_next_occurrence(&zoned, false)
+            .ok()?;
         Some(next.timestamp())
     }
 }
@@ -132,10 +136,7 @@ impl Launch {
         add("PGUSER", Some(pg.authentication.superuser.username.clone()));
         add("PGPASSWORD", pg.authentication.superuser.password.clone());
         add("PGDATABASE", Some(pg.database.clone()));
-        add(
-            "PGBACKUP_DATA_DIR",
-            Some(pg.data_dir.display().to_string()),
-        );
+        add("PGBACKUP_DATA_DIR", Some(pg.data_dir.display().to_string()));
         add(
             "PGBACKUP_BIN_DIR",
             pg.bin_dir.as_ref().map(|d| d.display().to_string()),
@@ -276,10 +277,7 @@ fn start(command: &str, launch: &Launch, trigger: &'static str) -> anyhow::Resul
 }
 
 /// Logs each line of the backup's output and keeps the last [`OUTPUT_LINES`].
-async fn keep_lines(
-    stream: impl tokio::io::AsyncRead + Unpin,
-    keep: Arc<Mutex<VecDeque<String>>>,
-) {
+async fn keep_lines(stream: impl tokio::io::AsyncRead + Unpin, keep: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "patroni::backup", "{line}");
