@@ -109,6 +109,17 @@ pub trait Backend: Send + Sync + 'static {
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
+
+    /// The backup schedule's state (`GET /backup`, `patroni_backup_*` metrics); `None` when
+    /// the configuration has no `backup` section.
+    fn backup_status(&self) -> Option<crate::backup::BackupStatus> {
+        None
+    }
+
+    /// Starts a base backup now (`POST /backup`). No waiting: the backup runs on its own.
+    fn start_backup(&self) -> crate::backup::BackupStart {
+        crate::backup::BackupStart::NotConfigured
+    }
 }
 
 /// What the HA loop knows about itself, for liveness, readiness and the leader checks.

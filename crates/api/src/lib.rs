@@ -25,6 +25,7 @@
 
 mod auth;
 mod backend;
+mod backup;
 mod body;
 mod client_tls;
 mod client_verifier;
@@ -44,6 +45,7 @@ mod units;
 mod url;
 
 pub use auth::{AccessPolicy, Denied, IpNet, ParseIpNetError};
+pub use backup::{BackupRun, BackupStart, BackupStatus};
 pub use backend::{
     Backend, BackendError, FailoverKey, FailsafeCall, FakeBackend, FakeReaction, FakeState,
     HaSnapshot, ReinitializeRequest, RestartOutcome, RestartRequest,

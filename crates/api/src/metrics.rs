@@ -312,7 +312,7 @@ fn failover_priority(ha: &HaSnapshot) -> i64 {
 }
 
 /// A label value escaped as the exposition format requires.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

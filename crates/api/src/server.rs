@@ -76,7 +76,7 @@ use crate::auth::AccessPolicy;
 use crate::backend::Backend;
 use crate::reply::ReplyKind;
 use crate::routes::{
-    cluster, config, failsafe, health, member, metrics, restart, status, switchover,
+    backup, cluster, config, failsafe, health, member, metrics, restart, status, switchover,
 };
 use crate::tls::{ClientCert, TlsAcceptor};
 
@@ -225,6 +225,11 @@ pub fn router<B: Backend>(backend: Arc<B>, settings: ApiSettings) -> Router {
         post(switchover::post_switchover::<B>).delete(switchover::delete_switchover::<B>),
     );
     let routes = group(routes, "failover", post(switchover::post_failover::<B>));
+    let routes = group(
+        routes,
+        "backup",
+        get(backup::get::<B>).post(backup::post::<B>),
+    );
     let routes = group(
         routes,
         "failsafe",

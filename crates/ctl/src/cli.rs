@@ -208,6 +208,19 @@ pub enum Command {
         #[arg(long = "wait")]
         wait: bool,
     },
+    /// Show the leader's base-backup schedule; `--now` starts a backup (patroni-rs only).
+    Backup {
+        /// Cluster name (default: scope).
+        cluster_name: Option<String>,
+        #[command(flatten)]
+        group: GroupArg,
+        /// Start a base backup on the leader now.
+        #[arg(long = "now")]
+        now: bool,
+        /// Print the leader's `GET /backup` document as JSON.
+        #[arg(long = "json")]
+        json: bool,
+    },
     /// Discard scheduled events.
     Flush {
         /// Cluster name.

@@ -401,6 +401,14 @@ async fn run_custom(
     if result.is_err() && !method.keep_data {
         datadir::remove_contents_async(data_dir).await?;
     }
+    // Patroni's log shows what the method printed; so does ours.
+    if let Ok(out) = &result {
+        for line in out.stderr.lines().chain(out.stdout.lines()) {
+            if !line.trim().is_empty() {
+                tracing::info!(method = %method.name, "{line}");
+            }
+        }
+    }
     result.map(drop).map_err(Into::into)
 }
 

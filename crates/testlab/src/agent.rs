@@ -54,6 +54,11 @@ pub struct AgentSpec {
     /// ZooKeeper servers (`host:port`): when not empty, the member's DCS is a `zookeeper`
     /// section with these `hosts` instead of the `kubernetes` section.
     pub zookeeper_hosts: Vec<String>,
+    /// Environment variables of the agent's process (a pod's `env`), not in the file.
+    pub env: BTreeMap<String, String>,
+    /// More `bootstrap` settings (YAML values: `method: restore`, a custom method's flow
+    /// mapping, …).
+    pub bootstrap_extra: BTreeMap<String, String>,
     /// etcd endpoints (`host:port`): when set, the member uses the etcd v3 DCS
     /// (`etcd3.hosts`) instead of Kubernetes, and `namespace`, `use_endpoints` and `labels`
     /// are not used.
@@ -89,6 +94,8 @@ impl AgentSpec {
             postgresql_extra: BTreeMap::new(),
             kubernetes_extra: BTreeMap::new(),
             zookeeper_hosts: Vec::new(),
+            env: BTreeMap::new(),
+            bootstrap_extra: BTreeMap::new(),
             etcd3_hosts: Vec::new(),
             etcd3_srv: None,
         }
@@ -140,6 +147,11 @@ impl AgentSpec {
             .iter()
             .map(|(k, v)| format!("    {k}: {v}\n"))
             .collect();
+        let bootstrap_extra: String = self
+            .bootstrap_extra
+            .iter()
+            .map(|(k, v)| format!("  {k}: {v}\n"))
+            .collect();
         let postgresql_extra: String = self
             .postgresql_extra
             .iter()
@@ -186,7 +198,7 @@ restapi:
 {dcs_parameters}  initdb:
     - encoding: UTF8
     - data-checksums
-postgresql:
+{bootstrap_extra}postgresql:
   listen: {ip}:5432
   connect_address: {ip}:5432
   data_dir: {d}/data
@@ -219,6 +231,7 @@ postgresql:
             dcs_parameters = dcs_parameters,
             dcs_extra = dcs_extra,
             postgresql_extra = postgresql_extra,
+            bootstrap_extra = bootstrap_extra,
         )
     }
 
@@ -272,6 +285,18 @@ impl Host {
         kubeconfig: &Path,
         log: &Path,
     ) -> Result<Child> {
+        self.spawn_agent_with_env(binary, config, kubeconfig, log, &BTreeMap::new())
+    }
+
+    /// [`Host::spawn_agent`] with extra environment variables (a pod's `env`).
+    pub fn spawn_agent_with_env(
+        &self,
+        binary: &Path,
+        config: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Child> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -286,6 +311,7 @@ impl Host {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -13,8 +13,14 @@ pub(crate) async fn get_metrics<B: Backend>(State(state): State<AppState<B>>) ->
     let status = state.backend.status(true).await;
     let ha = state.backend.ha();
     let cluster = state.backend.cached_cluster();
-    Reply::Plain(
-        StatusCode::OK,
-        render_metrics(&status, &ha, cluster.as_ref()),
-    )
+    let mut text = render_metrics(&status, &ha, cluster.as_ref());
+    if let Some(backup) = state.backend.backup_status() {
+        let labels = format!(
+            "{{scope=\"{}\",name=\"{}\"}}",
+            crate::metrics::escape(&status.patroni.scope),
+            crate::metrics::escape(&status.patroni.name)
+        );
+        text.push_str(&crate::backup::render(&backup, &labels));
+    }
+    Reply::Plain(StatusCode::OK, text)
 }

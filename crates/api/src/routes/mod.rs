@@ -2,6 +2,7 @@
 //! request and the [`Backend`](crate::Backend), calls a pure function for the decision, and
 //! returns a [`Reply`](crate::reply::Reply).
 
+pub(crate) mod backup;
 pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod failsafe;

@@ -10,7 +10,9 @@ pub(super) const TOP_LEVEL: [&str; 5] = [
 ];
 
 /// `(section, settings)` read from `PATRONI_<SECTION>_<SETTING>` as strings, in Patroni's order.
-pub(super) const SECTION_VALUES: [(&str, &[&str]); 5] = [
+pub(super) const SECTION_VALUES: [(&str, &[&str]); 6] = [
+    // patroni-rs only: scheduled base backups (docs/backups.md).
+    ("backup", &["schedule", "command"]),
     (
         "restapi",
         &[

@@ -5,6 +5,7 @@
 //! in the raw document and reported as warnings, never rejected, as Patroni tolerates them.
 
 pub mod address;
+pub mod backup;
 pub mod bootstrap;
 pub mod citus;
 pub mod dcs;
@@ -22,7 +23,7 @@ pub mod zookeeper;
 use serde_json::Value;
 
 use self::{
-    bootstrap::BootstrapConfig, citus::CitusConfig, dcs::DcsConfig, kubernetes::is_dns_label,
+    backup::BackupConfig, bootstrap::BootstrapConfig, citus::CitusConfig, dcs::DcsConfig, kubernetes::is_dns_label,
     log::LogConfig, postgresql::PostgresqlConfig, restapi::CtlConfig, restapi::RestApiConfig,
     tags::Tags, watchdog::WatchdogConfig,
 };
@@ -35,7 +36,8 @@ use crate::{
 const SYNC_STRICT_PLACEHOLDER: &str = "__patroni_strict_sync_replica_placeholder__";
 
 /// Top-level settings Patroni reads (besides the DCS sections).
-const KNOWN_TOP_LEVEL: [&str; 21] = [
+const KNOWN_TOP_LEVEL: [&str; 22] = [
+    "backup",
     "name",
     "scope",
     "namespace",
@@ -87,6 +89,8 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     /// Citus membership, when configured.
     pub citus: Option<CitusConfig>,
+    /// Scheduled base backups on the leader (patroni-rs only), when configured.
+    pub backup: Option<BackupConfig>,
 }
 
 // === impl Config ===
@@ -152,6 +156,8 @@ impl Config {
         let tags = Tags::read(c, &node);
         let node = c.section(&root, "watchdog", Presence::Optional);
         let watchdog = WatchdogConfig::read(c, &node);
+        let node = c.section(&root, "backup", Presence::Optional);
+        let backup = BackupConfig::read(c, &node);
         if let Some(DcsConfig::Kubernetes(_)) = &dcs {
             check_kubernetes_names(c, name.as_deref(), scope.as_deref());
         }
@@ -168,6 +174,7 @@ impl Config {
             tags,
             watchdog,
             citus,
+            backup,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! and name (Patroni's `get_all_members`/`get_members`), printing the member table, and the
 //! timestamps Patroni prints.
 
+pub mod backup;
 pub mod cluster_role;
 pub mod config;
 pub mod failover;
@@ -140,6 +141,12 @@ pub async fn run(ctl: &Ctl, command: Command) -> anyhow::Result<()> {
             cluster_name,
             force,
         } => cluster_role::change_cluster_role(ctl, cluster_name.as_deref(), force, None).await,
+        Command::Backup {
+            cluster_name,
+            group,
+            now,
+            json,
+        } => backup::backup(ctl, cluster_name.as_deref(), &group, now, json).await,
         Command::Reload { .. }
         | Command::Restart { .. }
         | Command::Reinit { .. }

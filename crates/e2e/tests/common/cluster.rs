@@ -348,7 +348,7 @@ pub fn restart_member(m: &mut Member, kubeconfig: &std::path::Path) {
 fn start_agent(m: &mut Member, binary: &std::path::Path, kubeconfig: &std::path::Path) {
     let agent = m
         .host
-        .spawn_agent(binary, &m.config, kubeconfig, &m.log)
+        .spawn_agent_with_env(binary, &m.config, kubeconfig, &m.log, &m.spec.env)
         .expect("start agent");
     m.agent = Some(agent);
 }

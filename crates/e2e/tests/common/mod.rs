@@ -243,6 +243,13 @@ pub fn agent_binary() -> PathBuf {
         .clone()
 }
 
+/// The `patroni-backup` binary, built once per test process.
+pub fn backup_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| built_binary("patroni-backup", "patroni-backup"))
+        .clone()
+}
+
 /// `cargo build -p PACKAGE --bin BIN` (debug) and the binary's canonical path.
 fn built_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -205,6 +205,7 @@ pub struct AgentBackend<D> {
     shared: Arc<Shared>,
     dcs: Arc<D>,
     peers: PeerClient,
+    backup: Option<Arc<super::backup::BackupJob>>,
 }
 
 // === impl AgentBackend ===
@@ -216,6 +217,7 @@ impl<D: Dcs + 'static> AgentBackend<D> {
             shared,
             dcs,
             peers: PeerClient::new(),
+            backup: None,
         }
     }
 
@@ -224,9 +226,29 @@ impl<D: Dcs + 'static> AgentBackend<D> {
         self.peers = peers;
         self
     }
+
+    /// Serves `GET/POST /backup` from `job` (the `backup` section).
+    pub fn with_backup(mut self, job: Option<Arc<super::backup::BackupJob>>) -> Self {
+        self.backup = job;
+        self
+    }
 }
 
 impl<D: Dcs + 'static> Backend for AgentBackend<D> {
+    fn backup_status(&self) -> Option<patroni_api::BackupStatus> {
+        self.backup.as_ref().map(|job| job.status())
+    }
+
+    fn start_backup(&self) -> patroni_api::BackupStart {
+        match &self.backup {
+            Some(job) => {
+                let ha = self.shared.get().ha;
+                job.request(ha.is_leader && ha.running_as_primary)
+            }
+            None => patroni_api::BackupStart::NotConfigured,
+        }
+    }
+
     async fn status(&self, _retry: bool) -> NodeStatus {
         let mut status = self.shared.get().status;
         // Scheduling is answered at once; the loop republishes only at its next cycle.

@@ -8,6 +8,7 @@
 //! exits 0. A fatal decision stops everything with a non-zero exit.
 
 pub mod api_backend;
+pub mod backup;
 pub mod callbacks;
 mod divergence;
 mod dynamic_cache;
@@ -119,8 +120,11 @@ pub async fn run(
     // handlers and the loop's shutdown request hang below it.
     let agent = CancellationToken::new();
     let shutdown = agent.child_token();
+    let backup = backup::BackupJob::from_config(&config);
     let backend = Arc::new(
-        AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs)).with_peers(peers.clone()),
+        AgentBackend::new(Arc::clone(&shared), Arc::clone(&dcs))
+            .with_peers(peers.clone())
+            .with_backup(backup.clone()),
     );
     let settings = ApiSettings::try_from_config(
         &config.restapi,
@@ -144,6 +148,14 @@ pub async fn run(
 
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(reload_on_sighup(Arc::clone(&shared), agent.child_token()));
+    if let Some(job) = backup {
+        tokio::spawn(backup::run(
+            job,
+            backup::Launch::from_config(&config),
+            Arc::clone(&shared),
+            agent.child_token(),
+        ));
+    }
 
     let mut runtime = Runtime::new(
         Arc::clone(&config),

@@ -1,0 +1,307 @@
+//! Issue #18, backups with pgBackRest on a filesystem repository, end to end on a real
+//! 3-member cluster (docs/backups.md):
+//! - WAL is archived through `patroni-backup wal-push` (the stanza is created by the first
+//!   push), the leader's agent takes base backups on its cron schedule (`* * * * *`) and on
+//!   `POST /backup` (a replica answers 503), `GET /backup` and `/metrics` show them, and
+//!   retention keeps `PGBACKUP_RETAIN` of them;
+//! - `POST /reinitialize` recreates a replica with `create_replica_methods: [backup,
+//!   basebackup]`: from the backup while within Spilo's thresholds, by `pg_basebackup` when the
+//!   WAL since the backup exceeds `threshold_megabytes` (the agent's log names the method);
+//! - total loss: every member stopped and its data directory deleted, a new cluster bootstraps
+//!   with `bootstrap.method: restore` and has every row; a second one restored to a time between
+//!   two writes (point-in-time recovery) has exactly the rows before it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::cluster::*;
+use common::*;
+use patroni_testlab::{Lab, chown_to_pg_user};
+
+/// The settings every member's environment carries (a pod's env in the chart).
+fn backup_env(repo: &Path, lock: &Path, stanza: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("PGBACKUP_TOOL".into(), "pgbackrest".into()),
+        ("PGBACKUP_NAME".into(), stanza.into()),
+        ("PGBACKUP_PATH".into(), repo.display().to_string()),
+        ("PGBACKUP_RETAIN".into(), "2".into()),
+        ("PGBACKREST_LOCK_PATH".into(), lock.display().to_string()),
+    ])
+}
+
+/// Whether `log` says a replica was created with `method`.
+fn created_with(log: &str, method: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains("replica has been created") && l.contains(&format!("method={method}")))
+}
+
+fn query(m: &Member, q: &str) -> Option<String> {
+    sql(&m.host, &m.host, &m.spec, q)
+}
+
+/// `patroni-backup list --json` as the postgres user, with `env`.
+fn list_backups(pb: &Path, env: &BTreeMap<String, String>) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+        .arg(pb)
+        .args(["list", "--json"])
+        .envs(env)
+        .output()
+        .expect("run patroni-backup list");
+    assert!(
+        out.status.success(),
+        "patroni-backup list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("list is JSON")
+}
+
+/// Waits until the WAL file holding everything written so far is archived.
+async fn archived(members: &[Member], primary: usize) {
+    let p = &members[primary];
+    let wal = query(p, "select pg_walfile_name(pg_current_wal_lsn())").expect("current WAL");
+    query(p, "select pg_switch_wal()").expect("switch WAL");
+    wait_for(
+        Duration::from_secs(60),
+        "the current WAL file archived",
+        members,
+        || {
+            let last = query(p, "select coalesce(last_archived_wal, '') from pg_stat_archiver")?;
+            (last.as_str() >= wal.as_str()).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Starts a backup with `POST /backup` on the leader and waits until `GET /backup` shows it
+/// finished successfully; returns the number of successful backups so far.
+async fn backup_now(members: &[Member], primary: usize) -> u64 {
+    let p = &members[primary];
+    let before = get_json(p, "/backup").expect("GET /backup").1["succeeded"]
+        .as_u64()
+        .unwrap_or(0);
+    // While the scheduled one runs, the answer is 409: ask again.
+    wait_for(Duration::from_secs(60), "POST /backup accepted", members, || {
+        (rest(p, "POST", "/backup", None, None)?.0 == 202).then_some(())
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(120),
+        "the base backup finished",
+        members,
+        || {
+            let (_, s) = get_json(p, "/backup")?;
+            let n = s["succeeded"].as_u64()?;
+            (s["running_since"].is_null() && n > before).then_some(n)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
+    init_tracing();
+    let lab = Lab::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The agent's children run as postgres without root's capabilities: the binary must be
+    // where they can reach it.
+    let pb = dir.path().join("patroni-backup");
+    std::fs::copy(backup_binary(), &pb).expect("copy patroni-backup");
+    std::fs::set_permissions(&pb, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).expect("repo");
+    chown_to_pg_user(&repo).expect("chown repo");
+    let pb_s = pb.display().to_string();
+    let env_for = |member: &str| {
+        let lock = dir.path().join(format!("lock-{member}"));
+        backup_env(&repo, &lock, "orders")
+    };
+
+    tracing::info!("--- a cluster archiving to pgBackRest, backups every minute on the leader");
+    let ns = lab.namespace("t83-backup").await.expect("namespace");
+    let (mut members, _) = start_cluster_m0_first(lab, &ns, "orders", false, 3, |spec| {
+        spec.env = env_for(&spec.name);
+        spec.dcs_parameters.insert("archive_mode".into(), "'on'".into());
+        spec.dcs_parameters.insert(
+            "archive_command".into(),
+            format!("'{pb_s} wal-push --tool=pgbackrest \"%p\"'"),
+        );
+        spec.postgresql_extra.insert(
+            "recovery_conf".into(),
+            format!("{{restore_command: '{pb_s} wal-fetch \"%f\" \"%p\"'}}"),
+        );
+        // m1 restores from the backup whenever it can; m2 only while the WAL since the backup
+        // stays under 1 MB.
+        let megabytes = if spec.name == "m2" { 1 } else { 10240 };
+        spec.postgresql_extra.insert(
+            "create_replica_methods".into(),
+            "[backup, basebackup]".into(),
+        );
+        spec.postgresql_extra.insert(
+            "backup".into(),
+            format!(
+                "{{command: '{pb_s} restore-replica', threshold_megabytes: {megabytes}, \
+                 threshold_backup_size_percentage: 100000}}"
+            ),
+        );
+        spec.extra = "backup:\n  schedule: '* * * * *'\n".into();
+    })
+    .await;
+    let primary = healthy(&members, "one primary, two streaming").await;
+    assert_eq!(members[primary].name, "m0");
+    for m in &members {
+        let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+        if m.name != "m0" {
+            assert!(
+                log.contains("can not find any backups") && created_with(&log, "basebackup"),
+                "{}: no backup yet, so pg_basebackup cloned it\n{log}",
+                m.name
+            );
+        }
+    }
+
+    let p = &members[primary];
+    query(p, "create table orders (id int primary key, note text)").expect("create table");
+    query(p, "insert into orders select g, 'before' from generate_series(1, 100) g")
+        .expect("insert");
+    archived(&members, primary).await;
+
+    tracing::info!("--- a replica refuses POST /backup; the leader takes one");
+    let replica = (primary + 1) % 3;
+    let answer = rest(&members[replica], "POST", "/backup", None, None);
+    assert_eq!(answer.as_ref().map(|a| a.0), Some(503), "{answer:?}");
+    backup_now(&members, primary).await;
+    let (_, status) = get_json(&members[primary], "/backup").expect("GET /backup");
+    assert_eq!(status["schedule"], "* * * * *", "{status}");
+    assert!(status["next_run"].is_string(), "the leader schedules: {status}");
+    let (_, replica_status) = get_json(&members[replica], "/backup").expect("GET /backup");
+    assert!(replica_status["next_run"].is_null(), "{replica_status}");
+    let (_, metrics) = rest(&members[primary], "GET", "/metrics", None, None).expect("metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("patroni_backup_last_success_timestamp{"))
+        .unwrap_or_else(|| panic!("backup metrics\n{metrics}"));
+    assert!(
+        !line.ends_with(" 0"),
+        "a success timestamp after a backup: {line}"
+    );
+
+    tracing::info!("--- m1 reinitialised from the backup");
+    let m1 = index(&members, "m1");
+    let (code, body) = rest(
+        &members[m1],
+        "POST",
+        "/reinitialize",
+        Some(r#"{"force": true}"#),
+        None,
+    )
+    .expect("POST /reinitialize");
+    assert_eq!(code, 200, "{body}");
+    healthy(&members, "m1 streams again").await;
+    let log = std::fs::read_to_string(&members[m1].log).unwrap_or_default();
+    assert!(
+        log.contains("restored backup") && created_with(&log, "backup"),
+        "m1 was restored from the backup\n{log}"
+    );
+    assert_eq!(
+        query(&members[m1], "select count(*) from orders").as_deref(),
+        Some("100")
+    );
+
+    tracing::info!("--- 2 MB of WAL later, m2 (1 MB threshold) is cloned by pg_basebackup");
+    query(
+        &members[primary],
+        "insert into orders select g, repeat('x', 1000) from generate_series(101, 3000) g",
+    )
+    .expect("insert");
+    let m2 = index(&members, "m2");
+    let before = std::fs::read_to_string(&members[m2].log)
+        .unwrap_or_default()
+        .len();
+    let (code, body) = rest(
+        &members[m2],
+        "POST",
+        "/reinitialize",
+        Some(r#"{"force": true}"#),
+        None,
+    )
+    .expect("POST /reinitialize");
+    assert_eq!(code, 200, "{body}");
+    healthy(&members, "m2 streams again").await;
+    let log = std::fs::read_to_string(&members[m2].log).unwrap_or_default();
+    let since = &log[before.min(log.len())..];
+    assert!(
+        since.contains("not restoring from backup") && created_with(since, "basebackup"),
+        "m2 refused the backup and was cloned\n{since}"
+    );
+
+    tracing::info!("--- the schedule ran a backup, retention kept two");
+    wait_for(
+        Duration::from_secs(90),
+        "a scheduled backup",
+        &members,
+        || {
+            let (_, s) = get_json(&members[primary], "/backup")?;
+            (s["last_success"]["trigger"] == "schedule").then_some(())
+        },
+    )
+    .await;
+    backup_now(&members, primary).await;
+    let list = list_backups(&pb, &env_for("list"));
+    assert_eq!(list.len(), 2, "retention keeps 2: {list:?}");
+
+    tracing::info!("--- rows written on both sides of a point in time, all archived");
+    query(&members[primary], "delete from orders where id > 100").expect("delete");
+    let target = query(&members[primary], "select now()::text").expect("now");
+    std::thread::sleep(Duration::from_secs(1));
+    query(
+        &members[primary],
+        "insert into orders select g, 'after' from generate_series(101, 150) g",
+    )
+    .expect("insert after");
+    archived(&members, primary).await;
+    tracing::info!(%target, "total loss: every member stopped, every data directory deleted");
+    stop_all(&mut members);
+    for m in &members {
+        let data = m.config.parent().expect("member dir").join("data");
+        std::fs::remove_dir_all(&data).expect("delete the data directory");
+    }
+    drop(members);
+
+    for (label, recovery_target, expected) in [
+        ("latest", String::new(), "150"),
+        (
+            "pitr",
+            format!(", recovery_target_time: '{target}'"),
+            "100",
+        ),
+    ] {
+        tracing::info!(label, "--- a new cluster bootstraps from the backup");
+        let ns = lab.namespace(&format!("t83-{label}")).await.expect("namespace");
+        let method = format!(
+            "{{command: '{pb_s} restore'{recovery_target}, recovery_conf: {{restore_command: \
+             '{pb_s} wal-fetch \"%f\" \"%p\"', recovery_target_action: promote{recovery_target}}}}}"
+        );
+        let (mut restored, _) =
+            start_cluster_m0_first(lab, &ns, &format!("r-{label}"), false, 1, |spec| {
+                spec.env = env_for(&format!("{label}-{}", spec.name));
+                spec.bootstrap_extra.insert("method".into(), "restore".into());
+                spec.bootstrap_extra.insert("restore".into(), method.clone());
+            })
+            .await;
+        let count = query(&restored[0], "select count(*) from orders");
+        let log = std::fs::read_to_string(&restored[0].log).unwrap_or_default();
+        assert_eq!(
+            count.as_deref(),
+            Some(expected),
+            "{label}: rows after the restore\n{log}"
+        );
+        assert!(log.contains("restored backup"), "{label}\n{log}");
+        stop_all(&mut restored);
+    }
+}
