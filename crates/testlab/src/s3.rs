@@ -133,7 +133,7 @@ impl S3Server {
         })
     }
 
-    /// `https://<ip>:<port>`: Barman Cloud's `--endpoint-url`, `PATRONI_BACKUP_S3_ENDPOINT`.
+    /// `https://<ip>:<port>`: Barman Cloud's `--endpoint-url`, `PGBACKUP_S3_ENDPOINT`.
     pub fn endpoint_url(&self) -> String {
         format!("https://{}:{}", self.ip, self.port)
     }
