@@ -43,6 +43,9 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v java >/dev/null || need+=(default-jre-headless)
 # etcd-client (the etcd3 DCS) compiles etcd's .proto files at build time: protoc.
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+# Backups (#18, docs/backups.md): the two tools patroni-backup drives.
+command -v pgbackrest >/dev/null || need+=(pgbackrest)
+command -v barman-cloud-wal-archive >/dev/null || need+=(barman-cli-cloud)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   apt_install "${need[@]}"
@@ -68,6 +71,17 @@ if ! cmp -s crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3" 2>/
   cp crates/e2e/py/requirements-etcd3.txt "$VENV/.requirements-etcd3"
 fi
 "$VENV/bin/patronictl" version >/dev/null
+# moto's S3 server for the backup tests (crates/testlab/src/s3.rs), in a venv of its own: its
+# botocore cannot share a venv with Patroni's pinned python-dateutil.
+S3_VENV="$CACHE/venv-s3"
+if ! cmp -s crates/e2e/py/requirements-s3.txt "$S3_VENV/.requirements" 2>/dev/null; then
+  log "python venv with moto's S3 server (crates/e2e/py/requirements-s3.txt)"
+  rm -rf "$S3_VENV"
+  python3 -m venv "$S3_VENV"
+  "$S3_VENV/bin/pip" install -q -r crates/e2e/py/requirements-s3.txt
+  cp crates/e2e/py/requirements-s3.txt "$S3_VENV/.requirements"
+fi
+"$S3_VENV/bin/moto_server" --help >/dev/null
 
 # --- Go modules of the lab's control plane, node, Helm and etcd image ------
 # A no-op when the module cache already holds them.

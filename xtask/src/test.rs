@@ -1,8 +1,8 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 //!
 //! Order: the prerequisites (`xtask/scripts/install-test-deps.sh`: system packages, Patroni's
-//! Python package in a venv, the lab's Go modules; idempotent, caches outside the clone),
-//! `cargo fmt --check`, clippy with warnings denied, then one lab for
+//! Python package in a venv, moto's S3 server in another, the lab's Go modules; idempotent,
+//! caches outside the clone), `cargo fmt --check`, clippy with warnings denied, then one lab for
 //! the run (building `testenv` if its sources changed) with its real node, and every test
 //! binary of the workspace with [`LAB_ENV`] pointing it at that lab, two at a time
 //! ([`crate::test_run`]: those that freeze the API server or use the real node alone), then

@@ -3,8 +3,9 @@
 //! - static: `helm lint --strict` (Helm 4 and Helm 3, which also renders the same objects); every value of values.yaml is set in
 //!   `data/helm-all-values.yaml` and listed in the chart's README; that rendering passes the
 //!   API server's validation (server-side dry run); the schema refuses a wrong type, an unknown
-//!   key, a DCS or backup that is not built and values the chart owns, with a message naming
-//!   them; a PodMonitor only where its CRD is served; the chart's Role grants exactly what
+//!   key, bad DCS and backup combinations, a `walE.*` alias that disagrees with its `backup.*`
+//!   value and values the chart owns, with a message naming them; backups render Patroni's
+//!   archive, restore, replica and bootstrap settings and patroni-backup's environment; a PodMonitor only where its CRD is served; the chart's Role grants exactly what
 //!   `deploy/rbac` grants for the mode;
 //! - defaults (ConfigMaps mode, 5 members): 5 pods Ready, 5 PVCs bound, one primary;
 //!   `helm test` (write through the primary Service, read through the replicas', by DNS name);
@@ -255,11 +256,48 @@ async fn chart_lints_renders_and_validates() {
             "kubernetes.dcs.enable=false,etcd.enable=true,etcd.host=e,kubernetes.tmpRoleLabel=t",
             "kubernetes.tmpRoleLabel: Patroni's tmp_role_label needs the Kubernetes DCS",
         ),
-        ("walE.enable=true", "WAL-E backups are not built yet"),
-        ("walE.s3Bucket=b", "walE.s3Bucket is not built yet"),
+        // Backups (#18): the seed's walE.* are aliases; bad combinations name the values.
         (
-            "walE.retainBackups=3",
-            "walE.retainBackups is not built yet",
+            "walE.retainBackups=3,backup.retain=4",
+            "walE.retainBackups (3) and backup.retain (4) disagree",
+        ),
+        (
+            "backup.enable=true,walE.enable=false",
+            "walE.enable (false) and backup.enable (true) disagree",
+        ),
+        ("walE.enable=yes", "'/walE/enable'"),
+        ("backup.tool=wal-g", "'/backup/tool'"),
+        (
+            "backup.enable=true",
+            "backup.enable: no repository: set one of backup.s3.bucket (walE.s3Bucket)",
+        ),
+        (
+            "walE.enable=true,walE.s3Bucket=bkt,backup.filesystem.path=/b,backup.filesystem.hostPath=/h",
+            "backup.s3.bucket and backup.filesystem.path are set",
+        ),
+        (
+            "backup.enable=true,backup.tool=barman-cloud,backup.filesystem.path=/b,backup.filesystem.hostPath=/h",
+            "backup.filesystem.path: a filesystem repository is pgBackRest's only",
+        ),
+        (
+            "backup.enable=true,backup.filesystem.path=/b",
+            "backup.filesystem.path: the repository needs a volume",
+        ),
+        (
+            "backup.enable=true,backup.tool=barman-cloud,backup.gcs.bucket=g",
+            "backup.gcs.bucket: the image's Barman Cloud has no GCS client",
+        ),
+        (
+            "backup.restore.enable=true",
+            "backup.restore.enable: bootstraps the cluster from the backup repository, but backup.enable (walE.enable) is false",
+        ),
+        (
+            "walE.enable=true,walE.s3Bucket=bkt,backup.restore.enable=true,backup.restore.targetTime=t,backup.restore.targetLsn=0/1",
+            "backup.restore.targetTime and backup.restore.targetLsn are set",
+        ),
+        (
+            "walE.enable=true,walE.s3Bucket=bkt,patroni.postgresql.parameters.archive_command=x",
+            "patroni.postgresql.parameters.archive_command: set by the chart with backup.enable",
         ),
         (
             "persistentVolume.mountPath=relative",
@@ -347,6 +385,72 @@ async fn chart_lints_renders_and_validates() {
         let rendered = ok("helm template metrics", &mut cmd);
         assert_eq!(rendered.matches("kind: PodMonitor").count(), expect);
         assert!(rendered.contains("prometheus.io/scrape: \"true\""));
+    }
+
+    // Backups with the seed's names render Patroni's mechanisms (docs/backups.md).
+    {
+        let rendered = ok(
+            "helm template backups",
+            helm(lab).args(["template", "b"]).arg(chart()).args([
+                "--set",
+                "walE.enable=true,walE.s3Bucket=bkt,walE.retainBackups=3,walE.kubernetesSecret=creds,\
+                 walE.backupThresholdMegabytes=64,backup.tool=barman-cloud,\
+                 backup.s3.endpoint=https://s3.lab:9000,backup.s3.pathStyle=true,\
+                 backup.restore.enable=true,backup.restore.targetLsn=0/3000060",
+            ]),
+        );
+        let config: serde_yaml_ng::Value = serde_yaml_ng::Deserializer::from_str(&rendered)
+            .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML"))
+            .find(|v: &serde_yaml_ng::Value| v["kind"] == "ConfigMap")
+            .map(|cm| serde_yaml_ng::from_str(cm["data"]["50-helm.yml"].as_str().expect("file")))
+            .expect("the ConfigMap")
+            .expect("50-helm.yml");
+        let pg = &config["postgresql"];
+        assert_eq!(pg["parameters"]["archive_mode"], "on");
+        assert_eq!(
+            pg["parameters"]["archive_command"],
+            "patroni-backup wal-push --tool=barman-cloud \"%p\""
+        );
+        assert_eq!(
+            pg["recovery_conf"]["restore_command"],
+            "patroni-backup wal-fetch \"%f\" \"%p\""
+        );
+        assert_eq!(
+            serde_yaml_ng::to_string(&pg["create_replica_methods"]).expect("yaml"),
+            "- backup\n- basebackup\n"
+        );
+        assert_eq!(pg["backup"]["command"], "patroni-backup restore-replica");
+        assert_eq!(pg["backup"]["threshold_megabytes"], 64);
+        assert_eq!(pg["backup"]["threshold_backup_size_percentage"], 30);
+        assert_eq!(config["backup"]["schedule"], "00 01 * * *");
+        let boot = &config["bootstrap"];
+        assert_eq!(boot["method"], "restore");
+        assert_eq!(boot["restore"]["command"], "patroni-backup restore");
+        assert_eq!(boot["restore"]["recovery_target_lsn"], "0/3000060");
+        let recovery = &boot["restore"]["recovery_conf"];
+        assert_eq!(recovery["recovery_target_lsn"], "0/3000060");
+        assert_eq!(recovery["recovery_target_action"], "promote");
+        assert_eq!(
+            recovery["restore_command"],
+            pg["recovery_conf"]["restore_command"]
+        );
+        for env in [
+            "{name: PGBACKUP_TOOL, value: \"barman-cloud\"}",
+            "{name: PGBACKUP_NAME, value: \"b-patroni-rs\"}",
+            "{name: PGBACKUP_RETAIN, value: \"3\"}",
+            "{name: PGBACKUP_S3_BUCKET, value: \"bkt\"}",
+            "{name: PGBACKUP_S3_ENDPOINT, value: \"https://s3.lab:9000\"}",
+            "{name: PGBACKUP_S3_PATH_STYLE, value: \"true\"}",
+            "secretRef: {name: \"creds\"}",
+        ] {
+            assert!(rendered.contains(env), "{env} missing:\n{rendered}");
+        }
+        // Without backups none of it.
+        let plain = ok(
+            "helm template",
+            helm(lab).args(["template", "p"]).arg(chart()),
+        );
+        assert!(!plain.contains("archive_command") && !plain.contains("PGBACKUP_"));
     }
 
     // The Role is deploy/rbac's for the mode.

@@ -46,6 +46,7 @@ mod node;
 mod oci;
 mod python;
 mod rbac;
+mod s3;
 mod server;
 mod store_images;
 mod testenv_bin;
@@ -66,6 +67,7 @@ pub use node::{COREDNS_VERSION, NODE_NAME, NodeBinaries, NodeInfo, import_image,
 pub use oci::{OciImage, build_archive};
 pub use python::python_daemon_venv;
 pub use rbac::{member_role, shipped_role};
+pub use s3::{S3_ACCESS_KEY_ID, S3_PORT, S3_REGION, S3_SECRET_ACCESS_KEY, S3Server, s3_venv};
 pub use server::FrozenServer;
 pub use store_images::{
     DEBIAN_SOURCES, ETCD_IMAGE_NAME, ETCD_VERSION, StoreImage, ZOOKEEPER_IMAGE_NAME,
