@@ -43,16 +43,11 @@ fn query(m: &Member, q: &str) -> Option<String> {
     sql(&m.host, &m.host, &m.spec, q)
 }
 
-/// `patroni-backup list --json` as the postgres user, with `env`.
-fn list_backups(pb: &Path, env: &BTreeMap<String, String>) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "--",
-        ])
-        .arg(pb)
+/// `patroni-backup list --json` on `m`'s host as the postgres user, with `env`.
+fn list_backups(m: &Member, pb: &Path, env: &BTreeMap<String, String>) -> Vec<serde_json::Value> {
+    let out = m
+        .host
+        .command_as("postgres", pb)
         .args(["list", "--json"])
         .envs(env)
         .output()
@@ -273,7 +268,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     )
     .await;
     backup_now(&members, primary).await;
-    let list = list_backups(&pb, &env_for("list"));
+    let list = list_backups(&members[primary], &pb, &env_for("list"));
     assert_eq!(list.len(), 2, "retention keeps 2: {list:?}");
 
     tracing::info!("--- rows written on both sides of a point in time, all archived");
@@ -326,4 +321,145 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
         assert!(log.contains("restored backup"), "{label}\n{log}");
         stop_all(&mut restored);
     }
+}
+
+/// The one primary, once `n` replicas stream from it.
+async fn primary_with(members: &[Member], n: usize, what: &str) -> usize {
+    wait_for(FORM_TIMEOUT, what, members, || {
+        let w = writable(members);
+        let [p] = w.as_slice() else { return None };
+        let p = index(members, p);
+        (query(&members[p], STREAMING_REPLICAS)? == n.to_string()).then_some(p)
+    })
+    .await
+}
+
+/// Barman Cloud on the lab's S3 server (moto over TLS): archiving, a scheduled backup with
+/// retention (`REDUNDANCY 1`), a replica restored from it, and the cluster restored after a
+/// total loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barman_cloud_on_s3() {
+    init_tracing();
+    let lab = Lab::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pb = dir.path().join("patroni-backup");
+    std::fs::copy(backup_binary(), &pb).expect("copy patroni-backup");
+    std::fs::set_permissions(&pb, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pb_s = pb.display().to_string();
+    let s3_host = lab.host("s3-t83").expect("host");
+    let s3 = patroni_testlab::S3Server::start_on(&s3_host, "backups").expect("S3 server");
+    let mut env: BTreeMap<String, String> = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.extend([
+        ("PGBACKUP_TOOL".to_owned(), "barman-cloud".to_owned()),
+        ("PGBACKUP_NAME".to_owned(), "ledger".to_owned()),
+        ("PGBACKUP_S3_BUCKET".to_owned(), s3.bucket().to_owned()),
+        ("PGBACKUP_S3_PREFIX".to_owned(), "barman".to_owned()),
+        ("PGBACKUP_S3_ENDPOINT".to_owned(), s3.endpoint_url()),
+        ("PGBACKUP_S3_PATH_STYLE".to_owned(), "true".to_owned()),
+        ("PGBACKUP_RETAIN".to_owned(), "1".to_owned()),
+    ]);
+
+    tracing::info!("--- a 2-member cluster archiving to Barman Cloud");
+    let ns = lab.namespace("t83-barman").await.expect("namespace");
+    let (mut members, _) = start_cluster_m0_first(lab, &ns, "ledger", false, 2, |spec| {
+        spec.env = env.clone();
+        spec.dcs_parameters
+            .insert("archive_mode".into(), "'on'".into());
+        spec.dcs_parameters.insert(
+            "archive_command".into(),
+            format!("'{pb_s} wal-push --tool=barman-cloud \"%p\"'"),
+        );
+        spec.postgresql_extra.insert(
+            "create_replica_methods".into(),
+            "[backup, basebackup]".into(),
+        );
+        spec.postgresql_extra.insert(
+            "backup".into(),
+            // A fresh cluster is tiny: the WAL segment a backup switches to alone is 70 % of it.
+            format!(
+                "{{command: '{pb_s} restore-replica', threshold_backup_size_percentage: 1000}}"
+            ),
+        );
+        spec.extra = format!("backup:\n  schedule: '* * * * *'\n  command: {pb_s} backup\n");
+    })
+    .await;
+    let primary = primary_with(&members, 1, "one primary, one streaming").await;
+    let p = &members[primary];
+    query(p, "create table ledger (id int primary key)").expect("create table");
+    query(p, "insert into ledger select generate_series(1, 500)").expect("insert");
+    archived(&members, primary).await;
+    backup_now(&members, primary).await;
+
+    tracing::info!("--- the replica reinitialised from the backup");
+    let replica = 1 - primary;
+    let (code, body) = rest(
+        &members[replica],
+        "POST",
+        "/reinitialize",
+        Some(r#"{"force": true}"#),
+        None,
+    )
+    .expect("POST /reinitialize");
+    assert_eq!(code, 200, "{body}");
+    primary_with(&members, 1, "the replica streams again").await;
+    let log = std::fs::read_to_string(&members[replica].log).unwrap_or_default();
+    assert!(
+        log.contains("restored backup") && created_with(&log, "backup"),
+        "the replica was restored from the backup\n{log}"
+    );
+
+    tracing::info!("--- a scheduled backup; retention keeps one");
+    wait_for(
+        Duration::from_secs(90),
+        "a scheduled backup",
+        &members,
+        || {
+            let (_, s) = get_json(&members[primary], "/backup")?;
+            (s["last_success"]["trigger"] == "schedule").then_some(())
+        },
+    )
+    .await;
+    let list = list_backups(&members[primary], &pb, &env);
+    assert_eq!(list.len(), 1, "REDUNDANCY 1: {list:?}");
+
+    query(
+        &members[primary],
+        "insert into ledger select generate_series(501, 600)",
+    )
+    .expect("insert");
+    archived(&members, primary).await;
+    tracing::info!("--- total loss; a new cluster restored from the bucket");
+    stop_all(&mut members);
+    for m in &members {
+        let data = m.config.parent().expect("member dir").join("data");
+        std::fs::remove_dir_all(&data).expect("delete the data directory");
+    }
+    drop(members);
+    let ns = lab.namespace("t83-barman-r").await.expect("namespace");
+    let method = format!(
+        "{{command: '{pb_s} restore', recovery_conf: {{restore_command: \
+         '{pb_s} wal-fetch \"%f\" \"%p\"', recovery_target_action: promote}}}}"
+    );
+    let (mut restored, _) = start_cluster_m0_first(lab, &ns, "ledger-r", false, 1, |spec| {
+        spec.env = env.clone();
+        spec.bootstrap_extra
+            .insert("method".into(), "restore".into());
+        spec.bootstrap_extra
+            .insert("restore".into(), method.clone());
+    })
+    .await;
+    let count = query(&restored[0], "select count(*) from ledger");
+    let log = std::fs::read_to_string(&restored[0].log).unwrap_or_default();
+    assert_eq!(
+        count.as_deref(),
+        Some("600"),
+        "rows after the restore\n{log}"
+    );
+    stop_all(&mut restored);
+    drop(s3);
 }
