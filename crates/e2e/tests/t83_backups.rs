@@ -39,6 +39,24 @@ fn created_with(log: &str, method: &str) -> bool {
         .any(|l| l.contains("replica has been created") && l.contains(&format!("method={method}")))
 }
 
+/// `POST /reinitialize` (force) on `members[i]`; waits until its log shows the replica created
+/// again and the cluster streams; returns the log written meanwhile.
+async fn reinitialize(members: &[Member], i: usize, streaming: usize) -> String {
+    let m = &members[i];
+    let before = std::fs::read_to_string(&m.log).unwrap_or_default().len();
+    let (code, body) = rest(m, "POST", "/reinitialize", Some(r#"{"force": true}"#), None)
+        .expect("POST /reinitialize");
+    assert_eq!(code, 200, "{body}");
+    let since = wait_for(FORM_TIMEOUT, "the replica created again", members, || {
+        let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+        let since = log.get(before..)?.to_owned();
+        since.contains("replica has been created").then_some(since)
+    })
+    .await;
+    primary_with(members, streaming, "the replica streams again").await;
+    since
+}
+
 fn query(m: &Member, q: &str) -> Option<String> {
     sql(&m.host, &m.host, &m.spec, q)
 }
@@ -209,17 +227,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
 
     tracing::info!("--- m1 reinitialised from the backup");
     let m1 = index(&members, "m1");
-    let (code, body) = rest(
-        &members[m1],
-        "POST",
-        "/reinitialize",
-        Some(r#"{"force": true}"#),
-        None,
-    )
-    .expect("POST /reinitialize");
-    assert_eq!(code, 200, "{body}");
-    healthy(&members, "m1 streams again").await;
-    let log = std::fs::read_to_string(&members[m1].log).unwrap_or_default();
+    let log = reinitialize(&members, m1, 2).await;
     assert!(
         log.contains("restored backup") && created_with(&log, "backup"),
         "m1 was restored from the backup\n{log}"
@@ -236,23 +244,9 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     )
     .expect("insert");
     let m2 = index(&members, "m2");
-    let before = std::fs::read_to_string(&members[m2].log)
-        .unwrap_or_default()
-        .len();
-    let (code, body) = rest(
-        &members[m2],
-        "POST",
-        "/reinitialize",
-        Some(r#"{"force": true}"#),
-        None,
-    )
-    .expect("POST /reinitialize");
-    assert_eq!(code, 200, "{body}");
-    healthy(&members, "m2 streams again").await;
-    let log = std::fs::read_to_string(&members[m2].log).unwrap_or_default();
-    let since = &log[before.min(log.len())..];
+    let since = reinitialize(&members, m2, 2).await;
     assert!(
-        since.contains("not restoring from backup") && created_with(since, "basebackup"),
+        since.contains("not restoring from backup") && created_with(&since, "basebackup"),
         "m2 refused the backup and was cloned\n{since}"
     );
 
@@ -397,17 +391,7 @@ async fn barman_cloud_on_s3() {
 
     tracing::info!("--- the replica reinitialised from the backup");
     let replica = 1 - primary;
-    let (code, body) = rest(
-        &members[replica],
-        "POST",
-        "/reinitialize",
-        Some(r#"{"force": true}"#),
-        None,
-    )
-    .expect("POST /reinitialize");
-    assert_eq!(code, 200, "{body}");
-    primary_with(&members, 1, "the replica streams again").await;
-    let log = std::fs::read_to_string(&members[replica].log).unwrap_or_default();
+    let log = reinitialize(&members, replica, 1).await;
     assert!(
         log.contains("restored backup") && created_with(&log, "backup"),
         "the replica was restored from the backup\n{log}"
