@@ -129,6 +129,13 @@ pub struct Runtime<D, P> {
     pub(super) last_member_data: Option<patroni_core::MemberData>,
     /// The watchdog device, when armed (`agent::watchdog`).
     pub(super) watchdog: super::watchdog::Watchdog,
+    /// Something since the cycle's observation of Postgres may have changed what the server
+    /// reports: an action ran, or a step acted on the server (started, stopped, promoted,
+    /// reloaded it, wrote WAL, ...). Cleared by the cycle just before it observes; set by
+    /// [`Runtime::act_on_pg`] and for every action `execute_all` carries out. Publishing
+    /// observes again when it is set, else it shows the cycle's observation (one status query
+    /// per idle cycle instead of two).
+    pub(super) pg_acted: bool,
 }
 
 /// How a cycle ended.
@@ -201,6 +208,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             last_member_data: None,
             fence: None,
             watchdog: super::watchdog::Watchdog::default(),
+            pg_acted: false,
         }
     }
 
@@ -235,6 +243,15 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// The monotonic time given to the core.
     pub(super) fn tick(&self) -> Tick {
         self.start.elapsed()
+    }
+
+    /// The local instance, for a step that may change what the server reports (start, stop,
+    /// promote, reload, rewind, a slot statement, WAL written, ...): the cycle's publishing
+    /// then observes the server again instead of showing the observation it started with.
+    /// Reads go through `self.pg`.
+    pub(super) fn act_on_pg(&mut self) -> &mut P {
+        self.pg_acted = true;
+        &mut self.pg
     }
 
     /// The core's time of the instant `at`.
@@ -335,6 +352,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 DcsView::Unreachable
             }
         };
+        self.pg_acted = false;
         let local = self.observe(now).await;
         // Whether it is the standby leader is judged at the end of the cycle; until then a
         // standby leader stays one.
