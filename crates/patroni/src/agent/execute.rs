@@ -354,7 +354,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 self.last_role = Some(PgRole::Replica);
                 let recovery = self.recovery(upstream.as_ref())?;
                 self.upstream = upstream.clone();
-                self.act_on_pg().start(&params, Some(&recovery), timeout).await?;
+                self.act_on_pg()
+                    .start(&params, Some(&recovery), timeout)
+                    .await?;
             }
         }
         Ok(())

@@ -51,6 +51,9 @@ const MAX_STEPS: usize = 8;
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
 /// A wake-up this much later than its deadline means the process was suspended (logged).
 const LATE_WAKE: Duration = Duration::from_secs(1);
+/// How long past `loop_wait` a DCS `watch` may keep the loop waiting before it runs a cycle
+/// anyway (the Kubernetes DCS's own extra wait for non-holders is 0.5 s).
+const WATCH_OVERRUN: Duration = Duration::from_secs(1);
 /// Pause between shutdown attempts whose actions failed.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(1);
 
@@ -304,13 +307,25 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// Waits until the next cycle: cancellation first, then the deadline, a DCS change, an
     /// API wake-up.
+    ///
+    /// A decision's `next_cycle_at` earlier than `loop_wait` is kept exactly. Otherwise the
+    /// DCS's `watch` decides when `loop_wait` is over: the Kubernetes DCS lets a member that
+    /// does not hold the lock wait a little longer, so that the leader's renewal, which wakes
+    /// it, comes first and it runs one cycle per `loop_wait`, right after the leader's (as
+    /// Patroni's Kubernetes `watch`); `WATCH_OVERRUN` later the loop runs regardless.
     async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &CancellationToken) {
         let now = self.tick();
         let mut remaining = self.ha.loop_wait;
+        let mut exact = false;
         if let Some(at) = next_cycle_at {
-            remaining = remaining.min(at.saturating_sub(now));
+            let until = at.saturating_sub(now);
+            if until < remaining {
+                remaining = until;
+                exact = true;
+            }
         }
-        let deadline = Instant::now() + remaining;
+        let deadline =
+            Instant::now() + remaining + if exact { Duration::ZERO } else { WATCH_OVERRUN };
         self.shared.update(|s| {
             s.next_due = deadline;
             s.loop_status = LoopStatus::Waiting;

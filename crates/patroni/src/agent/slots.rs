@@ -251,7 +251,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         {
             return;
         }
-        self.slots.advancing = Some(tokio::spawn(self.act_on_pg().advance_logical_slots(advance)));
+        self.slots.advancing = Some(tokio::spawn(
+            self.act_on_pg().advance_logical_slots(advance),
+        ));
     }
 
     /// Copies the logical slots `names` from the leader: reads their state files over a
