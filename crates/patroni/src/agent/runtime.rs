@@ -52,7 +52,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
 /// A wake-up this much later than its deadline means the process was suspended (logged).
 const LATE_WAKE: Duration = Duration::from_secs(1);
 /// How long past `loop_wait` a DCS `watch` may keep the loop waiting before it runs a cycle
-/// anyway (the Kubernetes DCS's own extra wait for non-holders is 0.5 s).
+/// anyway (the backends' own extra wait for non-holders is 0.5 s).
 const WATCH_OVERRUN: Duration = Duration::from_secs(1);
 /// Pause between shutdown attempts whose actions failed.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(1);
@@ -309,8 +309,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// API wake-up.
     ///
     /// A decision's `next_cycle_at` earlier than `loop_wait` is kept exactly. Otherwise the
-    /// DCS's `watch` decides when `loop_wait` is over: the Kubernetes DCS lets a member that
-    /// does not hold the lock wait a little longer, so that the leader's renewal, which wakes
+    /// DCS's `watch` decides when `loop_wait` is over: each backend (Kubernetes, etcd3,
+    /// ZooKeeper) lets a member that does not hold the lock wait 0.5 s longer, so that the leader's renewal, which wakes
     /// it, comes first and it runs one cycle per `loop_wait`, right after the leader's (as
     /// Patroni's Kubernetes `watch`); `WATCH_OVERRUN` later the loop runs regardless.
     async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &CancellationToken) {
