@@ -553,3 +553,65 @@ async fn failsafe_primary_that_hears_from_nobody_demotes() {
         a.task.abort();
     }
 }
+
+/// An idle cycle queries its server once: what it publishes is the observation it decided on
+/// (nothing acted on the server in between), not a second status query (idle CPU, issue #19).
+#[tokio::test(start_paused = true)]
+async fn an_idle_member_queries_its_server_once_per_cycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let host = "10.0.0.0";
+    // Alone: no other member's write wakes it, so it runs one cycle per `loop_wait` (2 s).
+    let mut agent = start(&store, &world, config_with(dir.path(), 0, ""), 0);
+    run_until(&world, Duration::from_secs(60), "bootstrapped", || {
+        world.primaries() == [host]
+    })
+    .await;
+    steps(&world, Duration::from_secs(10)).await;
+    {
+        tracing::info!("--- 20 s idle: ten cycles, about ten status queries");
+        let before = world.status_queries(host);
+        steps(&world, Duration::from_secs(20)).await;
+        let queries = world.status_queries(host) - before;
+        assert!(
+            (9..=11).contains(&queries),
+            "{queries} status queries in ten idle cycles"
+        );
+        let (leader, data) = published(&store, "m0").await;
+        assert_eq!(leader.as_deref(), Some("m0"));
+        let data = data.expect("member key");
+        assert_eq!(data.role.as_deref(), Some("primary"));
+        assert_eq!(data.state.as_deref(), Some("running"));
+    }
+    agent.stop.cancel();
+    let _ = (&mut agent.task).await;
+}
+
+/// The cycle that starts a crashed server again publishes it running, not a cycle later:
+/// publishing observes again after an action. (Alone, so no other member's write wakes it
+/// early; a start, unlike a promotion, is not followed by an immediate cycle.)
+#[tokio::test(start_paused = true)]
+async fn the_cycle_that_starts_a_crashed_server_publishes_it_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MemoryStore::new();
+    let world = FakeWorld::new();
+    let host = "10.0.0.0";
+    let mut agent = start(&store, &world, config_with(dir.path(), 0, ""), 0);
+    run_until(&world, Duration::from_secs(60), "bootstrapped", || {
+        world.primaries() == [host]
+    })
+    .await;
+    steps(&world, Duration::from_secs(5)).await;
+    world.crash(host);
+    run_until(&world, Duration::from_secs(10), "started again", || {
+        world.primaries() == [host]
+    })
+    .await;
+    let (_, data) = published(&store, "m0").await;
+    let data = data.expect("member key");
+    assert_eq!(data.state.as_deref(), Some("running"), "{data:?}");
+    assert_eq!(data.role.as_deref(), Some("primary"), "{data:?}");
+    agent.stop.cancel();
+    let _ = (&mut agent.task).await;
+}

@@ -14,9 +14,10 @@
 //!   `kubernetes.default.svc` instead of the IP; a 403 turns the bypass off.
 //!
 //! Connections use TCP keepalive tuned like Patroni's ([`Keepalive`]).
-//! Two clients: one for requests, with a read timeout of half the retry
-//! budget (Patroni allows two attempts per `retry_timeout`), and one for
-//! watches, which must sit idle for as long as nothing changes.
+//! Two clients: one for requests, each bounded by half the retry budget
+//! (Patroni allows two attempts per `retry_timeout`) while its connection
+//! stays pooled between cycles, and one for watches, which must sit idle for
+//! as long as nothing changes.
 
 use std::time::Duration;
 
@@ -274,7 +275,7 @@ fn pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, ClientError> {
 
 fn build(
     config: kube::Config,
-    read_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
     keepalive: Keepalive,
     counter: &RequestCounter,
 ) -> Result<kube::Client, ClientError> {
@@ -296,15 +297,18 @@ fn build(
         .map_err(client_err)?;
     let mut connector = hyper_timeout::TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
-    connector.set_read_timeout(read_timeout);
     connector.set_write_timeout(config.write_timeout);
-    connector.set_reset_reader_on_write(read_timeout.is_some());
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+    // The timeout bounds each request, not the connection: as a connector read timeout it also
+    // ran on pooled idle connections and closed them after `request_timeout` (5 s with the
+    // default timings), so every request a loop_wait apart opened a new TCP connection and TLS
+    // session (Patroni's urllib3 pool keeps its connection; issue #19, idle CPU).
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer().map_err(client_err)?)
         .layer(config.extra_headers_layer().map_err(client_err)?)
         .layer(CountingLayer(counter.clone()))
+        .option_layer(request_timeout.map(tower::timeout::TimeoutLayer::new))
         .map_err(tower::BoxError::from)
         .service(client);
     Ok(kube::Client::new(service, config.default_namespace))

@@ -44,6 +44,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 return Err(Fatal(reason.clone()));
             }
             let name = action.task_name();
+            // Whatever it is, publishing observes the server again: an action is never the
+            // idle path, and what the member key shows right after it must be current.
+            self.pg_acted = true;
             self.shared
                 .update(|s| s.loop_status = LoopStatus::Acting(name.clone()));
             let result = self.execute(action, obs).await;
@@ -203,11 +206,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                         .min(until.saturating_sub(self.tick()))
                         .max(Duration::from_secs(1));
                 }
-                self.pg.promote(wait).await?;
+                self.act_on_pg().promote(wait).await?;
                 // Right away, as Patroni's `ensure_checkpoint_after_promote`: until the first
                 // checkpoint on the new timeline, `pg_control` names the old one, and a crash
                 // now would leave a data directory that looks in sync with its successor.
-                if let Err(e) = self.pg.checkpoint().await {
+                if let Err(e) = self.act_on_pg().checkpoint().await {
                     tracing::warn!("failed to run CHECKPOINT after the promotion: {e:#}");
                 }
                 self.callback(PgEvent::Promoted);
@@ -240,20 +243,20 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             Action::RecoverCrash => {
                 self.state_override = Some(PgState::Stopped);
                 tracing::info!("doing crash recovery in a single user mode");
-                self.pg.recover_crash().await?;
+                self.act_on_pg().recover_crash().await?;
                 self.crashed_as = None;
                 self.memory.timeline_check = None;
                 Ok(())
             }
             Action::RemoveDataDirectory { reason } => {
                 tracing::info!(?reason, "removing the data directory");
-                self.pg.remove_data().await?;
+                self.act_on_pg().remove_data().await?;
                 self.callback(PgEvent::DataRemoved);
                 self.memory.timeline_check = None;
                 self.crashed_as = None;
                 Ok(())
             }
-            Action::MoveDataDirectoryAside => self.pg.move_aside().await,
+            Action::MoveDataDirectoryAside => self.act_on_pg().move_aside().await,
             Action::CancelAsync => Ok(()),
             Action::Fatal { reason } => Err(anyhow::anyhow!("{reason}")),
             query => Err(anyhow::anyhow!("{query:?} is a query, not an effect")),
@@ -288,7 +291,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         self.last_role = Some(PgRole::Primary);
         let params = self.server_parameters();
         let timeout = self.start_timeout(None);
-        self.pg.bootstrap(&params, timeout).await?;
+        self.act_on_pg().bootstrap(&params, timeout).await?;
         tracing::info!("bootstrap done");
         Ok(())
     }
@@ -320,6 +323,8 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         };
         tracing::info!(source = ?upstream.map(|u| &u.member), "cloning a replica");
         let methods = super::ha_config::replica_method_names(&self.dynamic, &self.config);
+        // `act_on_pg` by hand: `methods` borrows the configuration.
+        self.pg_acted = true;
         let method = self.pg.clone_from(address.as_ref(), &methods).await?;
         tracing::info!(%method, "replica created");
         self.memory.timeline_check = None;
@@ -342,14 +347,16 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             StartRole::Primary => {
                 tracing::info!("starting postgres as primary");
                 self.last_role = Some(PgRole::Primary);
-                self.pg.start(&params, None, timeout).await?;
+                self.act_on_pg().start(&params, None, timeout).await?;
             }
             StartRole::Replica { upstream } => {
                 tracing::info!(upstream = ?upstream.as_ref().map(|u| &u.member), "starting postgres as replica");
                 self.last_role = Some(PgRole::Replica);
                 let recovery = self.recovery(upstream.as_ref())?;
                 self.upstream = upstream.clone();
-                self.pg.start(&params, Some(&recovery), timeout).await?;
+                self.act_on_pg()
+                    .start(&params, Some(&recovery), timeout)
+                    .await?;
             }
         }
         Ok(())
@@ -398,7 +405,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             .await;
         }
         tracing::info!(?mode, "stopping postgres");
-        self.pg.stop(mode).await?;
+        self.act_on_pg().stop(mode).await?;
         self.crashed_as = None;
         Ok(())
     }
@@ -407,7 +414,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         tracing::info!(?mode, "demoting");
         match mode {
             DemoteMode::Graceful => {
-                if let Err(e) = self.pg.checkpoint().await {
+                if let Err(e) = self.act_on_pg().checkpoint().await {
                     tracing::warn!("failed to checkpoint before the stop: {e:#}");
                 }
                 self.stop_with_callback(PgStopMode::Fast).await
@@ -424,7 +431,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         tracing::info!(upstream = ?upstream.map(|u| &u.member), "following a new upstream");
         let params = self.server_parameters();
         let recovery = self.recovery(upstream)?;
-        self.pg.follow(&params, &recovery).await?;
+        self.act_on_pg().follow(&params, &recovery).await?;
         self.upstream = upstream.cloned();
         Ok(())
     }
@@ -446,10 +453,10 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             self.stop_with_callback(PgStopMode::Fast).await?;
         } else if !self.shut_down_cleanly().await {
             tracing::info!("doing crash recovery in a single user mode before pg_rewind");
-            self.pg.recover_crash().await?;
+            self.act_on_pg().recover_crash().await?;
         }
         tracing::info!(leader = %from.member, "running pg_rewind");
-        let result = self.pg.rewind_from(&address).await;
+        let result = self.act_on_pg().rewind_from(&address).await;
         let verdict = if result.is_ok() {
             TimelineVerdict::InSync
         } else {

@@ -35,6 +35,8 @@ pub struct FakeWorld {
 struct WorldState {
     servers: BTreeMap<String, FakeServer>,
     bootstraps: u64,
+    /// Status queries so far, by host.
+    status_queries: BTreeMap<String, u64>,
 }
 
 /// One member's data directory and server.
@@ -102,6 +104,11 @@ impl FakeWorld {
             .filter(|(_, s)| s.running == Some(PgRole::Primary))
             .map(|(h, _)| h.clone())
             .collect()
+    }
+
+    /// How many status queries `host`'s agent has made so far.
+    pub fn status_queries(&self, host: &str) -> u64 {
+        self.lock().status_queries.get(host).copied().unwrap_or(0)
     }
 
     /// Kills `host`'s postmaster (no shutdown checkpoint).
@@ -177,6 +184,12 @@ impl PostgresCtl for FakePostgres {
     }
 
     async fn status(&self) -> Option<ServerStatus> {
+        *self
+            .world
+            .lock()
+            .status_queries
+            .entry(self.host.clone())
+            .or_default() += 1;
         let (data, running) = self.with(|s| (s.data.clone(), s.running));
         let timeline = data?.timeline;
         Some(match running? {

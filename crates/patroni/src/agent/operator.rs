@@ -166,7 +166,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             Some(_) => None,
         };
         let params = self.server_parameters();
-        self.pg.reconfigure(&params, recovery.as_ref()).await?;
+        self.act_on_pg()
+            .reconfigure(&params, recovery.as_ref())
+            .await?;
         Ok(true)
     }
 

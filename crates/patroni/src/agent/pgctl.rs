@@ -205,6 +205,18 @@ impl RealPostgres {
         kept.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 
+    /// The kept connection, else a new one, kept: the slot work of every idle cycle shares the
+    /// status query's connection, as Patroni runs all its queries on one (a connection costs
+    /// the server a backend and the agent a SCRAM exchange, ~4096 HMAC rounds).
+    async fn shared_client(&self) -> anyhow::Result<Arc<PgClient>> {
+        if let Some(client) = self.kept_client() {
+            return Ok(client);
+        }
+        let client = Arc::new(self.pg.connect().await.context("connect")?);
+        self.keep_client(Some(Arc::clone(&client)));
+        Ok(client)
+    }
+
     /// Keeps `client` for the next status query (`None`: forget the kept one).
     fn keep_client(&self, client: Option<Arc<PgClient>>) {
         *self
@@ -588,7 +600,7 @@ impl PostgresCtl for RealPostgres {
     }
 
     async fn slot_states(&self, server_version: u32) -> anyhow::Result<Vec<ExistingSlot>> {
-        let client = self.pg.connect().await.context("connect")?;
+        let client = self.shared_client().await?;
         Ok(client.slot_states(server_version).await?)
     }
 
@@ -596,9 +608,9 @@ impl PostgresCtl for RealPostgres {
         let client = match step {
             SlotStep::CreateLogical { database, .. }
             | SlotStep::AdvanceLogical { database, .. } => {
-                self.connect_to_database(database).await?
+                Arc::new(self.connect_to_database(database).await?)
             }
-            _ => self.pg.connect().await.context("connect")?,
+            _ => self.shared_client().await?,
         };
         match step {
             SlotStep::Drop { name, .. } => {

@@ -18,8 +18,18 @@ use super::runtime::Runtime;
 impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// Publishes the member key (when the DCS answered) and the API snapshot; with `idle`
     /// (no action runs, no shutdown) then brings the replication slots in line.
+    ///
+    /// Shows the cycle's observation of the server (`obs.postgres`) unless something acted on
+    /// the server since (`pg_acted`): then it observes again, so the member key and the API
+    /// show a promotion, a demotion, a restart or a reload in the cycle that did it.
     pub(super) async fn publish(&mut self, obs: &Observation, idle: bool) {
-        let local = self.observe(self.tick()).await;
+        let observed_again;
+        let local = if self.pg_acted {
+            observed_again = self.observe(self.tick()).await;
+            &observed_again
+        } else {
+            &obs.postgres
+        };
         if self.cache_needs_saving && local.data().is_some() {
             // As Patroni, once a data directory exists.
             match super::dynamic_cache::save(&self.config.postgresql.data_dir, &self.dynamic_raw) {
@@ -27,16 +37,16 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 Err(e) => tracing::warn!("failed to save patroni.dynamic.json: {e:#}"),
             }
         }
-        let standby_leader = self.is_standby_leader(obs, &local);
+        let standby_leader = self.is_standby_leader(obs, local);
         if let Some(cb) = self
             .callback_state
-            .cycle_end(running_role(&local, standby_leader))
+            .cycle_end(running_role(local, standby_leader))
         {
             self.callback_runner.fire(cb);
         }
         let state = match self
             .state_override
-            .unwrap_or_else(|| PgState::observed(&local))
+            .unwrap_or_else(|| PgState::observed(local))
         {
             // In pause nothing restarts a postmaster that died: Patroni reports it `stopped`.
             PgState::Crashed if obs.paused => PgState::Stopped,
@@ -44,9 +54,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         };
         let cluster = obs.cluster().cloned();
         let reachable = cluster.is_some();
-        let standby_leader = self.is_standby_leader(obs, &local);
+        let standby_leader = self.is_standby_leader(obs, local);
         if reachable {
-            let mut data = member_data(&self.id, &local, state, self.wal_receiver.as_deref());
+            let mut data = member_data(&self.id, local, state, self.wal_receiver.as_deref());
             if standby_leader {
                 data.role = Some(Role::StandbyLeader.as_str().to_owned());
             }
@@ -87,12 +97,12 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 .as_ref()
                 .is_some_and(|c| sync_lists(&c.sync, &self.id.name)),
         };
-        let mut status = node_status(&self.id, &local, state, &extras);
+        let mut status = node_status(&self.id, local, state, &extras);
         if standby_leader {
             status.role = Role::StandbyLeader;
         }
         status.pending_restart_reason = self.pending_restart_reason();
-        if running_role(&local, false).is_some() {
+        if running_role(local, false).is_some() {
             status.postmaster_start_time = self.server_facts.start_time.clone();
             status.server_version = self.server_facts.version;
             status.replication = self.server_facts.replication.clone();
@@ -134,7 +144,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         });
         // Last: the API already shows this cycle's view while the slots are brought in line.
         if idle && let Some(c) = obs.cluster() {
-            self.sync_slots(c, &local, obs.paused).await;
+            self.sync_slots(c, local, obs.paused).await;
         }
     }
 

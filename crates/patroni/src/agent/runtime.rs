@@ -51,6 +51,9 @@ const MAX_STEPS: usize = 8;
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(120);
 /// A wake-up this much later than its deadline means the process was suspended (logged).
 const LATE_WAKE: Duration = Duration::from_secs(1);
+/// How long past `loop_wait` a DCS `watch` may keep the loop waiting before it runs a cycle
+/// anyway (the backends' own extra wait for non-holders is 0.5 s).
+const WATCH_OVERRUN: Duration = Duration::from_secs(1);
 /// Pause between shutdown attempts whose actions failed.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(1);
 
@@ -129,6 +132,13 @@ pub struct Runtime<D, P> {
     pub(super) last_member_data: Option<patroni_core::MemberData>,
     /// The watchdog device, when armed (`agent::watchdog`).
     pub(super) watchdog: super::watchdog::Watchdog,
+    /// Something since the cycle's observation of Postgres may have changed what the server
+    /// reports: an action ran, or a step acted on the server (started, stopped, promoted,
+    /// reloaded it, wrote WAL, ...). Cleared by the cycle just before it observes; set by
+    /// [`Runtime::act_on_pg`] and for every action `execute_all` carries out. Publishing
+    /// observes again when it is set, else it shows the cycle's observation (one status query
+    /// per idle cycle instead of two).
+    pub(super) pg_acted: bool,
 }
 
 /// How a cycle ended.
@@ -201,6 +211,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             last_member_data: None,
             fence: None,
             watchdog: super::watchdog::Watchdog::default(),
+            pg_acted: false,
         }
     }
 
@@ -235,6 +246,15 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     /// The monotonic time given to the core.
     pub(super) fn tick(&self) -> Tick {
         self.start.elapsed()
+    }
+
+    /// The local instance, for a step that may change what the server reports (start, stop,
+    /// promote, reload, rewind, a slot statement, WAL written, ...): the cycle's publishing
+    /// then observes the server again instead of showing the observation it started with.
+    /// Reads go through `self.pg`.
+    pub(super) fn act_on_pg(&mut self) -> &mut P {
+        self.pg_acted = true;
+        &mut self.pg
     }
 
     /// The core's time of the instant `at`.
@@ -287,13 +307,25 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
 
     /// Waits until the next cycle: cancellation first, then the deadline, a DCS change, an
     /// API wake-up.
+    ///
+    /// A decision's `next_cycle_at` earlier than `loop_wait` is kept exactly. Otherwise the
+    /// DCS's `watch` decides when `loop_wait` is over: each backend (Kubernetes, etcd3,
+    /// ZooKeeper) lets a member that does not hold the lock wait 0.5 s longer, so that the leader's renewal, which wakes
+    /// it, comes first and it runs one cycle per `loop_wait`, right after the leader's (as
+    /// Patroni's Kubernetes `watch`); `WATCH_OVERRUN` later the loop runs regardless.
     async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &CancellationToken) {
         let now = self.tick();
         let mut remaining = self.ha.loop_wait;
+        let mut exact = false;
         if let Some(at) = next_cycle_at {
-            remaining = remaining.min(at.saturating_sub(now));
+            let until = at.saturating_sub(now);
+            if until < remaining {
+                remaining = until;
+                exact = true;
+            }
         }
-        let deadline = Instant::now() + remaining;
+        let deadline =
+            Instant::now() + remaining + if exact { Duration::ZERO } else { WATCH_OVERRUN };
         self.shared.update(|s| {
             s.next_due = deadline;
             s.loop_status = LoopStatus::Waiting;
@@ -335,6 +367,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 DcsView::Unreachable
             }
         };
+        self.pg_acted = false;
         let local = self.observe(now).await;
         // Whether it is the standby leader is judged at the end of the cycle; until then a
         // standby leader stays one.

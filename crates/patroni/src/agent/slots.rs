@@ -206,7 +206,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                 ),
             }
         }
-        match (step, self.pg.slot_step(step).await) {
+        match (step, self.act_on_pg().slot_step(step).await) {
             (SlotStep::Drop { name, .. }, Ok(Some(DropOutcome::Dropped))) => {
                 tracing::info!("Dropped replication slot '{name}'");
             }
@@ -251,7 +251,9 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         {
             return;
         }
-        self.slots.advancing = Some(tokio::spawn(self.pg.advance_logical_slots(advance)));
+        self.slots.advancing = Some(tokio::spawn(
+            self.act_on_pg().advance_logical_slots(advance),
+        ));
     }
 
     /// Copies the logical slots `names` from the leader: reads their state files over a
@@ -307,7 +309,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
             tracing::error!("failed to stop postgres to copy logical slots: {e:#}");
             return;
         }
-        if let Err(e) = self.pg.install_logical_slots(&files).await {
+        if let Err(e) = self.act_on_pg().install_logical_slots(&files).await {
             tracing::error!("failed to write the logical slots: {e:#}");
         }
         let upstream = self.upstream.clone();

@@ -257,7 +257,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         if let Some(problem) = problem {
             tracing::warn!("{problem}");
         }
-        if changed && let Err(e) = self.pg.nudge_wal().await {
+        if changed && let Err(e) = self.act_on_pg().nudge_wal().await {
             tracing::warn!("failed to {e:#}");
         }
         current_state(
