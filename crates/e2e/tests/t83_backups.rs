@@ -151,7 +151,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
 
     tracing::info!("--- a cluster archiving to pgBackRest, backups every minute on the leader");
     let ns = lab.namespace("t83-backup").await.expect("namespace");
-    let (mut members, _) = start_cluster_m0_first(lab, &ns, "orders", false, 3, |spec| {
+    let (mut members, kubeconfig) = start_cluster_m0_first(lab, &ns, "orders", false, 3, |spec| {
         spec.env = env_for(&spec.name);
         spec.dcs_parameters
             .insert("archive_mode".into(), "'on'".into());
@@ -215,6 +215,26 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     );
     let (_, replica_status) = get_json(&members[replica], "/backup").expect("GET /backup");
     assert!(replica_status["next_run"].is_null(), "{replica_status}");
+    // Our patronictl finds the leader in the DCS and shows its schedule.
+    let ctl_config = patronictl_config(dir.path(), &ns.name, "orders", false);
+    let out = members[replica]
+        .host
+        .command(ctl_binary())
+        .env("KUBECONFIG", &kubeconfig)
+        .arg("-c")
+        .arg(&ctl_config)
+        .args(["backup", "--json"])
+        .output()
+        .expect("run patronictl backup");
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "patronictl backup --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(shown["schedule"], "* * * * *", "{shown}");
+    assert!(shown["succeeded"].as_u64() >= Some(1), "{shown}");
     let (_, metrics) = rest(&members[primary], "GET", "/metrics", None, None).expect("metrics");
     let line = metrics
         .lines()
