@@ -522,7 +522,7 @@ async fn custom_bootstrap_restores_a_backup_and_never_falls_back_to_initdb() {
         let args = std::fs::read_to_string(&args_file).expect("the script ran");
         assert!(
             args.starts_with("--scope=restored --datadir=")
-                && args.contains(&format!("--command={}", script.display()))
+                && !args.contains("--command=")
                 && args.contains("--target=latest"),
             "{args}"
         );

@@ -18,8 +18,10 @@ use crate::launcher::Programs;
 use crate::replica::{python_str, truthy};
 use crate::tool::{self, ToolError};
 
-/// Keys of the method's section that are not passed to the command.
-const RESERVED: [&str; 5] = [
+/// Keys of the method's section that are not passed to the command: Patroni 4.1.5's
+/// `reserved_args` in `patroni/postgresql/bootstrap.py` (`command` among them).
+const RESERVED: [&str; 6] = [
+    "command",
     "no_params",
     "keep_existing_recovery_conf",
     "recovery_conf",
@@ -134,7 +136,7 @@ mod tests {
     }
 
     /// Patroni's arguments: scope and data directory, then every other key but the reserved
-    /// ones (the command itself included), Python's spelling of values.
+    /// ones (the command itself among them), Python's spelling of values.
     #[test]
     fn arguments_as_patroni_passes_them() {
         let s = section(serde_json::json!({
@@ -151,7 +153,6 @@ mod tests {
             [
                 "--scope=demo",
                 "--datadir=/data/pg",
-                "--command=/usr/bin/restore --from 's3://b/x'",
                 "--target_time=2026-12-06 10:00:00",
                 "--verbose=True",
             ]
@@ -171,7 +172,7 @@ mod tests {
     fn no_params_leaves_out_scope_and_datadir() {
         let s = section(serde_json::json!({"command": "restore", "no_params": true}));
         let cb = CustomBootstrap::from_section(&s, "demo", Path::new("/d")).expect("ok");
-        assert_eq!(cb.args, ["--command=restore"]);
+        assert!(cb.args.is_empty(), "{:?}", cb.args);
         assert_eq!(cb.recovery_conf, None);
     }
 
