@@ -2,12 +2,13 @@
 //! registry, as an OCI archive that containerd (`ctr images import`) and Podman load.
 //!
 //! Two layers:
-//! 1. **base**: Debian bookworm (`mmdebstrap --variant=minbase`) with PostgreSQL 15, the
-//!    `postgres` user at uid/gid 999, and nothing a server does not need: no apt lists, docs, man
-//!    pages, locales, and no LLVM (PostgreSQL runs without JIT). Built once per recipe and
-//!    cached in `$PATRONI_RS_CACHE/image/` (a changed recipe builds a new one);
-//! 2. **binaries**: `patroni`, `patronictl` and `patroni-k8s-callback` (release build) in
-//!    `/usr/local/bin`, and the default configuration.
+//! 1. **base**: Debian bookworm (`mmdebstrap --variant=minbase`) with PostgreSQL 15 and the
+//!    backup tools `patroni-backup` drives (pgBackRest, Barman Cloud; docs/backups.md), the
+//!    `postgres` user at uid/gid 999, and nothing a server does not need: no recommends, apt
+//!    lists, docs, man pages, locales, and no LLVM (PostgreSQL runs without JIT). Built once per
+//!    recipe and cached in `$PATRONI_RS_CACHE/image/` (a changed recipe builds a new one);
+//! 2. **binaries**: `patroni`, `patronictl`, `patroni-k8s-callback` and `patroni-backup`
+//!    (release build) in `/usr/local/bin`, and the default configuration.
 //!
 //! The image runs as `postgres` (999:999); its entrypoint is `patroni /etc/patroni`: the
 //! directory's files merged in name order (the image's defaults `00-defaults.yml`, from
@@ -25,9 +26,9 @@ use patroni_testlab::{DEBIAN_SOURCES, OciImage, build_archive, cache_dir};
 /// The image's name in containerd after import.
 pub const IMAGE_NAME: &str = "localhost/patroni-rs";
 /// Bumped whenever the base recipe changes in a way the text below does not show.
-const BASE_RECIPE_VERSION: u32 = 1;
-/// Packages on top of minbase.
-const PACKAGES: &str = "postgresql-15";
+const BASE_RECIPE_VERSION: u32 = 2;
+/// Packages on top of minbase: the server and the two backup tools (#18).
+const PACKAGES: &str = "postgresql-15,pgbackrest,barman-cli-cloud";
 /// Fixed ids of the `postgres` user, as the official PostgreSQL images use.
 const PG_UID: u32 = 999;
 /// `PATH` inside the image.
@@ -185,6 +186,11 @@ fn base_recipe() -> Vec<String> {
          rm -rf \"$1\"/usr/lib/postgresql/15/lib/llvmjit* \"$1\"/usr/lib/postgresql/15/lib/bitcode \
          \"$1\"/usr/share/i18n"
             .to_owned(),
+        // Barman Cloud talks to S3 only: botocore's models of AWS's other ~400 services are
+        // most of its size (docs/image.md).
+        "--customize-hook=find \"$1\"/usr/lib/python3/dist-packages/botocore/data \
+         -mindepth 1 -maxdepth 1 -type d ! -name s3 ! -name sts -exec rm -rf {} +"
+            .to_owned(),
         // The sockets directory, writable by postgres (an emptyDir may replace it).
         format!(
             "--customize-hook=install -d -m 2775 -o {PG_UID} -g {PG_UID} \"$1\"/var/run/postgresql"
@@ -208,8 +214,16 @@ fn base_recipe() -> Vec<String> {
     args
 }
 
-/// `cargo build --release` of the two binaries; their paths.
-fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 3]> {
+/// The binaries of the image, built by `cargo build --release` of their packages.
+const BINARIES: [&str; 4] = [
+    "patroni",
+    "patronictl",
+    "patroni-k8s-callback",
+    "patroni-backup",
+];
+
+/// `cargo build --release` of the binaries' packages; their paths.
+fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 4]> {
     run_tool(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
@@ -217,22 +231,19 @@ fn build_binaries(root: &Path) -> anyhow::Result<[PathBuf; 3]> {
         "patroni",
         "-p",
         "patroni-ctl",
+        "-p",
+        "patroni-backup",
     ]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("release");
-    Ok([
-        target.join("patroni"),
-        target.join("patronictl"),
-        target.join("patroni-k8s-callback"),
-    ])
+    Ok(BINARIES.map(|b| target.join(b)))
 }
 
-/// The binaries layer: `usr/local/bin/{patroni,patronictl,patroni-k8s-callback}` and the
-/// default configuration `etc/patroni/00-defaults.yml` (`deploy/image/patroni.yml`), owned by
-/// root.
-fn binaries_layer(binaries: &[PathBuf; 3], staging: &Path, tar: &Path) -> anyhow::Result<()> {
+/// The binaries layer: [`BINARIES`] in `usr/local/bin` and the default configuration
+/// `etc/patroni/00-defaults.yml` (`deploy/image/patroni.yml`), owned by root.
+fn binaries_layer(binaries: &[PathBuf], staging: &Path, tar: &Path) -> anyhow::Result<()> {
     let bin = staging.join("usr/local/bin");
     std::fs::create_dir_all(&bin)?;
     for b in binaries {

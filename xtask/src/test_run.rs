@@ -27,6 +27,7 @@ const EXCLUSIVE: &[&str] = &[
     "t80_real_node",
     "t81_helm",
     "t82_helm_stores",
+    "t84_helm_backup",
 ];
 
 /// One compiled test binary.
