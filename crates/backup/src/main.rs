@@ -140,7 +140,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 );
             }
             // PostgreSQL runs archive_command in the data directory.
-            ctx.data_dir = data_dir(&settings, None);
+            ctx.data_dir = data_dir(&settings);
             let step = Step::WalPush(&path);
             let status = run_step(&settings, step, &ctx)?;
             if status == Some(103) && settings.tool == ToolKind::PgBackRest {
@@ -159,7 +159,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::WalFetch { name, dest } => {
-            ctx.data_dir = data_dir(&settings, None);
+            ctx.data_dir = data_dir(&settings);
             Ok(
                 match run_step(&settings, Step::WalFetch(&name, &dest), &ctx)? {
                     Some(0) => ExitCode::SUCCESS,
@@ -196,7 +196,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
 }
 
 fn backup(settings: &Settings, mut ctx: Context) -> anyhow::Result<ExitCode> {
-    ctx.data_dir = data_dir(settings, None);
+    ctx.data_dir = data_dir(settings);
     ctx.local = local_server(ctx.data_dir.as_deref());
     if let Some(dir) = &ctx.data_dir
         && in_recovery(dir, &ctx.local)? == Some(true)
@@ -451,14 +451,11 @@ fn pg_program(name: &str, data_dir: &Path) -> PathBuf {
 
 /// The data directory: the settings', else the current directory when it is one (PostgreSQL
 /// runs archive and restore commands there).
-fn data_dir(settings: &Settings, given: Option<&Path>) -> Option<PathBuf> {
-    given
-        .map(Path::to_path_buf)
-        .or_else(|| settings.data_dir.clone())
-        .or_else(|| {
-            let cwd = std::env::current_dir().ok()?;
-            cwd.join("PG_VERSION").is_file().then_some(cwd)
-        })
+fn data_dir(settings: &Settings) -> Option<PathBuf> {
+    settings.data_dir.clone().or_else(|| {
+        let cwd = std::env::current_dir().ok()?;
+        cwd.join("PG_VERSION").is_file().then_some(cwd)
+    })
 }
 
 /// How to reach the local server: a socket directory (`PGHOST` when it is one, else the running
