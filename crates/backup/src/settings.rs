@@ -214,13 +214,22 @@ fn read_repository(
                 why: "expected a URL: https://host[:port]",
             });
         }
+        let verify_tls = flag(get, "PGBACKUP_S3_VERIFY_TLS", true)?;
+        if !verify_tls && tool == ToolKind::BarmanCloud {
+            // boto3 has no switch for it: refused rather than read and not acted on.
+            return Err(SettingsError::Invalid {
+                name: "PGBACKUP_S3_VERIFY_TLS",
+                value: "false".into(),
+                why: "Barman Cloud cannot skip TLS verification: give the CA in AWS_CA_BUNDLE",
+            });
+        }
         return Ok(Repository::S3 {
             bucket,
             prefix: prefix(get("PGBACKUP_S3_PREFIX")),
             endpoint,
             region: get("PGBACKUP_S3_REGION").unwrap_or_else(|| DEFAULT_S3_REGION.into()),
             path_style: flag(get, "PGBACKUP_S3_PATH_STYLE", false)?,
-            verify_tls: flag(get, "PGBACKUP_S3_VERIFY_TLS", true)?,
+            verify_tls,
         });
     }
     if let Some(bucket) = gcs {
@@ -297,7 +306,7 @@ mod tests {
     #[test]
     fn s3_with_endpoint() {
         let s = read(&[
-            ("PGBACKUP_TOOL", "barman-cloud"),
+            ("PGBACKUP_TOOL", "pgbackrest"),
             ("PGBACKUP_NAME", "b"),
             ("PGBACKUP_S3_BUCKET", "bk"),
             ("PGBACKUP_S3_PREFIX", "/a/b/"),
@@ -318,6 +327,22 @@ mod tests {
                 path_style: true,
                 verify_tls: false,
             }
+        );
+    }
+
+    #[test]
+    fn barman_refuses_to_skip_tls_verification() {
+        let err = read(&[
+            ("PGBACKUP_TOOL", "barman-cloud"),
+            ("PGBACKUP_NAME", "x"),
+            ("PGBACKUP_S3_BUCKET", "b"),
+            ("PGBACKUP_S3_VERIFY_TLS", "false"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("PGBACKUP_S3_VERIFY_TLS=\"false\" is not valid"),
+            "{err}"
         );
     }
 

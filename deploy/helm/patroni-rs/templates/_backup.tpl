@@ -50,6 +50,9 @@ filesystem | ""), restore, targetTime, targetLsn. */}}
 {{- if and (eq $repo "filesystem") (eq $b.tool "barman-cloud") }}
 {{- fail "backup.filesystem.path: a filesystem repository is pgBackRest's only; backup.tool is barman-cloud (use backup.tool=pgbackrest or an S3 bucket)" }}
 {{- end }}
+{{- if and (eq $repo "s3") (eq $b.tool "barman-cloud") (eq (toString $b.s3.verifyTls) "false") }}
+{{- fail "backup.s3.verifyTls: Barman Cloud (boto3) cannot skip TLS verification; keep it true and give the server's CA in AWS_CA_BUNDLE (backup.existingSecret / extraEnv), or use backup.tool=pgbackrest" }}
+{{- end }}
 {{- if and (eq $repo "gcs") (eq $b.tool "barman-cloud") }}
 {{- fail "backup.gcs.bucket: the image's Barman Cloud has no GCS client (Debian ships no python3-google-cloud-storage); use backup.tool=pgbackrest for GCS" }}
 {{- end }}
