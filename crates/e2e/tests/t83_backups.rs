@@ -57,6 +57,15 @@ async fn reinitialize(members: &[Member], i: usize, streaming: usize) -> String 
     since
 }
 
+/// Total loss: every agent stopped, every data directory deleted, the members gone.
+fn lose_everything(mut members: Vec<Member>) {
+    stop_all(&mut members);
+    for m in &members {
+        let data = m.config.parent().expect("member dir").join("data");
+        std::fs::remove_dir_all(&data).expect("delete the data directory");
+    }
+}
+
 fn query(m: &Member, q: &str) -> Option<String> {
     sql(&m.host, &m.host, &m.spec, q)
 }
@@ -151,7 +160,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
 
     tracing::info!("--- a cluster archiving to pgBackRest, backups every minute on the leader");
     let ns = lab.namespace("t83-backup").await.expect("namespace");
-    let (mut members, kubeconfig) = start_cluster_m0_first(lab, &ns, "orders", false, 3, |spec| {
+    let (members, kubeconfig) = start_cluster_m0_first(lab, &ns, "orders", false, 3, |spec| {
         spec.env = env_for(&spec.name);
         spec.dcs_parameters
             .insert("archive_mode".into(), "'on'".into());
@@ -296,12 +305,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     .expect("insert after");
     archived(&members, primary).await;
     tracing::info!(%target, "total loss: every member stopped, every data directory deleted");
-    stop_all(&mut members);
-    for m in &members {
-        let data = m.config.parent().expect("member dir").join("data");
-        std::fs::remove_dir_all(&data).expect("delete the data directory");
-    }
-    drop(members);
+    lose_everything(members);
 
     for (label, recovery_target, expected) in [
         ("latest", String::new(), "150"),
@@ -380,7 +384,7 @@ async fn barman_cloud_on_s3() {
 
     tracing::info!("--- a 2-member cluster archiving to Barman Cloud");
     let ns = lab.namespace("t83-barman").await.expect("namespace");
-    let (mut members, _) = start_cluster_m0_first(lab, &ns, "ledger", false, 2, |spec| {
+    let (members, _) = start_cluster_m0_first(lab, &ns, "ledger", false, 2, |spec| {
         spec.env = env.clone();
         spec.dcs_parameters
             .insert("archive_mode".into(), "'on'".into());
@@ -438,12 +442,7 @@ async fn barman_cloud_on_s3() {
     .expect("insert");
     archived(&members, primary).await;
     tracing::info!("--- total loss; a new cluster restored from the bucket");
-    stop_all(&mut members);
-    for m in &members {
-        let data = m.config.parent().expect("member dir").join("data");
-        std::fs::remove_dir_all(&data).expect("delete the data directory");
-    }
-    drop(members);
+    lose_everything(members);
     let ns = lab.namespace("t83-barman-r").await.expect("namespace");
     let method = format!(
         "{{command: '{pb_s} restore', recovery_conf: {{restore_command: \
