@@ -284,7 +284,7 @@ clusterDNS: [%s]
 clusterDomain: cluster.local
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "50Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
+evictionHard: {memory.available: "50Mi", nodefs.available: "256Mi", imagefs.available: "256Mi", nodefs.inodesFree: "1%%"}
 serializeImagePulls: false
 `, n.o.ip, n.o.netns, n.env.Containerd, n.path("manifests"), n.path("pod-logs"), n.path("resolv.conf"), n.o.clusterDNS),
 		n.path("resolv.conf"): "",

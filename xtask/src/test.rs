@@ -59,6 +59,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let (build_args, test_args) = split_cargo_args(&args.cargo_args);
     let binaries = crate::test_run::build(&build_args)?;
 
+    report_free_space(&std::env::temp_dir());
     let started = std::time::Instant::now();
     let dir = std::env::temp_dir().join(format!("patroni-test-lab-{}", std::process::id()));
     let mut lab = Lab::start(&dir, std::process::id() as i32).context("start the lab")?;
@@ -130,6 +131,29 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Whether the short nemesis run belongs to this run: a whole run, or a filter naming it.
+/// Below this, a run is likely to fail for want of disk (data directories, images, backups).
+const LOW_DISK: u64 = 6 << 30;
+
+/// Prints the free space where the lab lives; a warning when it is low. The real node's kubelet
+/// refuses new pods under 256 MiB (`DiskPressure`), which tests only see as failed pods.
+fn report_free_space(dir: &std::path::Path) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(fs) => {
+            let free = fs.blocks_available() * fs.fragment_size();
+            let gib = free as f64 / f64::from(1u32 << 30);
+            if free < LOW_DISK {
+                eprintln!(
+                    "xtask: WARNING: only {gib:.1} GiB free under {}: tests may fail for want of disk",
+                    dir.display()
+                );
+            } else {
+                eprintln!("xtask: {gib:.1} GiB free under {}", dir.display());
+            }
+        }
+        Err(e) => eprintln!("xtask: free space under {}: {e}", dir.display()),
+    }
+}
+
 fn runs_nemesis(build_args: &[String], test_args: &[String]) -> bool {
     (build_args.is_empty() && test_args.is_empty()) || test_args.iter().any(|a| a == "nemesis")
 }

@@ -117,24 +117,31 @@ pub async fn run_pod(
     pods.create(&PostParams::default(), &pod)
         .await
         .map_err(|e| e.to_string())?;
-    let phase = wait_until(Duration::from_secs(600), format!("pod {name}"), || async {
-        let p = pods.get(&name).await.ok()?;
-        let phase = p.status?.phase?;
-        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    let (phase, why) = wait_until(Duration::from_secs(600), format!("pod {name}"), || async {
+        let status = pods.get(&name).await.ok()?.status?;
+        let phase = status.phase?;
+        // A pod the kubelet refused (e.g. `Evicted` under DiskPressure) has no log: its
+        // reason and message are all there is to tell why.
+        let why = format!(
+            "{}: {}",
+            status.reason.unwrap_or_default(),
+            status.message.unwrap_or_default()
+        );
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some((phase, why))
     })
     .await
     .map_err(|e| e.to_string())?;
     let log = pods
         .logs(&name, &LogParams::default())
         .await
-        .unwrap_or_default();
+        .unwrap_or_else(|e| format!("(no log: {e})"));
     let _ = pods
         .delete(&name, &DeleteParams::default().grace_period(0))
         .await;
     if phase == "Succeeded" {
         Ok(log.trim().to_owned())
     } else {
-        Err(log)
+        Err(format!("pod {name} failed ({why}): {log}"))
     }
 }
 
