@@ -83,9 +83,19 @@ struct ReplicaArgs {
     /// Attempts after the first.
     #[arg(long, default_value_t = 2)]
     retries: u32,
-    /// Set when the method may run without a leader (Patroni's `no_leader`; Spilo's `no_master`).
-    #[arg(long, alias = "no_leader", alias = "no-master", alias = "no_master")]
-    no_leader: Option<String>,
+    /// The method may run without a leader (Patroni's `no_leader`; Spilo's `no_master`).
+    /// Patroni passes the section's value as Python prints it (`--no_leader=True`, or `False`
+    /// when the section says false); a bare `--no-leader` means true.
+    #[arg(
+        long,
+        alias = "no_leader",
+        alias = "no-master",
+        alias = "no_master",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = parse_flag
+    )]
+    no_leader: Option<bool>,
     /// Patroni passes the method's `keep_data` too; it is Patroni's (whether it empties the
     /// directory first), so nothing here reads it.
     #[arg(long, alias = "keep_data", hide = true)]
@@ -248,13 +258,13 @@ fn restore_replica(
     let leader = match &args.connstring {
         Some(conn) => match leader_position(conn, latest.start_lsn, &args.datadir, args.retries) {
             Ok(p) => Some(p),
-            Err(e) if args.no_leader.is_some() => {
+            Err(e) if args.no_leader == Some(true) => {
                 eprintln!("patroni-backup: leader not reachable ({e:#}); restoring anyway");
                 None
             }
             Err(e) => return Err(e.context("reach the leader")),
         },
-        None if args.no_leader.is_some() => None,
+        None if args.no_leader == Some(true) => None,
         None => bail!("restore a replica: no --connstring and no --no-leader"),
     };
     if let Some(p) = leader {
@@ -547,6 +557,13 @@ fn check(status: Option<i32>, what: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A flag's value on the command line: `True`/`False` as Patroni passes them, `1`/`0` as
+/// Spilo's scripts took `--no_master`.
+fn parse_flag(v: &str) -> Result<bool, String> {
+    patroni_backup::settings::parse_bool(v)
+        .ok_or_else(|| format!("expected true or false, not {v:?}"))
+}
+
 fn parse_time(text: &str) -> anyhow::Result<jiff::Timestamp> {
     // RFC 3339, or PostgreSQL's own `2026-12-07 02:30:00+00`.
     let t = text.trim();
@@ -563,4 +580,33 @@ fn parse_time(text: &str) -> anyhow::Result<jiff::Timestamp> {
                 "read --recovery-target-time {text:?}: {e} (give a zone, e.g. 2026-12-07T02:30:00Z)"
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--no_leader` as Patroni passes it from the method's section, Spilo's spelling, and bare.
+    #[test]
+    fn no_leader_takes_patronis_values() {
+        let no_leader = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["patroni-backup", "restore-replica", "--datadir=/d"]
+                    .iter()
+                    .chain(args),
+            )
+            .map_err(|e| e.to_string())?;
+            match cli.command {
+                Cmd::RestoreReplica(a) => Ok(a.no_leader),
+                _ => Err("another command".to_owned()),
+            }
+        };
+        assert_eq!(no_leader(&[]), Ok(None));
+        assert_eq!(no_leader(&["--no_leader=True"]), Ok(Some(true)));
+        assert_eq!(no_leader(&["--no_leader=False"]), Ok(Some(false)));
+        assert_eq!(no_leader(&["--no_master=1"]), Ok(Some(true)));
+        assert_eq!(no_leader(&["--no-leader"]), Ok(Some(true)));
+        assert!(no_leader(&["--no_leader=maybe"]).is_err());
+        assert!(no_leader(&["--keep_data=True"]).is_ok());
+    }
 }

@@ -256,15 +256,20 @@ fn flag(
 ) -> Result<bool, SettingsError> {
     match get(name) {
         None => Ok(default),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" | "y" => Ok(true),
-            "false" | "no" | "off" | "0" | "n" => Ok(false),
-            _ => Err(SettingsError::Invalid {
-                name,
-                value: v,
-                why: "expected true or false",
-            }),
-        },
+        Some(v) => parse_bool(&v).ok_or(SettingsError::Invalid {
+            name,
+            value: v,
+            why: "expected true or false",
+        }),
+    }
+}
+
+/// A boolean as the environment, YAML 1.1 or Python's `str()` spell it (`True`, `on`, `1`).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" | "y" => Some(true),
+        "false" | "no" | "off" | "0" | "n" => Some(false),
+        _ => None,
     }
 }
 

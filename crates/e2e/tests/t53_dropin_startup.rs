@@ -687,7 +687,9 @@ async fn a_no_leader_replica_method_runs_without_a_leader() {
         &script,
         format!(
             "#!/bin/sh\nset -e\nfor a in \"$@\"; do case \"$a\" in --datadir=*) d=\"${{a#--datadir=}}\";; esac; done\n\
+             printf '%s\\n' \"$@\" > {}\n\
              mkdir -p \"$d\"\ncp -a {}/. \"$d\"/\nchmod 700 \"$d\"\n",
+            work.path().join("args").display(),
             backup.display()
         ),
     )
@@ -727,6 +729,12 @@ async fn a_no_leader_replica_method_runs_without_a_leader() {
         "{}",
         agent.log()
     );
+    // Patroni passes the section's flags with the rest when `no_params` is not set.
+    let args = std::fs::read_to_string(work.path().join("args")).expect("the script's arguments");
+    let args: Vec<&str> = args.lines().collect();
+    assert!(args.contains(&"--no_leader=True"), "{args:?}");
+    assert!(args.contains(&"--role=replica"), "{args:?}");
+    assert!(args.contains(&"--scope=noleader"), "{args:?}");
 }
 
 /// Patroni's own sample configurations (`postgres0.yml`, `postgres1.yml`, `postgres2.yml`,

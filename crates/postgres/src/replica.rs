@@ -43,8 +43,11 @@ pub const FORBIDDEN_BASEBACKUP_OPTIONS: [&str; 12] = [
     "username",
     "password",
 ];
-/// Keys of a custom method's section that configure the method rather than the script.
-const METHOD_KEYS: [&str; 4] = ["command", "no_params", "no_leader", "keep_data"];
+/// Keys of a custom method's section that configure the method: Patroni passes them to the
+/// script with the others, except with `no_params` (and never `command`).
+const METHOD_FLAGS: [&str; 3] = ["no_params", "no_leader", "keep_data"];
+/// The arguments the agent passes itself unless `no_params`.
+const AGENT_PARAMS: [&str; 4] = ["scope", "role", "datadir", "connstring"];
 
 /// One way to create a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +74,8 @@ pub struct CustomMethod {
     pub keep_data: bool,
     /// Pass only the section's own arguments, not `--scope`, `--role`, ….
     pub no_params: bool,
-    /// The section's other keys, passed as `--key=value`, sorted by key.
+    /// The section's keys but `command`, passed as `--key=value`, sorted by key (the flags
+    /// above among them: see [`custom_method_args`]).
     pub args: Vec<(String, String)>,
 }
 
@@ -161,8 +165,16 @@ impl ReplicaMethod {
             no_params: flag("no_params"),
             args: section
                 .iter()
-                .filter(|(k, _)| !METHOD_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), python_str(v)))
+                .filter(|(k, _)| k.as_str() != "command")
+                .map(|(k, v)| {
+                    let v = if METHOD_FLAGS.contains(&k.as_str()) {
+                        // What Python's str() of the flag PyYAML read prints (`on` is True).
+                        python_str(&Value::Bool(truthy(v)))
+                    } else {
+                        python_str(v)
+                    };
+                    (k.clone(), v)
+                })
                 .collect(),
         })
     }
@@ -237,6 +249,11 @@ pub fn basebackup_args(
 
 /// A custom method's argument list after its command: its own `--key=value` arguments, then
 /// (unless `no_params`) `--scope`, `--role=replica`, `--datadir` and `--connstring`. Pure.
+///
+/// As Patroni's `create_replica`: without `no_params` every key of the section but `command` is
+/// passed, `no_leader` and `keep_data` too (`--keep_data=True`), and the agent's four
+/// parameters replace the section's; with `no_params`, the three flags are left out and
+/// everything else is passed as written.
 pub fn custom_method_args(
     method: &CustomMethod,
     scope: &str,
@@ -247,7 +264,12 @@ pub fn custom_method_args(
         .args
         .iter()
         .filter(|(k, _)| {
-            method.no_params || !["scope", "role", "datadir", "connstring"].contains(&k.as_str())
+            let k = k.as_str();
+            if method.no_params {
+                !METHOD_FLAGS.contains(&k)
+            } else {
+                !AGENT_PARAMS.contains(&k)
+            }
         })
         .map(|(k, v)| format!("--{k}={v}"))
         .collect();
@@ -436,6 +458,8 @@ mod tests {
             c.args,
             [
                 ("delta".to_owned(), "True".to_owned()),
+                ("keep_data".to_owned(), "False".to_owned()),
+                ("no_leader".to_owned(), "True".to_owned()),
                 ("threads".to_owned(), "4".to_owned())
             ]
         );
@@ -459,11 +483,16 @@ mod tests {
             no_leader: false,
             keep_data: false,
             no_params: false,
-            args: vec![("threads".into(), "4".into()), ("scope".into(), "x".into())],
+            args: vec![
+                ("keep_data".into(), "True".into()),
+                ("threads".into(), "4".into()),
+                ("scope".into(), "x".into()),
+            ],
         };
         assert_eq!(
             custom_method_args(&m, "demo", Path::new("/data"), "dbname=postgres host=h"),
             [
+                "--keep_data=True",
                 "--threads=4",
                 "--scope=demo",
                 "--role=replica",
