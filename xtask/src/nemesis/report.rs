@@ -113,9 +113,9 @@ fn summary(out: &mut String, rounds: &[RoundResult]) {
     let _ = writeln!(
         out,
         "| fault | rounds | acknowledged | lost | split-brain samples (longest) | longest write \
-         outage | healthy after heal (max) | within deadline, unaided |"
+         outage | healthy after heal (max) | within deadline, unaided | rounds with pg_rewind |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     let mut faults: Vec<Fault> = rounds.iter().map(|r| r.fault).collect();
     faults.dedup();
     for fault in faults {
@@ -127,9 +127,10 @@ fn summary(out: &mut String, rounds: &[RoundResult]) {
         let outage = rs.iter().filter_map(|r| r.outage).max();
         let recovered: Vec<Duration> = rs.iter().filter_map(|r| r.recovered).collect();
         let unaided = rs.iter().filter(|r| r.unaided()).count();
+        let rewound = rs.iter().filter(|r| !r.rewound.is_empty()).count();
         let _ = writeln!(
             out,
-            "| {} | {} | {acked} | {lost} | {split} ({}) | {} | {} | {unaided}/{} |",
+            "| {} | {} | {acked} | {lost} | {split} ({}) | {} | {} | {unaided}/{} | {rewound} |",
             fault.name(),
             rs.len(),
             secs(longest),
@@ -144,13 +145,13 @@ fn rounds(out: &mut String, rounds: &[RoundResult]) {
     let _ = writeln!(
         out,
         "| fault | # | target → final primary | acknowledged / attempted | lost | split-brain \
-         samples (longest) | write outage | healthy after heal | deadline | unaided |"
+         samples (longest) | write outage | healthy after heal | deadline | unaided | pg_rewind on |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rounds {
         let _ = writeln!(
             out,
-            "| {} | {} | {} → {} | {} / {} | {} | {} ({}) | {} | {} | {} | {} |",
+            "| {} | {} | {} → {} | {} / {} | {} | {} ({}) | {} | {} | {} | {} | {} |",
             r.fault.name(),
             r.round,
             r.target,
@@ -169,6 +170,11 @@ fn rounds(out: &mut String, rounds: &[RoundResult]) {
                 "**no** (restored)"
             } else {
                 "**no** (late)"
+            },
+            if r.rewound.is_empty() {
+                "-".to_owned()
+            } else {
+                r.rewound.join(", ")
             },
         );
     }

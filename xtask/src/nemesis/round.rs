@@ -58,6 +58,8 @@ pub(crate) struct RoundResult {
     pub deadline: Duration,
     /// The harness had to restore a member.
     pub helped: bool,
+    /// Members that ran `pg_rewind` during the round (their logs say so).
+    pub rewound: Vec<String>,
 }
 
 /// The timing a round is judged with.
@@ -98,6 +100,7 @@ pub(crate) fn run(
         Fault::FreezeApi => "store".to_owned(),
         _ => cluster.members[leader].name.clone(),
     };
+    let log_offsets = log_lengths(cluster);
     let origin = Instant::now();
     let say = |what: &str| {
         println!(
@@ -188,11 +191,15 @@ pub(crate) fn run(
         recovered,
         deadline,
         helped,
+        rewound: rewound_since(cluster, &log_offsets),
     };
     let writers: Vec<String> = check::writers(&recorded.acked)
         .into_iter()
         .map(|(m, n)| format!("{} {n}", cluster.members[m].name))
         .collect();
+    if !result.rewound.is_empty() {
+        say(&format!("pg_rewind ran on {}", result.rewound.join(", ")));
+    }
     say(&format!(
         "{} acknowledged ({}), {} lost, {} split-brain samples{}",
         result.acked,
@@ -213,4 +220,33 @@ pub(crate) fn run(
         }
     ));
     Ok(result)
+}
+
+/// What both agents log when they rewind (patroni-rs and Python Patroni alike).
+const REWIND_LINE: &str = "running pg_rewind from";
+
+/// The length of every member's log (they are appended to, across agent restarts).
+fn log_lengths(cluster: &Cluster) -> Vec<u64> {
+    cluster
+        .members
+        .iter()
+        .map(|m| std::fs::metadata(&m.log).map_or(0, |md| md.len()))
+        .collect()
+}
+
+/// Members whose log, after `offsets`, says they ran `pg_rewind`.
+fn rewound_since(cluster: &Cluster, offsets: &[u64]) -> Vec<String> {
+    cluster
+        .members
+        .iter()
+        .zip(offsets)
+        .filter(|(m, offset)| {
+            let Ok(log) = std::fs::read(&m.log) else {
+                return false;
+            };
+            let from = usize::try_from(**offset).unwrap_or(0).min(log.len());
+            String::from_utf8_lossy(&log[from..]).contains(REWIND_LINE)
+        })
+        .map(|(m, _)| m.name.clone())
+        .collect()
 }

@@ -60,6 +60,20 @@ const CONFIRM_MIN: Duration = Duration::from_secs(1);
 /// Extra time non-holders wait in `watch`, so their cycles trail the leader's.
 const NON_LEADER_EXTRA_WAIT: Duration = Duration::from_millis(500);
 
+/// A lock is held while its expiry is not in the past: wake this much after it.
+const PAST_EXPIRY: Duration = Duration::from_millis(5);
+
+/// How long [`KubernetesDcs::watch`] waits: `timeout`, plus [`NON_LEADER_EXTRA_WAIT`] for a
+/// member that does not hold the lock, but no later than just past the lock's expiry
+/// (`expires_in`, on this member's clock) when someone else holds it. Pure.
+fn watch_timeout(timeout: Duration, is_holder: bool, expires_in: Option<Duration>) -> Duration {
+    if is_holder {
+        return timeout;
+    }
+    let trailing = timeout + NON_LEADER_EXTRA_WAIT;
+    expires_in.map_or(trailing, |e| trailing.min(e + PAST_EXPIRY))
+}
+
 /// Loop timings that dynamic configuration can change at run time.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
@@ -268,17 +282,17 @@ impl KubernetesDcs {
     /// Waits up to `timeout` for a change that matters to the HA loop (the
     /// leader lock changed hands or was renewed by someone else, or the
     /// configuration changed). Members other than the lock holder wait
-    /// 0.5 s longer, as in Patroni. Returns whether something happened.
+    /// 0.5 s longer, as in Patroni, but not past the moment another member's lock expires
+    /// on this member's clock: a lock nobody renews produces no event to wake on, and
+    /// this is the one backend whose expiry is judged here rather than by the server.
+    /// Returns whether something happened.
     pub async fn watch(&self, timeout: Duration) -> bool {
         let holder = self
             .inner
             .last_cluster()
             .and_then(|c| c.leader_name().map(String::from));
-        let timeout = if holder.as_deref() == Some(self.inner.name.as_str()) {
-            timeout
-        } else {
-            timeout + NON_LEADER_EXTRA_WAIT
-        };
+        let is_holder = holder.as_deref() == Some(self.inner.name.as_str());
+        let timeout = watch_timeout(timeout, is_holder, self.inner.lock_expires_in());
         tokio::time::timeout(timeout, self.inner.wake.notified())
             .await
             .is_ok()
@@ -319,6 +333,17 @@ impl Inner {
     fn reset_cluster(&self) {
         if let Ok(mut c) = self.last_cluster.lock() {
             *c = None;
+        }
+    }
+
+    /// How long until the lock, as last observed, expires on this member's clock; `None`
+    /// when nobody holds it.
+    fn lock_expires_in(&self) -> Option<Duration> {
+        let track = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.tick();
+        match track.observer.judge(now, self.timing().ttl) {
+            LockState::Held { expires_at, .. } => Some(expires_at.saturating_sub(now)),
+            LockState::Free => None,
         }
     }
 
@@ -432,5 +457,23 @@ impl WakeRules {
         if wake {
             self.wake.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The holder waits `loop_wait`; the others trail it by 0.5 s, but wake just past the
+    /// expiry of a lock nobody renews.
+    #[test]
+    fn watch_waits_no_longer_than_the_lock_lasts() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(watch_timeout(s(1), true, Some(ms(200))), s(1));
+        assert_eq!(watch_timeout(s(1), false, None), ms(1500));
+        assert_eq!(watch_timeout(s(1), false, Some(s(4))), ms(1500));
+        assert_eq!(watch_timeout(s(1), false, Some(ms(700))), ms(705));
+        assert_eq!(watch_timeout(s(1), false, Some(Duration::ZERO)), ms(5));
     }
 }
