@@ -167,11 +167,13 @@ impl ReplicaMethod {
                 .iter()
                 .filter(|(k, _)| k.as_str() != "command")
                 .map(|(k, v)| {
-                    let v = if METHOD_FLAGS.contains(&k.as_str()) {
-                        // What Python's str() of the flag PyYAML read prints (`on` is True).
-                        python_str(&Value::Bool(truthy(v)))
-                    } else {
-                        python_str(v)
+                    let v = match v {
+                        // PyYAML reads these words (YAML 1.1) as booleans; Python prints
+                        // them `True`/`False`. Numbers and other strings pass as written.
+                        Value::String(s) if METHOD_FLAGS.contains(&k.as_str()) => {
+                            yaml11_bool(s).map_or_else(|| s.clone(), |b| python_str(&b.into()))
+                        }
+                        other => python_str(other),
                     };
                     (k.clone(), v)
                 })
@@ -201,6 +203,15 @@ pub(crate) fn truthy(v: &Value) -> bool {
         Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
         Value::Null => false,
         _ => true,
+    }
+}
+
+/// A YAML 1.1 boolean word, as PyYAML resolves an unquoted scalar.
+fn yaml11_bool(s: &str) -> Option<bool> {
+    match s {
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
     }
 }
 
@@ -464,6 +475,20 @@ mod tests {
             ]
         );
         assert!(m.works_without_leader());
+        // Flags pass as Python prints what PyYAML read: a number as written, `yes` as True.
+        let chart = json!({"command": "patroni-backup restore-replica", "no_leader": 1, "keep_data": "yes"});
+        let ReplicaMethod::Custom(c) = ReplicaMethod::from_config("backup", chart.as_object(), &[])
+        else {
+            panic!("custom")
+        };
+        assert!(c.no_leader && c.keep_data);
+        assert_eq!(
+            c.args,
+            [
+                ("keep_data".to_owned(), "True".to_owned()),
+                ("no_leader".to_owned(), "1".to_owned())
+            ]
+        );
         let bb =
             ReplicaMethod::from_config(BASEBACKUP, None, &[ToolOption::Flag("progress".into())]);
         assert!(!bb.works_without_leader());
