@@ -297,14 +297,33 @@ async fn a_replica_promoted_behind_the_agents_back_is_rewound_onto_the_leader() 
         tracing::info!("--- pg_ctl promote on a replica, then writes on it");
         let m = &members[rogue];
         let data = m.config.with_file_name("data");
-        let out = m
-            .host
-            .command_as("postgres", "/usr/lib/postgresql/15/bin/pg_ctl")
-            .args(["promote", "-D"])
-            .arg(&data)
-            .output()
-            .expect("pg_ctl");
-        assert!(out.status.success(), "{out:?}");
+        // A postmaster start removes `promote.signal`: a promotion that meets a restart of
+        // the replica (its agent's, right after the cluster formed) never happens, and
+        // `pg_ctl promote -w` then waits its 60 s in vain. The fault is "a replica
+        // promoted behind the agent's back", so ask again until it is promoted.
+        let promoted = patroni_testlab::wait_until(
+            Duration::from_secs(60),
+            "the replica promoted by pg_ctl".into(),
+            || async {
+                let out = m
+                    .host
+                    .command_as("postgres", "/usr/lib/postgresql/15/bin/pg_ctl")
+                    .args(["promote", "-t", "15", "-D"])
+                    .arg(&data)
+                    .output()
+                    .expect("pg_ctl");
+                // "not in standby mode": an earlier request promoted it after all.
+                if out.status.success()
+                    || String::from_utf8_lossy(&out.stderr).contains("not in standby mode")
+                {
+                    return Some(());
+                }
+                println!("pg_ctl promote again: {out:?}");
+                None
+            },
+        )
+        .await;
+        assert!(promoted.is_ok(), "{promoted:?}\n{}", logs(&members));
         let l = &members[leader];
         sql(
             &l.host,
