@@ -206,7 +206,7 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
                         .min(until.saturating_sub(self.tick()))
                         .max(Duration::from_secs(1));
                 }
-                self.act_on_pg().promote(wait).await?;
+                self.promote_keeping_watchdog(wait).await?;
                 // Right away, as Patroni's `ensure_checkpoint_after_promote`: until the first
                 // checkpoint on the new timeline, `pg_control` names the old one, and a crash
                 // now would leave a data directory that looks in sync with its successor.

@@ -255,6 +255,43 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         }
     }
 
+    /// Promotes, pinging an armed device meanwhile, every `loop_wait` (at most every second).
+    ///
+    /// The loop, whose renewals keep the device alive, waits for the promotion, and
+    /// PostgreSQL may take up to `wal_retrieve_retry_interval` (5 s) to act on a promotion
+    /// requested just after its WAL receiver failed to reconnect to a dead primary; with a
+    /// device timeout of `ttl - safety_margin` (5 s at ttl 10) that reset the new primary's host
+    /// in the middle of its promotion. Patroni's loop does not wait (`pg_ctl promote -W`) and
+    /// keeps renewing and pinging. The wait is bounded by the lease (the caller's `wait`), so
+    /// these pings never outlast it.
+    pub(super) async fn promote_keeping_watchdog(&mut self, wait: Duration) -> anyhow::Result<()> {
+        let mut armed = self.watchdog.device.take();
+        let every = self
+            .ha
+            .loop_wait
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let result = {
+            let promote = self.act_on_pg().promote(wait);
+            tokio::pin!(promote);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    r = &mut promote => break r,
+                    _ = tick.tick() => {
+                        if let Some(a) = armed.as_mut()
+                            && let Err(e) = a.device.keepalive()
+                        {
+                            tracing::error!("Error while sending keepalive: {e}");
+                        }
+                    }
+                }
+            }
+        };
+        self.watchdog.device = armed;
+        result
+    }
+
     /// Disarms the device with the magic close (Patroni's `Watchdog.disable`).
     pub(super) fn disable_watchdog(&mut self) {
         if let Some(armed) = self.watchdog.device.take() {
