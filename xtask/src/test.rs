@@ -130,7 +130,6 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Whether the short nemesis run belongs to this run: a whole run, or a filter naming it.
 /// Below this, a run is likely to fail for want of disk (data directories, images, backups).
 const LOW_DISK: u64 = 6 << 30;
 
@@ -154,6 +153,7 @@ fn report_free_space(dir: &std::path::Path) {
     }
 }
 
+/// Whether the short nemesis run belongs to this run: a whole run, or a filter naming it.
 fn runs_nemesis(build_args: &[String], test_args: &[String]) -> bool {
     (build_args.is_empty() && test_args.is_empty()) || test_args.iter().any(|a| a == "nemesis")
 }
