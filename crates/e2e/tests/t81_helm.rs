@@ -30,9 +30,11 @@ use std::time::{Duration, Instant};
 
 use common::helm::{chart, helm, helm_test, kubectl, ok, output};
 use common::init_tracing;
-use common::node::{Roles, apply, node_with_image, psql_soon, root, run_pod};
+use common::node::{
+    Roles, apply, node_with_image, psql_soon, release_passwords, root, run_pod, superuser_password,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use patroni_testlab::{Lab, helm3_binary, wait_until};
@@ -472,24 +474,6 @@ async fn chart_lints_renders_and_validates() {
     }
 }
 
-/// The values of the release's Secret.
-async fn passwords(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    secrets
-        .get(name)
-        .await
-        .expect("the Secret")
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect()
-}
-
-fn superuser(passwords: &BTreeMap<String, Vec<u8>>) -> String {
-    String::from_utf8(passwords["password-superuser"].clone()).expect("UTF-8 password")
-}
-
 /// Python `patronictl list -f json` of a release: `member: role`.
 fn python_list(
     lab: &Lab,
@@ -592,8 +576,8 @@ async fn default_install_fails_over_upgrades_and_reinstalls() {
     let listed = python_list(lab, ns_name, release, fullname, false);
     assert_eq!(listed.len(), 5, "{listed:?}");
     assert_eq!(listed.get(&primary).map(String::as_str), Some("Leader"));
-    let before = passwords(client, ns_name, fullname).await;
-    let password = superuser(&before);
+    let before = release_passwords(client, ns_name, fullname).await;
+    let password = superuser_password(&before);
     let primary_dns = format!("{fullname}.{ns_name}.svc.cluster.local");
     let conn = format!("host={primary_dns} user=postgres dbname=postgres");
 
@@ -711,7 +695,7 @@ async fn default_install_fails_over_upgrades_and_reinstalls() {
     // shows up as a gap of loop_wait (10 s) or more.
     assert!(gap < 10.0, "longest write gap {gap} s");
     assert_eq!(
-        passwords(client, ns_name, fullname).await,
+        release_passwords(client, ns_name, fullname).await,
         before,
         "the upgrade changed the passwords"
     );
@@ -751,7 +735,7 @@ async fn default_install_fails_over_upgrades_and_reinstalls() {
         stored.len().to_string(),
         "the data of the first install"
     );
-    assert_eq!(passwords(client, ns_name, fullname).await, before);
+    assert_eq!(release_passwords(client, ns_name, fullname).await, before);
     helm_test(lab, ns_name, release);
     ok(
         "helm uninstall",

@@ -30,9 +30,11 @@ use std::time::{Duration, Instant};
 
 use common::helm::{chart, helm, helm_test, kubectl, ok};
 use common::init_tracing;
-use common::node::{Roles, node_with_image, psql_soon, root};
+use common::node::{
+    Roles, node_with_image, psql_soon, release_passwords, root, superuser_password,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use patroni_testlab::{Lab, NodeInfo, StoreImage, import_image, wait_until};
@@ -489,18 +491,7 @@ async fn install_and_fail_over(store: Store) {
     tracing::info!(
         "--- the primary pod deleted: it hands over, a replica takes over, labels and Services follow"
     );
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns_name);
-    let password = String::from_utf8(
-        secrets
-            .get(&fullname)
-            .await
-            .expect("the Secret")
-            .data
-            .expect("data")["password-superuser"]
-            .0
-            .clone(),
-    )
-    .expect("UTF-8 password");
+    let password = superuser_password(&release_passwords(client, ns_name, &fullname).await);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns_name);
     // A graceful delete (SIGTERM): the agent stops Postgres and releases the lock, a replica
     // wins the race. (Without grace the kubelet gives the agent 2 s before SIGKILL; a lock left

@@ -135,6 +135,20 @@ async fn backup_now(members: &[Member], primary: usize) -> u64 {
     .await
 }
 
+/// Waits until the leader's schedule (`* * * * *`) has run a backup that succeeded.
+async fn scheduled_backup(members: &[Member], primary: usize) {
+    wait_for(
+        Duration::from_secs(90),
+        "a scheduled backup",
+        members,
+        || {
+            let (_, s) = get_json(&members[primary], "/backup")?;
+            (s["last_success"]["trigger"] == "schedule").then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     init_tracing();
@@ -280,16 +294,7 @@ async fn archive_schedule_replicas_from_backup_and_point_in_time_restore() {
     );
 
     tracing::info!("--- the schedule ran a backup, retention kept two");
-    wait_for(
-        Duration::from_secs(90),
-        "a scheduled backup",
-        &members,
-        || {
-            let (_, s) = get_json(&members[primary], "/backup")?;
-            (s["last_success"]["trigger"] == "schedule").then_some(())
-        },
-    )
-    .await;
+    scheduled_backup(&members, primary).await;
     backup_now(&members, primary).await;
     let list = list_backups(&members[primary], &pb, &env_for("list"));
     assert_eq!(list.len(), 2, "retention keeps 2: {list:?}");
@@ -422,16 +427,7 @@ async fn barman_cloud_on_s3() {
     );
 
     tracing::info!("--- a scheduled backup; retention keeps one");
-    wait_for(
-        Duration::from_secs(90),
-        "a scheduled backup",
-        &members,
-        || {
-            let (_, s) = get_json(&members[primary], "/backup")?;
-            (s["last_success"]["trigger"] == "schedule").then_some(())
-        },
-    )
-    .await;
+    scheduled_backup(&members, primary).await;
     let list = list_backups(&members[primary], &pb, &env);
     assert_eq!(list.len(), 1, "REDUNDANCY 1: {list:?}");
 

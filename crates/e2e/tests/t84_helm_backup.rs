@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::helm::{chart, helm, kubectl, ok, output};
 use common::init_tracing;
-use common::node::{Roles, node_with_image, psql_soon};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use common::node::{Roles, node_with_image, psql_soon, release_passwords, superuser_password};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use patroni_testlab::{Lab, wait_until};
@@ -111,18 +111,6 @@ async fn formed(lab: &Lab, roles: &Roles<'_>, client: &kube::Client, ns: &str, n
         );
     }
     panic!("{n} members did not form within {FORM:?}");
-}
-
-/// The superuser's password from the release's Secret (kept across installs).
-async fn superuser(client: &kube::Client, ns: &str) -> String {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let data = secrets
-        .get(FULLNAME)
-        .await
-        .expect("the Secret")
-        .data
-        .unwrap_or_default();
-    String::from_utf8(data["password-superuser"].0.clone()).expect("UTF-8 password")
 }
 
 /// The repository: a directory of the node (the node shares the machine's filesystem),
@@ -215,7 +203,7 @@ async fn a_release_lost_entirely_is_restored_from_its_backup_repository() {
         install("");
         let primary = formed(lab, &roles, client, ns_name, 2).await;
         println!("backups on: 2 members formed in {:.1?}", started.elapsed());
-        let password = superuser(client, ns_name).await;
+        let password = superuser_password(&release_passwords(client, ns_name, FULLNAME).await);
         sql(
             client,
             ns_name,
@@ -271,7 +259,10 @@ async fn a_release_lost_entirely_is_restored_from_its_backup_repository() {
         install(",backup.restore.enable=true");
         let primary = formed(lab, &roles, client, ns_name, 2).await;
         println!("restored: 2 members formed in {:.1?}", started.elapsed());
-        assert_eq!(superuser(client, ns_name).await, password);
+        assert_eq!(
+            superuser_password(&release_passwords(client, ns_name, FULLNAME).await),
+            password
+        );
         let counts = sql(
             client,
             ns_name,

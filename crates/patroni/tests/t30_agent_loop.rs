@@ -554,20 +554,29 @@ async fn failsafe_primary_that_hears_from_nobody_demotes() {
     }
 }
 
+/// One member alone, bootstrapped: no other member's write wakes it early, so it runs one
+/// cycle per `loop_wait` (2 s). Its host, and the agent.
+async fn bootstrapped_alone(
+    store: &MemoryStore,
+    world: &FakeWorld,
+    dir: &std::path::Path,
+) -> (&'static str, Agent) {
+    let host = "10.0.0.0";
+    let agent = start(store, world, config_with(dir, 0, ""), 0);
+    run_until(world, Duration::from_secs(60), "bootstrapped", || {
+        world.primaries() == [host]
+    })
+    .await;
+    (host, agent)
+}
+
 /// An idle cycle queries its server once: what it publishes is the observation it decided on
 /// (nothing acted on the server in between), not a second status query (idle CPU, issue #19).
 #[tokio::test(start_paused = true)]
 async fn an_idle_member_queries_its_server_once_per_cycle() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = MemoryStore::new();
-    let world = FakeWorld::new();
-    let host = "10.0.0.0";
-    // Alone: no other member's write wakes it, so it runs one cycle per `loop_wait` (2 s).
-    let mut agent = start(&store, &world, config_with(dir.path(), 0, ""), 0);
-    run_until(&world, Duration::from_secs(60), "bootstrapped", || {
-        world.primaries() == [host]
-    })
-    .await;
+    let (store, world) = (MemoryStore::new(), FakeWorld::new());
+    let (host, mut agent) = bootstrapped_alone(&store, &world, dir.path()).await;
     steps(&world, Duration::from_secs(10)).await;
     {
         tracing::info!("--- 20 s idle: ten cycles, about ten status queries");
@@ -594,14 +603,8 @@ async fn an_idle_member_queries_its_server_once_per_cycle() {
 #[tokio::test(start_paused = true)]
 async fn the_cycle_that_starts_a_crashed_server_publishes_it_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = MemoryStore::new();
-    let world = FakeWorld::new();
-    let host = "10.0.0.0";
-    let mut agent = start(&store, &world, config_with(dir.path(), 0, ""), 0);
-    run_until(&world, Duration::from_secs(60), "bootstrapped", || {
-        world.primaries() == [host]
-    })
-    .await;
+    let (store, world) = (MemoryStore::new(), FakeWorld::new());
+    let (host, mut agent) = bootstrapped_alone(&store, &world, dir.path()).await;
     steps(&world, Duration::from_secs(5)).await;
     world.crash(host);
     run_until(&world, Duration::from_secs(10), "started again", || {

@@ -118,7 +118,7 @@ impl CustomBootstrap {
         tool::run(cmd, program.into())
             .await
             .map_err(CustomBootstrapError::Script)?
-            .log_lines();
+            .log_lines(self.command.first().map_or("bootstrap", String::as_str));
         match std::fs::remove_file(data_dir.join("promote")) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -435,7 +435,7 @@ async fn run_custom(
         datadir::remove_contents_async(data_dir).await?;
     }
     if let Ok(out) = &result {
-        out.log_lines();
+        out.log_lines(&method.name);
     }
     result.map(drop).map_err(Into::into)
 }

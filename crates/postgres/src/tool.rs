@@ -46,12 +46,13 @@ pub struct ToolOutput {
 }
 
 impl ToolOutput {
-    /// Logs what a user's command (a replica method, a bootstrap script) printed, line by
-    /// line at INFO: Patroni's log shows it too, as its child writes to Patroni's output.
-    pub fn log_lines(&self) {
+    /// Logs what a user's command (`source`: a replica method, a bootstrap script) printed,
+    /// line by line at INFO: Patroni's log shows it too, as its child writes to Patroni's
+    /// output.
+    pub fn log_lines(&self, source: &str) {
         for line in self.stderr.lines().chain(self.stdout.lines()) {
             if !line.trim().is_empty() {
-                tracing::info!("{line}");
+                tracing::info!(source, "{line}");
             }
         }
     }

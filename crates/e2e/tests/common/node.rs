@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -261,4 +261,27 @@ impl Roles<'_> {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+/// The values of a release's Secret `name` (the chart's passwords).
+pub async fn release_passwords(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> BTreeMap<String, Vec<u8>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    secrets
+        .get(name)
+        .await
+        .expect("the Secret")
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+/// The superuser's password among a release's passwords.
+pub fn superuser_password(passwords: &BTreeMap<String, Vec<u8>>) -> String {
+    String::from_utf8(passwords["password-superuser"].clone()).expect("UTF-8 password")
 }

@@ -323,8 +323,6 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
         };
         tracing::info!(source = ?upstream.map(|u| &u.member), "cloning a replica");
         let methods = super::ha_config::replica_method_names(&self.dynamic, &self.config);
-        // `act_on_pg` by hand: `methods` borrows the configuration.
-        self.pg_acted = true;
         let method = self.pg.clone_from(address.as_ref(), &methods).await?;
         tracing::info!(%method, "replica created");
         self.memory.timeline_check = None;

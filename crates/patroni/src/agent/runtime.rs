@@ -310,9 +310,11 @@ impl<D: Dcs + 'static, P: PostgresCtl> Runtime<D, P> {
     ///
     /// A decision's `next_cycle_at` earlier than `loop_wait` is kept exactly. Otherwise the
     /// DCS's `watch` decides when `loop_wait` is over: each backend (Kubernetes, etcd3,
-    /// ZooKeeper) lets a member that does not hold the lock wait 0.5 s longer, so that the leader's renewal, which wakes
-    /// it, comes first and it runs one cycle per `loop_wait`, right after the leader's (as
-    /// Patroni's Kubernetes `watch`); `WATCH_OVERRUN` later the loop runs regardless.
+    /// ZooKeeper) lets a member that does not hold the lock wait 0.5 s longer, so that the
+    /// leader's renewal, which wakes it, comes first and it runs one cycle per `loop_wait`,
+    /// right after the leader's (as Patroni's Kubernetes `watch`); the Kubernetes one also
+    /// ends just past the lock's expiry on this member's clock. `WATCH_OVERRUN` later the
+    /// loop runs regardless.
     async fn wait(&mut self, next_cycle_at: Option<Tick>, shutdown: &CancellationToken) {
         let now = self.tick();
         let mut remaining = self.ha.loop_wait;
